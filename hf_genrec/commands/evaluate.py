@@ -1,0 +1,58 @@
+"""`hf-genrec evaluate`: full-catalogue ranking metrics of a saved recommender on a prepared dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..data import ItemVocabulary, SequenceCollator
+from ..evaluation import evaluate_ranking, flatten_metrics
+from ..evaluation.metrics import SUBSET_ALL
+from ..models import AutoModelForNextItemPrediction
+from .common import write_json
+from .pretrain import load_prepared
+
+
+def check_same_vocabulary(model_vocabulary: ItemVocabulary, data_vocabulary: ItemVocabulary, model_dir) -> None:
+    """Item indices only mean the same thing when both sides use the same vocabulary."""
+    if model_vocabulary != data_vocabulary:
+        raise ValueError(
+            f"The item vocabulary of {str(model_dir)!r} ({model_vocabulary.num_items} items) differs from the "
+            f"dataset's ({data_vocabulary.num_items} items): item indices would not match. Evaluate on data "
+            "prepared with the same vocabulary (the same input file and catalogue)."
+        )
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    *,
+    split: str = "test",
+    subset: str = SUBSET_ALL,
+    split_method: str = "leave-one-out",
+    batch_size: int = 256,
+    output: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Rank each case's target over the full catalogue (seen items excluded); return flat metrics."""
+    model = AutoModelForNextItemPrediction.from_pretrained(model_dir)
+    splits, data_vocabulary = load_prepared(data_dir, split_method)
+    if split not in splits:
+        raise ValueError(f"--split must be one of {sorted(k for k in splits if k != 'train')}, got {split!r}.")
+    if (Path(model_dir) / "item_vocabulary.json").exists():
+        check_same_vocabulary(ItemVocabulary.from_pretrained(model_dir), data_vocabulary, model_dir)
+    elif model.config.num_items != data_vocabulary.num_items:
+        raise ValueError(
+            f"The model scores {model.config.num_items} items but the dataset has {data_vocabulary.num_items}."
+        )
+    metrics = evaluate_ranking(
+        model,
+        splits[split],
+        SequenceCollator(max_seq_len=model.config.max_seq_len),
+        subsets=(subset,),
+        batch_size=batch_size,
+    )
+    flat = flatten_metrics(metrics)
+    if output is not None:
+        write_json(output, flat)
+    return flat

@@ -1,0 +1,97 @@
+"""`hf-genrec prepare`: raw interaction file -> sequence dataset (one row per user) + item vocabulary."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..data import ItemVocabulary, build_sequences, read_delimited, read_movielens, read_movielens_catalog
+from .common import PREPARE_MANIFEST, SEQUENCES_DIR, check_output_dir, write_json
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("movielens", "csv")
+
+
+def parse_columns(spec: str | None) -> tuple[str, ...] | dict[str, str] | None:
+    """`user,item,rating,timestamp` (roles in file order) or `user=reviewerID,item=asin,...` (header names)."""
+    if spec is None:
+        return None
+    parts = [p.strip() for p in spec.split(",")]
+    if any("=" in p for p in parts):
+        mapping = {}
+        for part in parts:
+            if "=" not in part:
+                raise ValueError(f"--columns mixes 'role=name' and plain entries ({spec!r}); use one form.")
+            role, name = part.split("=", 1)
+            mapping[role.strip()] = name.strip()
+        return mapping
+    return tuple(parts)
+
+
+def prepare_dataset(
+    input_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    format: str = "movielens",
+    sep: str | None = None,
+    columns: str | tuple | dict | None = None,
+    header: bool = False,
+    catalog: str | os.PathLike | None = None,
+    rating_scale: tuple[float, float] | None = None,
+    duplicates: str = "keep",
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Read interactions, build the per-user sequences and the vocabulary, and save both.
+
+    Writes `output_dir/sequences/` (`Dataset.save_to_disk`), `output_dir/item_vocabulary.json` and
+    `output_dir/prepare.json` (what was read and the counts). For MovieLens, a `movies.dat` beside the
+    ratings (or `catalog`) puts every catalogue movie in the vocabulary, as the HSTU reference ranks
+    over all of them, rated or not.
+
+    Returns the manifest written to `prepare.json`.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"--format must be one of {FORMATS}, got {format!r}.")
+    input_path = Path(input_path)
+    if not input_path.is_file():
+        raise FileNotFoundError(f"Input file {str(input_path)!r} does not exist.")
+    output_dir = check_output_dir(output_dir, PREPARE_MANIFEST, overwrite)
+
+    if format == "movielens":
+        interactions = read_movielens(input_path, rating_scale=rating_scale or (1, 5))
+        if catalog is None and (input_path.parent / "movies.dat").is_file():
+            catalog = input_path.parent / "movies.dat"
+    else:
+        columns = parse_columns(columns) if isinstance(columns, str) else columns
+        kwargs = {"sep": sep or ",", "header": header, "rating_scale": rating_scale}
+        if columns is not None:
+            kwargs["columns"] = columns
+        interactions = read_delimited(input_path, **kwargs)
+
+    vocabulary = None
+    if catalog is not None:
+        catalog_ids = read_movielens_catalog(catalog)
+        vocabulary = ItemVocabulary.from_items(list(catalog_ids) + interactions.item_ids.tolist())
+    sequences, vocabulary = build_sequences(interactions, vocabulary, duplicates=duplicates)
+
+    sequences.save_to_disk(str(output_dir / SEQUENCES_DIR))
+    vocabulary.save_pretrained(output_dir)
+    ratings = interactions.ratings
+    manifest = {
+        "input": str(input_path),
+        "format": format,
+        "catalog": str(catalog) if catalog is not None else None,
+        "num_interactions": int(len(interactions)),
+        "num_users": int(len(sequences)),
+        "num_items": int(vocabulary.num_items),
+        "rating_min": float(ratings.min()),
+        "rating_max": float(ratings.max()),
+        "duplicates": duplicates,
+    }
+    write_json(output_dir / PREPARE_MANIFEST, manifest)
+    logger.info("prepared %s users, %s items, %s interactions in %s", manifest["num_users"],
+                manifest["num_items"], manifest["num_interactions"], output_dir)
+    return manifest

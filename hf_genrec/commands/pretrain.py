@@ -1,0 +1,146 @@
+"""`hf-genrec pretrain`: next-item pretraining of HSTU, epoch chosen on validation, test reported."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from datasets import load_from_disk
+from transformers import TrainerCallback, set_seed
+
+from ..data import ItemVocabulary, SequenceCollator, split_sequences
+from ..evaluation.metrics import SUBSETS
+from ..models import HSTUConfig, HSTUForNextItemPrediction
+from ..recipes import build_training_config, load_recipe
+from ..trainers import PretrainConfig, PretrainTrainer
+from ..utils.runtime import keep_cpu_heap_warm
+from .common import SEQUENCES_DIR, check_output_dir, check_prepared_dir, peak_memory_mb, write_json
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class EpochTimer(TrainerCallback):
+    """Wall seconds of each training epoch, evaluation excluded."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._start = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self._start is not None:
+            self.seconds.append(time.perf_counter() - self._start)
+
+
+def load_prepared(data_dir: str | os.PathLike, split: str = "leave-one-out"):
+    """(splits, vocabulary) of a directory written by `hf-genrec prepare`."""
+    data_dir = check_prepared_dir(data_dir)
+    sequences = load_from_disk(str(data_dir / SEQUENCES_DIR))
+    vocabulary = ItemVocabulary.from_pretrained(data_dir)
+    return split_sequences(sequences, split), vocabulary
+
+
+def _best_epoch(trainer) -> float | None:
+    best_step = trainer.state.best_global_step
+    for entry in trainer.state.log_history:
+        if entry.get("step") == best_step and "epoch" in entry:
+            return entry["epoch"]
+    return None
+
+
+def pretrain(
+    data_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    recipe: str | os.PathLike | dict | None = None,
+    epochs: float | None = None,
+    seed: int | None = None,
+    max_steps: int | None = None,
+    training_overrides: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Pretrain an HSTU recommender on a prepared dataset and save the validation-best checkpoint.
+
+    Writes to `output_dir`: the model (`config.json`, `model.safetensors`), `item_vocabulary.json`,
+    `metrics.json` (validation and test metrics of the selected epoch on every subset, best epoch,
+    seconds per epoch, peak memory) and `checkpoints/` (per-epoch checkpoints, for `resume`).
+
+    Returns the content of `metrics.json`.
+    """
+    start = time.time()
+    keep_cpu_heap_warm()
+    recipe = recipe if isinstance(recipe, dict) else load_recipe(recipe)
+    output_dir = Path(output_dir)
+    if not resume:
+        check_output_dir(output_dir, METRICS_FILE, overwrite)
+    split = recipe["data"].get("split", "leave-one-out")
+    splits, vocabulary = load_prepared(data_dir, split)
+
+    training = dict(recipe["training"])
+    training.update(training_overrides or {})
+    if epochs is not None:
+        training["num_train_epochs"] = epochs
+    if seed is not None:
+        training["seed"] = seed
+    if max_steps is not None:
+        training["max_steps"] = max_steps
+    training["output_dir"] = str(output_dir / CHECKPOINTS_DIR)
+    args = build_training_config(PretrainConfig, training)
+
+    # Seed before building the model so the seed also fixes the initial weights.
+    set_seed(args.seed)
+    model_kwargs = {**recipe["model"], **(model_overrides or {})}
+    model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **model_kwargs))
+    timer = EpochTimer()
+    trainer = PretrainTrainer(
+        model=model,
+        args=args,
+        data_collator=SequenceCollator(max_seq_len=model.config.max_seq_len),
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        processing_class=vocabulary,
+        callbacks=[timer],
+    )
+    resume_from = None
+    if resume:
+        checkpoints = sorted(Path(args.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        resume_from = str(checkpoints[-1]) if checkpoints else None
+        if resume_from is None:
+            logger.warning("--resume: no checkpoint in %s, training from scratch", args.output_dir)
+    train_output = trainer.train(resume_from_checkpoint=resume_from)
+
+    trainer.args.eval_subsets = list(SUBSETS)
+    validation = trainer.evaluate(splits["validation"], metric_key_prefix="validation")
+    test = trainer.evaluate(splits["test"], metric_key_prefix="test")
+    trainer.save_model(str(output_dir))
+
+    def strip(metrics: dict, prefix: str) -> dict:
+        return {k[len(prefix) + 1 :]: v for k, v in metrics.items() if k.startswith(prefix + "_")}
+
+    epoch_seconds = timer.seconds
+    report = {
+        "validation": strip(validation, "validation"),
+        "test": strip(test, "test"),
+        "best_epoch": _best_epoch(trainer),
+        "epochs_trained": trainer.state.epoch,
+        "seconds_per_epoch": sorted(epoch_seconds)[len(epoch_seconds) // 2] if epoch_seconds else None,
+        "train_runtime_s": train_output.metrics.get("train_runtime"),
+        "total_runtime_s": round(time.time() - start, 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "num_parameters": model.num_parameters(),
+        "seed": args.seed,
+        "split": split,
+        "model_config": model.config.to_diff_dict(),
+    }
+    write_json(output_dir / METRICS_FILE, report)
+    return report

@@ -1,0 +1,51 @@
+"""Evaluation: full-catalogue ranking metrics, test subsets, baselines and bootstrap intervals.
+
+Pure functions over tensors with no trainer and no global state; `Trainer.evaluate` and the CLI both
+call them.
+"""
+
+from .baselines import MostPopularRecommender, popularity_scores
+from .evaluator import RankingPredictions, evaluate_ranking, flatten_metrics, predict_ranks
+from .metrics import (
+    DEFAULT_HIGH_REWARD_THRESHOLD,
+    DEFAULT_KS,
+    MRR,
+    NUM_USERS,
+    RANKING_NAMESPACE,
+    SUBSET_ALL,
+    SUBSET_HIGH_REWARD_TARGET,
+    SUBSET_HIGH_REWARD_TRAJECTORY,
+    SUBSETS,
+    hr_key,
+    ndcg_key,
+    ranking_metric_names,
+)
+from .ranking import per_user_ranking_metrics, ranking_metrics, subset_mask, target_ranks
+from .statistics import bootstrap_mean_ci, bootstrap_relative_change_ci
+
+__all__ = [
+    "DEFAULT_HIGH_REWARD_THRESHOLD",
+    "DEFAULT_KS",
+    "MRR",
+    "NUM_USERS",
+    "RANKING_NAMESPACE",
+    "SUBSETS",
+    "SUBSET_ALL",
+    "SUBSET_HIGH_REWARD_TARGET",
+    "SUBSET_HIGH_REWARD_TRAJECTORY",
+    "MostPopularRecommender",
+    "RankingPredictions",
+    "bootstrap_mean_ci",
+    "bootstrap_relative_change_ci",
+    "evaluate_ranking",
+    "flatten_metrics",
+    "hr_key",
+    "ndcg_key",
+    "per_user_ranking_metrics",
+    "popularity_scores",
+    "predict_ranks",
+    "ranking_metric_names",
+    "ranking_metrics",
+    "subset_mask",
+    "target_ranks",
+]

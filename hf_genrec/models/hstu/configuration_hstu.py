@@ -1,0 +1,175 @@
+"""HSTU model configuration."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+LOSS_TYPES = ("sampled_softmax", "full_softmax")
+
+
+class HSTUConfig(PretrainedConfig):
+    r"""
+    Configuration of an HSTU generative recommender (Zhai et al., "Actions Speak Louder than Words",
+    ICML 2024), as computed by the reference code's public MovieLens experiments.
+
+    Items are indices into an item vocabulary: 0 is padding and real items are 1..`num_items`.
+
+    Args:
+        num_items (`int`, *optional*, defaults to 1000):
+            Number of items in the catalogue (V). The embedding table has `num_items + 1` rows.
+        hidden_size (`int`, *optional*, defaults to 50):
+            Item-embedding and residual-stream width d. MovieLens-1M reference: 50.
+        num_hidden_layers (`int`, *optional*, defaults to 2):
+            Number of HSTU layers. Reference: 2 (HSTU), 8 (HSTU-large).
+        num_attention_heads (`int`, *optional*, defaults to 1):
+            Heads h per layer. Reference: 1 (HSTU), 2 (HSTU-large).
+        attention_dim (`int`, *optional*, defaults to 50):
+            Per-head query/key width dqk. Reference: 50 (HSTU), 25 (HSTU-large).
+        linear_dim (`int`, *optional*, defaults to 50):
+            Per-head value/gate width dv. Reference: 50 (HSTU), 25 (HSTU-large).
+        max_seq_len (`int`, *optional*, defaults to 200):
+            Longest history the model reads; longer histories keep their most recent events.
+        max_position_embeddings (`int`, *optional*, defaults to 211):
+            Padded length N of the reference code (history 200 + 11 output slots). It sizes the
+            absolute-position table and the 2N-1 relative-position weights, and it is the attention
+            normaliser: pointwise attention is divided by this constant, not by the batch's length,
+            so cropping a batch to its longest sequence does not change the result.
+        input_dropout (`float`, *optional*, defaults to 0.2):
+            Dropout on the input embeddings.
+        linear_dropout (`float`, *optional*, defaults to 0.2):
+            Dropout before each layer's output projection.
+        num_time_buckets (`int`, *optional*, defaults to 128):
+            Time-delta buckets of the relative attention bias (the table has `num_time_buckets + 1`).
+        time_bucket_divisor (`float`, *optional*, defaults to 0.301):
+            Bucket = floor(ln(max(|dt|, 1)) / divisor), dt in seconds. 0.301 is the reference value
+            (log10(2), applied to the natural log).
+        use_time_bias (`bool`, *optional*, defaults to `True`):
+            Add the time-bucket term of the relative attention bias when timestamps are given.
+        use_position_bias (`bool`, *optional*, defaults to `True`):
+            Add the relative-position term of the relative attention bias.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-6):
+            Epsilon of the parameter-free layer norms.
+        l2_norm_eps (`float`, *optional*, defaults to 1e-6):
+            Epsilon of the L2 normalisation of user and item vectors.
+        similarity_temperature (`float`, *optional*, defaults to 0.05):
+            Scores are cosine(user, item) / similarity_temperature (the reference's temperature). Not called
+            `temperature` because transformers reserves that name for text generation.
+        loss_type (`str`, *optional*, defaults to `"sampled_softmax"`):
+            `"sampled_softmax"` (the positive against `num_negatives` uniform negatives per position)
+            or `"full_softmax"` (cross-entropy over the whole catalogue).
+        num_negatives (`int`, *optional*, defaults to 128):
+            Uniform negatives per position for the sampled softmax. Reference: 128 on MovieLens.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Std of the normal initialisation of embeddings, projections and biases tables.
+
+    Example:
+
+    ```python
+    >>> from hf_genrec import HSTUConfig, HSTUForNextItemPrediction
+    >>> config = HSTUConfig(num_items=3883)  # the HSTU MovieLens-1M configuration
+    >>> model = HSTUForNextItemPrediction(config)
+    >>> model.config.num_hidden_layers
+    2
+    ```
+    """
+
+    model_type = "hstu"
+
+    def __init__(
+        self,
+        num_items: int = 1000,
+        hidden_size: int = 50,
+        num_hidden_layers: int = 2,
+        num_attention_heads: int = 1,
+        attention_dim: int = 50,
+        linear_dim: int = 50,
+        max_seq_len: int = 200,
+        max_position_embeddings: int = 211,
+        input_dropout: float = 0.2,
+        linear_dropout: float = 0.2,
+        num_time_buckets: int = 128,
+        time_bucket_divisor: float = 0.301,
+        use_time_bias: bool = True,
+        use_position_bias: bool = True,
+        layer_norm_eps: float = 1e-6,
+        l2_norm_eps: float = 1e-6,
+        similarity_temperature: float = 0.05,
+        loss_type: str = "sampled_softmax",
+        num_negatives: int = 128,
+        initializer_range: float = 0.02,
+        pad_token_id: int = 0,
+        **kwargs,
+    ):
+        self.num_items = num_items
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.attention_dim = attention_dim
+        self.linear_dim = linear_dim
+        self.max_seq_len = max_seq_len
+        self.max_position_embeddings = max_position_embeddings
+        self.input_dropout = input_dropout
+        self.linear_dropout = linear_dropout
+        self.num_time_buckets = num_time_buckets
+        self.time_bucket_divisor = time_bucket_divisor
+        self.use_time_bias = use_time_bias
+        self.use_position_bias = use_position_bias
+        self.layer_norm_eps = layer_norm_eps
+        self.l2_norm_eps = l2_norm_eps
+        self.similarity_temperature = similarity_temperature
+        self.loss_type = loss_type
+        self.num_negatives = num_negatives
+        self.initializer_range = initializer_range
+        kwargs.setdefault("tie_word_embeddings", True)
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.validate_hstu()
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the item-embedding table: the catalogue plus the padding index 0."""
+        return self.num_items + 1
+
+    def validate_hstu(self) -> None:
+        """Raise `ValueError` naming the field and the fix when values cannot work together."""
+        positive_ints = {
+            "num_items": self.num_items,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "attention_dim": self.attention_dim,
+            "linear_dim": self.linear_dim,
+            "max_seq_len": self.max_seq_len,
+            "num_time_buckets": self.num_time_buckets,
+        }
+        for name, value in positive_ints.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"HSTUConfig.{name} must be a positive integer, got {value!r}.")
+        if self.max_position_embeddings < self.max_seq_len:
+            raise ValueError(
+                f"HSTUConfig.max_position_embeddings ({self.max_position_embeddings}) must be at least "
+                f"max_seq_len ({self.max_seq_len}); the reference uses max_seq_len + 11."
+            )
+        for name in ("input_dropout", "linear_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"HSTUConfig.{name} must be in [0, 1), got {value!r}.")
+        if not self.similarity_temperature > 0:
+            raise ValueError(
+                f"HSTUConfig.similarity_temperature must be > 0, got {self.similarity_temperature!r} (reference: 0.05)."
+            )
+        if not self.time_bucket_divisor > 0:
+            raise ValueError(f"HSTUConfig.time_bucket_divisor must be > 0, got {self.time_bucket_divisor!r}.")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"HSTUConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
+        if self.loss_type == "sampled_softmax" and (
+            not isinstance(self.num_negatives, int) or self.num_negatives < 1
+        ):
+            raise ValueError(
+                f"HSTUConfig.num_negatives must be a positive integer for the sampled softmax, got "
+                f"{self.num_negatives!r}; use loss_type='full_softmax' to train without negatives."
+            )
+        if self.pad_token_id != 0:
+            raise ValueError(f"HSTUConfig.pad_token_id must be 0 (the vocabulary's padding index), got {self.pad_token_id}.")
+
+
+__all__ = ["HSTUConfig", "LOSS_TYPES"]

@@ -1,0 +1,6 @@
+"""Trainers: one `XxxConfig(TrainingArguments)` + `XxxTrainer(transformers.Trainer)` pair per method."""
+
+from .base import GenRecConfig, GenRecTrainer
+from .pretrain import PretrainConfig, PretrainTrainer
+
+__all__ = ["GenRecConfig", "GenRecTrainer", "PretrainConfig", "PretrainTrainer"]

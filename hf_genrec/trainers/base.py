@@ -1,0 +1,196 @@
+"""What every hf_genrec trainer shares: the training-arguments base, ranking evaluation, metric buffers,
+length-bucketed batches and the vocabulary saved beside each checkpoint.
+
+A method's trainer subclasses `GenRecTrainer` and is then mostly its `compute_loss`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import Trainer, TrainingArguments
+from transformers.utils import is_torch_bf16_gpu_available
+
+from ..data.collator import SequenceCollator
+from ..data.sampling import LengthBucketSampler, sequence_lengths
+from ..evaluation import RankingPredictions, flatten_metrics, target_ranks
+from ..evaluation.metrics import DEFAULT_HIGH_REWARD_THRESHOLD, SUBSET_ALL, SUBSETS
+
+
+@dataclass
+class GenRecConfig(TrainingArguments):
+    r"""
+    Training arguments shared by every hf_genrec trainer, on top of [`~transformers.TrainingArguments`].
+
+    Args:
+        bucket_by_length (`bool`, *optional*, defaults to `True`):
+            Build batches of similar-length histories so each batch is cropped to its longest one.
+        bucket_batches (`int`, *optional*, defaults to 16):
+            Batches sorted together per bucket when `bucket_by_length` (more = less padding, less shuffle).
+        eval_subsets (`list[str]`, *optional*, defaults to `["all"]`):
+            Test subsets reported by `evaluate`: `all`, `high_reward_target`, `high_reward_trajectory`.
+        high_reward_threshold (`float`, *optional*, defaults to 4.5):
+            Target reward at or above which a case is in the `high_reward_target` subset.
+
+    Defaults that differ from `TrainingArguments`: `remove_unused_columns=False` (the collator needs the
+    sequence columns), `report_to="none"`, and `use_cpu` is switched on when `bf16=True` is asked for on a
+    machine without a bf16 GPU (bf16 autocast then runs on the CPU, which is faster there too).
+    """
+
+    bucket_by_length: bool = field(
+        default=True, metadata={"help": "Batch histories of similar length together (less padding)."}
+    )
+    bucket_batches: int = field(default=16, metadata={"help": "Batches sorted together per length bucket."})
+    eval_subsets: list[str] = field(
+        default_factory=lambda: [SUBSET_ALL],
+        metadata={"help": f"Evaluation subsets, any of {SUBSETS}."},
+    )
+    high_reward_threshold: float = field(
+        default=DEFAULT_HIGH_REWARD_THRESHOLD,
+        metadata={"help": "Target reward at or above which a test case is 'high_reward_target'."},
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the sequence columns."})
+    report_to: str | list[str] = field(default="none", metadata={"help": "Logging integrations."})
+
+    def __post_init__(self):
+        if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
+            self.use_cpu = True
+        unknown = [s for s in self.eval_subsets if s not in SUBSETS]
+        if unknown:
+            raise ValueError(f"eval_subsets has unknown subsets {unknown}; valid ones are {list(SUBSETS)}.")
+        if self.bucket_batches < 1:
+            raise ValueError(f"bucket_batches must be at least 1, got {self.bucket_batches}.")
+        super().__post_init__()
+
+
+class GenRecTrainer(Trainer):
+    """`transformers.Trainer` for sequence recommenders: full-catalogue ranking evaluation, TRL-style
+    metric buffers (`self._metrics`), length-bucketed batches and the item vocabulary as processing class.
+    """
+
+    _tag_names: list[str] = ["hf_genrec"]
+    _name: str = "GenRec"
+    _paper: dict | None = None
+    # Our losses are batch means; Trainer must still divide them by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model=None,
+        args: GenRecConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        callbacks=None,
+        optimizers=(None, None),
+        **kwargs,
+    ):
+        if data_collator is None and model is not None:
+            data_collator = SequenceCollator(max_seq_len=model.config.max_seq_len)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            **kwargs,
+        )
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        if hasattr(self.model, "add_model_tags"):
+            self.model.add_model_tags(self._tag_names)
+
+    # ----------------------------------------------------------------------------------------- batches
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.args.bucket_by_length or not hasattr(dataset, "data"):
+            return super()._get_train_sampler(train_dataset)
+        global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return LengthBucketSampler(
+            sequence_lengths(dataset),
+            batch_size=global_batch * max(1, self.args.world_size),
+            bucket_batches=self.args.bucket_batches,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+
+    # ----------------------------------------------------------------------------------------- metrics
+    def _record(self, mode: str, name: str, value: torch.Tensor | float) -> None:
+        """Buffer a scalar metric (gathered over processes) until the next `log`."""
+        if isinstance(value, torch.Tensor):
+            value = self.accelerator.gather_for_metrics(value.detach().reshape(1)).float().mean().item()
+        self._metrics[mode][name].append(float(value))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        buffered = {name: sum(v) / len(v) for name, v in self._metrics[mode].items() if v}
+        if mode == "eval":
+            buffered = {f"eval_{name}": value for name, value in buffered.items()}
+        logs = {**logs, **buffered}
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+    # -------------------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def predict_ranks(self, dataset) -> RankingPredictions:
+        """Rank every evaluation case's target over the full catalogue (seen items excluded).
+
+        Each process scores its shard; ranks are gathered from all processes before any metric is
+        computed, so multi-process metrics equal single-process ones.
+        """
+        dataloader = self.get_eval_dataloader(dataset)
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        ranks, target_ratings, history_rewards = [], [], []
+        for batch in tqdm(dataloader, desc="ranking", leave=False, disable=not self.is_local_process_zero()):
+            batch = self._prepare_inputs(batch)
+            with self.autocast_smart_context_manager():
+                scores = model.score_next_items(
+                    batch["item_ids"],
+                    attention_mask=batch["attention_mask"],
+                    timestamps=batch.get("timestamps"),
+                    query_timestamps=batch.get("query_timestamps"),
+                )  # (B, V + 1), scored in fp32
+            batch_ranks = target_ranks(scores.float(), batch["target_item_ids"], batch["history_item_ids"])
+            gathered = self.accelerator.gather_for_metrics(
+                (batch_ranks, batch["target_ratings"].float(), batch["history_reward_sums"].float())
+            )
+            ranks.append(gathered[0].cpu())
+            target_ratings.append(gathered[1].cpu())
+            history_rewards.append(gathered[2].cpu())
+        model.train(was_training)
+        target_ratings = torch.cat(target_ratings)
+        return RankingPredictions(
+            ranks=torch.cat(ranks),
+            target_ratings=target_ratings,
+            trajectory_rewards=torch.cat(history_rewards) + target_ratings,
+        )
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Full-catalogue ranking metrics (HR@k, NDCG@k, MRR) on `eval_dataset`, per `args.eval_subsets`.
+
+        Keys are `{prefix}_hr@10`, ... for subset `all` and `{prefix}_{subset}/hr@10` for the others.
+        """
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("evaluate() needs an eval_dataset of rows with a target (e.g. the validation split).")
+        start = time.time()
+        predictions = self.predict_ranks(dataset)
+        by_subset = predictions.metrics(
+            subsets=tuple(self.args.eval_subsets), high_reward_threshold=self.args.high_reward_threshold
+        )
+        metrics = flatten_metrics(by_subset, prefix=f"{metric_key_prefix}_")
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+__all__ = ["GenRecConfig", "GenRecTrainer"]

@@ -1,0 +1,90 @@
+"""Generative pretraining: next-item prediction on every position (behaviour cloning), with the epoch
+selected on validation NDCG@10."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base import GenRecConfig, GenRecTrainer
+
+
+@dataclass
+class PretrainConfig(GenRecConfig):
+    r"""
+    Configuration of [`PretrainTrainer`]. Defaults are the HSTU reference's MovieLens settings.
+
+    Args:
+        early_stopping_patience (`int` or `None`, *optional*, defaults to `None`):
+            Stop after this many evaluations without a better validation `metric_for_best_model`.
+            `None` trains all `num_train_epochs`.
+
+    Defaults that differ from `TrainingArguments`: `learning_rate=1e-3`, `adam_beta2=0.98`,
+    `per_device_train_batch_size=128`, constant learning rate, evaluation and checkpoint every epoch,
+    `load_best_model_at_end=True` on validation `ndcg@10`, `save_total_limit=2` (the best and the last).
+    """
+
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Evaluations without improvement before stopping (None: never stop)."}
+    )
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate (reference: 1e-3)."})
+    adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (reference: 0.98)."})
+    per_device_train_batch_size: int = field(default=128, metadata={"help": "Histories per batch (reference: 128)."})
+    per_device_eval_batch_size: int = field(default=256, metadata={"help": "Histories per evaluation batch."})
+    num_train_epochs: float = field(default=100.0, metadata={"help": "Epochs (the best one is kept)."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "The reference uses no schedule."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "Evaluate on validation every epoch."})
+    save_strategy: str = field(default="epoch", metadata={"help": "Checkpoint every epoch."})
+    logging_strategy: str = field(default="steps", metadata={"help": "Log every `logging_steps`."})
+    logging_steps: float = field(default=10, metadata={"help": "Steps between logs."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the validation-best epoch."})
+    metric_for_best_model: str = field(default="ndcg@10", metadata={"help": "Validation metric selecting the epoch."})
+    greater_is_better: bool = field(default=True, metadata={"help": "Higher metric_for_best_model is better."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (the best and the last)."})
+
+    def __post_init__(self):
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(
+                f"early_stopping_patience must be a positive integer or None, got {self.early_stopping_patience}."
+            )
+        super().__post_init__()
+
+
+class PretrainTrainer(GenRecTrainer):
+    """Next-item pretraining of an [`HSTUForNextItemPrediction`] on training sequences.
+
+    Example:
+
+    ```python
+    trainer = PretrainTrainer(model, args=PretrainConfig("out"), train_dataset=splits["train"],
+                              eval_dataset=splits["validation"], processing_class=vocabulary)
+    trainer.train()
+    ```
+    """
+
+    _tag_names = ["hf_genrec", "hstu", "pretraining"]
+    _name = "Pretraining"
+    _paper = {
+        "title": "Actions Speak Louder than Words: Trillion-Parameter Sequential Transducers for Generative Recommendations",
+        "id": "2402.17152",
+    }
+
+    def __init__(self, model=None, args: PretrainConfig | None = None, callbacks=None, **kwargs):
+        callbacks = list(callbacks or [])
+        if args is not None and args.early_stopping_patience is not None:
+            from transformers import EarlyStoppingCallback
+
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+        super().__init__(model=model, args=args, callbacks=callbacks, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(
+            item_ids=inputs["item_ids"],
+            attention_mask=inputs["attention_mask"],
+            timestamps=inputs.get("timestamps"),
+            query_timestamps=inputs.get("query_timestamps"),
+            labels=inputs["labels"],
+        )
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+
+__all__ = ["PretrainConfig", "PretrainTrainer"]
