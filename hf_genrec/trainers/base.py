@@ -186,7 +186,7 @@ class GenRecTrainer(Trainer):
         by_subset = predictions.metrics(
             subsets=tuple(self.args.eval_subsets), high_reward_threshold=self.args.high_reward_threshold
         )
-        metrics = flatten_metrics(by_subset, prefix=f"{metric_key_prefix}_")
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in flatten_metrics(by_subset).items()}
         metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)

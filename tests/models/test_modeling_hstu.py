@@ -224,3 +224,15 @@ def test_recommend_excludes_history_and_respects_k():
 def test_config_rejects_impossible_values(field, value, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**{field: value})
+
+
+def test_initialisation_follows_the_reference():
+    torch.manual_seed(8)
+    model = HSTUForNextItemPrediction(tiny_config(num_items=4000, hidden_size=32))
+    items = model.model.item_embeddings.weight
+    assert items[0].abs().sum() == 0
+    assert 0.015 < items[1:].std().item() < 0.02  # normal(0.02) truncated at 2 std
+    assert items[1:].abs().max().item() <= 0.04 + 1e-6
+    layer = model.model.layers[0]
+    assert 0.017 < layer.uvqk.weight.std().item() < 0.023
+    assert 0.01 < layer.relative_bias.time_weights.std().item() < 0.04

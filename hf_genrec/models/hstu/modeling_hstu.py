@@ -165,6 +165,7 @@ class HSTULayer(GradientCheckpointingLayer):
         ]
         self.uvqk = nn.Linear(config.hidden_size, sum(self.split_sizes), bias=False)
         self.o_proj = nn.Linear(self.num_heads * self.linear_dim, config.hidden_size, bias=True)
+        self.uvqk._hstu_init, self.o_proj._hstu_init = "uvqk", "o_proj"
         self.dropout = nn.Dropout(config.linear_dropout)
         self.relative_bias = HSTURelativeAttentionBias(config)
 
@@ -199,23 +200,28 @@ class HSTUPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # The reference: item table trunc-normal(0.02), U/V/Q/K normal(0.02), W_o xavier-uniform with
-        # PyTorch's default bias, biases of the rab normal(0.02), position table xavier-normal.
+        # PyTorch's default bias, rab weights normal(0.02), position table xavier-normal.
+        # transformers only passes modules that own parameters directly (leaves), so the leaves carry
+        # their role in `_hstu_init`.
         std = self.config.initializer_range
-        if isinstance(module, HSTUModel):
-            weight = module.item_embeddings.weight
-            if not getattr(weight, "_is_hf_initialized", False):  # do not touch loaded weights
-                init.trunc_normal_(weight, std=std)
-                with torch.no_grad():
-                    weight[0].zero_()  # padding row
-            init.xavier_normal_(module.position_embeddings.weight)
-        elif isinstance(module, HSTULayer):
-            init.normal_(module.uvqk.weight, std=std)
-            init.xavier_uniform_(module.o_proj.weight)
-            bound = 1.0 / math.sqrt(module.o_proj.in_features)
-            init.uniform_(module.o_proj.bias, -bound, bound)
+        role = getattr(module, "_hstu_init", None)
+        if role == "item_embeddings":
+            if not getattr(module.weight, "_is_hf_initialized", False):  # never touch loaded weights
+                init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                module.weight[0].zero_()  # padding row
+        elif role == "position_embeddings":
+            init.xavier_normal_(module.weight)
+        elif role == "uvqk":
+            init.normal_(module.weight, std=std)
+        elif role == "o_proj":
+            init.xavier_uniform_(module.weight)
+            bound = 1.0 / math.sqrt(module.in_features)
+            init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, HSTURelativeAttentionBias):
             init.normal_(module.position_weights, std=std)
             init.normal_(module.time_weights, std=std)
+        else:
+            super()._init_weights(module)
 
 
 @dataclass
@@ -239,6 +245,7 @@ class HSTUModel(HSTUPreTrainedModel):
         super().__init__(config)
         self.item_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=0)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.item_embeddings._hstu_init, self.position_embeddings._hstu_init = "item_embeddings", "position_embeddings"
         self.input_dropout = nn.Dropout(config.input_dropout)
         self.layers = nn.ModuleList([HSTULayer(config) for _ in range(config.num_hidden_layers)])
         self.activation_checkpointing = False
