@@ -9,6 +9,7 @@ from .models import (
     AutoModelForRewardModeling,
     HSTUConfig,
     HSTUForNextItemPrediction,
+    HSTUForRewardModeling,
     HSTUModel,
 )
 
@@ -19,6 +20,7 @@ __all__ = [
     "AutoModelForRewardModeling",
     "HSTUConfig",
     "HSTUForNextItemPrediction",
+    "HSTUForRewardModeling",
     "HSTUModel",
     "__version__",
 ]

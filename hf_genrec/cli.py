@@ -47,6 +47,14 @@ def _add_prepare(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="Replace an existing output directory.")
 
 
+def _add_hub_flags(p) -> None:
+    """`--push-to-hub REPO_ID`, shared by every command that writes a run directory."""
+    p.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
+                   help="Upload the finished run (model, vocabulary, card, recipe, metrics; no checkpoints) to "
+                   "this Hub repo. The token comes from HF_TOKEN or `hf auth login`.")
+    p.add_argument("--hub-private", action="store_true", help="Create the Hub repo as private.")
+
+
 def _add_pretrain(subparsers) -> None:
     p = subparsers.add_parser(
         "pretrain",
@@ -64,6 +72,7 @@ def _add_pretrain(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint in OUTPUT/checkpoints.")
     p.add_argument("--overwrite", action="store_true", help="Replace an existing output directory.")
     p.add_argument("--no-bf16", action="store_true", help="Train in fp32 even if the recipe asks for bf16.")
+    _add_hub_flags(p)
 
 
 def _add_evaluate(subparsers) -> None:
@@ -128,11 +137,14 @@ def run(args: argparse.Namespace) -> int:
             args.data, args.output, recipe=args.recipe, epochs=args.epochs, seed=args.seed,
             max_steps=args.max_steps, resume=args.resume, overwrite=args.overwrite,
             training_overrides={"bf16": False} if args.no_bf16 else None,
+            push_to_hub=args.push_to_hub, hub_private=args.hub_private,
         )
         print(json.dumps({"validation": report["validation"], "test": report["test"],
                           "best_epoch": report["best_epoch"], "seconds_per_epoch": report["seconds_per_epoch"]},
                          indent=2))
-        print(f"Model, vocabulary and metrics.json written to {args.output}")
+        print(f"Model, vocabulary, model card, recipe.yaml and metrics.json written to {args.output}")
+        if report.get("hub_commit_url"):
+            print(f"Pushed to the Hub: {report['hub_commit_url']}")
     elif args.command == "evaluate":
         from .commands.evaluate import evaluate_model
 

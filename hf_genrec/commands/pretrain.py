@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from datasets import load_from_disk
 from transformers import TrainerCallback, set_seed
 
@@ -22,7 +24,21 @@ from .common import SEQUENCES_DIR, check_output_dir, check_prepared_dir, peak_me
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+RECIPE_FILE = "recipe.yaml"
+MODEL_CARD_FILE = "README.md"
 CHECKPOINTS_DIR = "checkpoints"
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a `torchrun` / `accelerate launch` job, or a plain single process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def write_recipe(path: str | os.PathLike, recipe: dict[str, Any]) -> str:
+    """Save the recipe a run actually used (overrides applied) so `--recipe path` reproduces it."""
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(recipe, f, sort_keys=False)
+    return str(path)
 
 
 class EpochTimer(TrainerCallback):
@@ -68,20 +84,28 @@ def pretrain(
     model_overrides: dict[str, Any] | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    push_to_hub: str | None = None,
+    hub_private: bool = False,
+    hub_token: str | None = None,
 ) -> dict[str, Any]:
     """Pretrain an HSTU recommender on a prepared dataset and save the validation-best checkpoint.
 
     Writes to `output_dir`: the model (`config.json`, `model.safetensors`), `item_vocabulary.json`,
-    `metrics.json` (validation and test metrics of the selected epoch on every subset, best epoch,
-    seconds per epoch, peak memory) and `checkpoints/` (per-epoch checkpoints, for `resume`).
+    `recipe.yaml` (the recipe with every override applied), the model card `README.md`, `metrics.json`
+    (validation and test metrics of the selected epoch on every subset, best epoch, seconds per epoch,
+    peak memory) and `checkpoints/` (per-epoch checkpoints, for `resume`). With `push_to_hub` (a repo id),
+    the directory minus `checkpoints/` is then uploaded with `hf_genrec.hub.push_run_to_hub`.
 
-    Returns the content of `metrics.json`.
+    Runs unchanged under `torchrun` / `accelerate launch` (data parallel); only rank 0 writes files.
+
+    Returns the content of `metrics.json` (plus `hub_commit_url` when pushed).
     """
     start = time.time()
     keep_cpu_heap_warm()
     recipe = recipe if isinstance(recipe, dict) else load_recipe(recipe)
     output_dir = Path(output_dir)
-    if not resume:
+    main_process = is_main_process()
+    if not resume and main_process:  # the other ranks would see rank 0's fresh checkpoints/ directory
         check_output_dir(output_dir, METRICS_FILE, overwrite)
     split = recipe["data"].get("split", "leave-one-out")
     splits, vocabulary = load_prepared(data_dir, split)
@@ -100,6 +124,12 @@ def pretrain(
     # Seed before building the model so the seed also fixes the initial weights.
     set_seed(args.seed)
     model_kwargs = {**recipe["model"], **(model_overrides or {})}
+    if main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        used = {key: recipe[key] for key in ("description",) if key in recipe}
+        used.update(model=model_kwargs, training={k: v for k, v in training.items() if k != "output_dir"},
+                    data={**recipe["data"], "split": split}, method=recipe.get("method") or {})
+        write_recipe(output_dir / RECIPE_FILE, used)
     model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **model_kwargs))
     timer = EpochTimer()
     trainer = PretrainTrainer(
@@ -142,5 +172,17 @@ def pretrain(
         "split": split,
         "model_config": model.config.to_diff_dict(),
     }
+    if not main_process:
+        return report
+    trainer.create_model_card(model_name=output_dir.name)
+    card = Path(args.output_dir) / MODEL_CARD_FILE
+    if card.is_file():
+        shutil.copyfile(card, output_dir / MODEL_CARD_FILE)
     write_json(output_dir / METRICS_FILE, report)
+    if push_to_hub:
+        from ..hub import push_run_to_hub
+
+        commit = push_run_to_hub(output_dir, push_to_hub, private=hub_private, token=hub_token,
+                                 commit_message=f"hf-genrec pretrain: {output_dir.name}")
+        report = {**report, "hub_commit_url": commit.commit_url}
     return report

@@ -2,5 +2,6 @@
 
 from .base import GenRecConfig, GenRecTrainer
 from .pretrain import PretrainConfig, PretrainTrainer
+from .reward import RewardConfig, RewardTrainer
 
-__all__ = ["GenRecConfig", "GenRecTrainer", "PretrainConfig", "PretrainTrainer"]
+__all__ = ["GenRecConfig", "GenRecTrainer", "PretrainConfig", "PretrainTrainer", "RewardConfig", "RewardTrainer"]

@@ -16,7 +16,9 @@ from transformers import Trainer, TrainingArguments
 from transformers.utils import is_torch_bf16_gpu_available
 
 from ..data.collator import SequenceCollator
+from ..data.columns import LABELS
 from ..data.sampling import LengthBucketSampler, sequence_lengths
+from ..data.vocabulary import PAD_INDEX
 from ..evaluation import RankingPredictions, flatten_metrics, target_ranks
 from ..evaluation.metrics import DEFAULT_HIGH_REWARD_THRESHOLD, SUBSET_ALL, SUBSETS
 
@@ -59,6 +61,8 @@ class GenRecConfig(TrainingArguments):
     def __post_init__(self):
         if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
             self.use_cpu = True
+        if self.use_cpu or not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator
         unknown = [s for s in self.eval_subsets if s not in SUBSETS]
         if unknown:
             raise ValueError(f"eval_subsets has unknown subsets {unknown}; valid ones are {list(SUBSETS)}.")
@@ -120,6 +124,36 @@ class GenRecTrainer(Trainer):
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
         )
 
+    # ------------------------------------------------------------------------------ loss normalisation
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
+        """Supervised positions (`labels != 0`) in all micro-batches of this optimiser step, summed over
+        processes when `average_tokens_across_devices` (the default). Trainer counts `labels != -100`,
+        but our padding label is `PAD_INDEX` (0)."""
+        if not batch_samples or LABELS not in batch_samples[0]:
+            return None
+        count = sum((batch[LABELS] != PAD_INDEX).sum() for batch in batch_samples).to(device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            count = self.accelerator.gather(count.reshape(1)).sum()
+        return count
+
+    def scale_to_step_mean(
+        self, loss: torch.Tensor, num_positions: torch.Tensor | int, num_items_in_batch: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Turn a mean over this micro-batch's `num_positions` supervised positions into its share of the
+        mean over every position of the optimiser step (all accumulation micro-batches, all processes).
+
+        Trainer divides the loss by the accumulation steps and DDP averages gradients over processes, so a
+        per-micro-batch mean would weight a short batch's positions more than a long one's: 2 processes with
+        batch B would not train like 1 process with batch 2B. Multiplying by
+        `num_positions * processes * accumulation_steps / num_items_in_batch` makes them equal. A no-op in
+        evaluation or when Trainer passed no count.
+        """
+        if num_items_in_batch is None or not self.model.training:
+            return loss
+        processes = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+        steps = getattr(self, "current_gradient_accumulation_steps", 1)
+        return loss * (num_positions * processes * steps / num_items_in_batch)
+
     # ----------------------------------------------------------------------------------------- metrics
     def _record(self, mode: str, name: str, value: torch.Tensor | float) -> None:
         """Buffer a scalar metric (gathered over processes) until the next `log`."""
@@ -149,7 +183,8 @@ class GenRecTrainer(Trainer):
         was_training = model.training
         model.eval()
         ranks, target_ratings, history_rewards = [], [], []
-        for batch in tqdm(dataloader, desc="ranking", leave=False, disable=not self.is_local_process_zero()):
+        hide_progress = self.args.disable_tqdm or not self.is_local_process_zero()
+        for batch in tqdm(dataloader, desc="ranking", leave=False, disable=hide_progress):
             batch = self._prepare_inputs(batch)
             with self.autocast_smart_context_manager():
                 scores = model.score_next_items(

@@ -84,7 +84,10 @@ class PretrainTrainer(GenRecTrainer):
             query_timestamps=inputs.get("query_timestamps"),
             labels=inputs["labels"],
         )
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        # The model averages over this micro-batch's positions; weight it as one process with the whole
+        # step's batch would (see `scale_to_step_mean`).
+        loss = self.scale_to_step_mean(outputs.loss, (inputs["labels"] != 0).sum(), num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
 
 
 __all__ = ["PretrainConfig", "PretrainTrainer"]

@@ -236,3 +236,15 @@ def test_initialisation_follows_the_reference():
     layer = model.model.layers[0]
     assert 0.017 < layer.uvqk.weight.std().item() < 0.023
     assert 0.01 < layer.relative_bias.time_weights.std().item() < 0.04
+
+
+def test_pickle_weights_are_refused(tmp_path):
+    model = HSTUForNextItemPrediction(tiny_config())
+    model.config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(OSError, match="pickle-based weights.*pytorch_model.bin"):
+        HSTUForNextItemPrediction.from_pretrained(tmp_path)
+    with pytest.raises(OSError, match="never loads pickled"):
+        AutoModelForNextItemPrediction.from_pretrained(tmp_path)
+    with pytest.raises(OSError, match="safetensors"):
+        AutoModel.from_pretrained(tmp_path)

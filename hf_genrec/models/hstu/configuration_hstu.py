@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ...losses.reward import REWARD_LOSS_TYPES
+
 LOSS_TYPES = ("sampled_softmax", "full_softmax")
 
 
@@ -61,6 +63,25 @@ class HSTUConfig(PretrainedConfig):
             Uniform negatives per position for the sampled softmax. Reference: 128 on MovieLens.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the normal initialisation of embeddings, projections and biases tables.
+        reward_head_hidden_size (`int`, *optional*, defaults to 64):
+            Width of the one hidden layer of the reward head (an MLP on [h_t ; e_item ; h_t * e_item]) and of
+            the value head (an MLP on h_t). Used by [`HSTUForRewardModeling`] only.
+        reward_min (`float`, *optional*, defaults to 1.0):
+            Lowest reward of the data's scale (1 star on MovieLens). Reward predictions are clamped to
+            [`reward_min`, `reward_max`] at inference; the training loss uses the unclamped outputs.
+        reward_max (`float`, *optional*, defaults to 5.0):
+            Highest reward of the data's scale (5 stars on MovieLens).
+        reward_loss_type (`str`, *optional*, defaults to `"mse"`):
+            Loss of the reward head: `"mse"` (squared error; the blog's choice) or `"huber"` (squared within
+            `huber_delta` of the target, linear outside; less sensitive to outlying ratings). The value head
+            is always trained with MSE, because E[r | x] is the minimiser of the squared error.
+        huber_delta (`float`, *optional*, defaults to 1.0):
+            Threshold of the Huber loss, in reward units. Ignored unless `reward_loss_type="huber"`.
+        value_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the value head's MSE in the reward model's loss (0 leaves the value head untrained).
+        next_item_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of the next-item loss (`loss_type`) in the reward model's loss. 0 trains the reward and
+            value heads only; > 0 co-trains them with next-item prediction, as the Netflix post does.
 
     Example:
 
@@ -97,6 +118,13 @@ class HSTUConfig(PretrainedConfig):
         loss_type: str = "sampled_softmax",
         num_negatives: int = 128,
         initializer_range: float = 0.02,
+        reward_head_hidden_size: int = 64,
+        reward_min: float = 1.0,
+        reward_max: float = 5.0,
+        reward_loss_type: str = "mse",
+        huber_delta: float = 1.0,
+        value_loss_weight: float = 1.0,
+        next_item_loss_weight: float = 0.0,
         pad_token_id: int = 0,
         **kwargs,
     ):
@@ -120,6 +148,13 @@ class HSTUConfig(PretrainedConfig):
         self.loss_type = loss_type
         self.num_negatives = num_negatives
         self.initializer_range = initializer_range
+        self.reward_head_hidden_size = reward_head_hidden_size
+        self.reward_min = reward_min
+        self.reward_max = reward_max
+        self.reward_loss_type = reward_loss_type
+        self.huber_delta = huber_delta
+        self.value_loss_weight = value_loss_weight
+        self.next_item_loss_weight = next_item_loss_weight
         kwargs.setdefault("tie_word_embeddings", True)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.validate_hstu()
@@ -140,6 +175,7 @@ class HSTUConfig(PretrainedConfig):
             "linear_dim": self.linear_dim,
             "max_seq_len": self.max_seq_len,
             "num_time_buckets": self.num_time_buckets,
+            "reward_head_hidden_size": self.reward_head_hidden_size,
         }
         for name, value in positive_ints.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -168,8 +204,28 @@ class HSTUConfig(PretrainedConfig):
                 f"HSTUConfig.num_negatives must be a positive integer for the sampled softmax, got "
                 f"{self.num_negatives!r}; use loss_type='full_softmax' to train without negatives."
             )
+        self.validate_reward_head()
         if self.pad_token_id != 0:
             raise ValueError(f"HSTUConfig.pad_token_id must be 0 (the vocabulary's padding index), got {self.pad_token_id}.")
 
 
-__all__ = ["HSTUConfig", "LOSS_TYPES"]
+    def validate_reward_head(self) -> None:
+        """Raise `ValueError` naming the field when the reward-model settings cannot work."""
+        if not self.reward_min < self.reward_max:
+            raise ValueError(
+                f"HSTUConfig.reward_min ({self.reward_min!r}) must be below reward_max ({self.reward_max!r}); "
+                "set them to the data's rating scale (MovieLens: 1.0 and 5.0)."
+            )
+        if self.reward_loss_type not in REWARD_LOSS_TYPES:
+            raise ValueError(
+                f"HSTUConfig.reward_loss_type must be one of {REWARD_LOSS_TYPES}, got {self.reward_loss_type!r}."
+            )
+        if not self.huber_delta > 0:
+            raise ValueError(f"HSTUConfig.huber_delta must be > 0, got {self.huber_delta!r}.")
+        for name in ("value_loss_weight", "next_item_loss_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value >= 0):
+                raise ValueError(f"HSTUConfig.{name} must be a number >= 0, got {value!r}.")
+
+
+__all__ = ["HSTUConfig", "LOSS_TYPES", "REWARD_LOSS_TYPES"]

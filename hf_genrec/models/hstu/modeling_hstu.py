@@ -13,6 +13,7 @@ Dimensions used in the shape comments:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from ...losses.next_item import full_softmax_loss, sampled_softmax_loss
+from ...losses.reward import check_finite_rewards, reward_regression_loss
 from .configuration_hstu import HSTUConfig
 
 
@@ -198,6 +200,27 @@ class HSTUPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["HSTULayer"]
     _supports_sdpa = False  # pointwise SiLU attention is not softmax attention
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained` restricted to safetensors weights.
+
+        Pickle-based weight files (`pytorch_model.bin`, `*.pt`, `*.pkl`) can execute code when loaded, so a
+        checkpoint that only has those is refused with an explanation instead of being unpickled.
+        """
+        path = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(path):
+            names = os.listdir(path)
+            if not any(n.endswith(".safetensors") for n in names):
+                pickled = sorted(n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt")))
+                found = f" It only has pickle-based weights ({', '.join(pickled)})." if pickled else ""
+                raise OSError(
+                    f"{path!r} has no safetensors weights (model.safetensors).{found} hf_genrec never loads pickled "
+                    "weights because unpickling can run arbitrary code. Convert the checkpoint with "
+                    "`model.save_pretrained(dir)` (safetensors) in an environment you trust."
+                )
+        kwargs.setdefault("use_safetensors", True)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
     def _init_weights(self, module: nn.Module) -> None:
         # The reference: item table trunc-normal(0.02), U/V/Q/K normal(0.02), W_o xavier-uniform with
         # PyTorch's default bias, rab weights normal(0.02), position table xavier-normal.
@@ -220,6 +243,10 @@ class HSTUPreTrainedModel(PreTrainedModel):
         elif isinstance(module, HSTURelativeAttentionBias):
             init.normal_(module.position_weights, std=std)
             init.normal_(module.time_weights, std=std)
+        elif role == "reward_output":
+            # Reward and value heads start at the middle of the rating scale instead of 0, far outside it.
+            init.normal_(module.weight, std=std)
+            init.constant_(module.bias, (self.config.reward_min + self.config.reward_max) / 2)
         else:
             super()._init_weights(module)
 
@@ -350,19 +377,12 @@ class RecommendationOutput(ModelOutput):
     scores: torch.FloatTensor | None = None
 
 
-class HSTUForNextItemPrediction(HSTUPreTrainedModel):
-    """HSTU with next-item scoring against the tied, L2-normalised item embeddings (cosine / temperature)."""
+class HSTUItemScoringMixin:
+    """Cosine / temperature scoring of the tied, L2-normalised item table and the next-item loss.
 
-    def __init__(self, config: HSTUConfig):
-        super().__init__(config)
-        self.model = HSTUModel(config)
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.item_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.item_embeddings = value
+    Shared by every head on an HSTU backbone held as `self.model` ([`HSTUForNextItemPrediction`],
+    [`HSTUForRewardModeling`]), so they score items and compute the next-item loss identically.
+    """
 
     def normalized_item_embeddings(self) -> torch.Tensor:
         """(V + 1, d) L2-normalised item table (row 0, padding, is all zeros)."""
@@ -394,6 +414,38 @@ class HSTUForNextItemPrediction(HSTUPreTrainedModel):
         return sampled_softmax_loss(
             user_embeddings, items, labels, self.config.similarity_temperature, self.config.num_negatives, weights=weights
         )
+
+    def last_user_embeddings(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """(B, d) normalised user vector at each history's last real position."""
+        if attention_mask is None:
+            attention_mask = (item_ids != 0).long()
+        hidden = self.model(
+            item_ids, attention_mask=attention_mask, timestamps=timestamps, query_timestamps=query_timestamps
+        ).last_hidden_state  # (B, N, d)
+        last = (attention_mask.sum(dim=1) - 1).clamp(min=0)  # (B,)
+        hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, d)
+        return self.user_embeddings(hidden.float())
+
+
+class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
+    """HSTU with next-item scoring against the tied, L2-normalised item embeddings (cosine / temperature)."""
+
+    def __init__(self, config: HSTUConfig):
+        super().__init__(config)
+        self.model = HSTUModel(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.item_embeddings = value
 
     def forward(
         self,
@@ -438,23 +490,6 @@ class HSTUForNextItemPrediction(HSTUPreTrainedModel):
             last_hidden_state=outputs.last_hidden_state,
             hidden_states=outputs.hidden_states,
         )
-
-    def last_user_embeddings(
-        self,
-        item_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None = None,
-        timestamps: torch.LongTensor | None = None,
-        query_timestamps: torch.LongTensor | None = None,
-    ) -> torch.Tensor:
-        """(B, d) normalised user vector at each history's last real position."""
-        if attention_mask is None:
-            attention_mask = (item_ids != 0).long()
-        hidden = self.model(
-            item_ids, attention_mask=attention_mask, timestamps=timestamps, query_timestamps=query_timestamps
-        ).last_hidden_state  # (B, N, d)
-        last = (attention_mask.sum(dim=1) - 1).clamp(min=0)  # (B,)
-        hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, d)
-        return self.user_embeddings(hidden.float())
 
     def score_next_items(
         self,
@@ -502,11 +537,267 @@ class HSTUForNextItemPrediction(HSTUPreTrainedModel):
         return RecommendationOutput(item_ids=top_items, scores=top_scores)
 
 
+class HSTURegressionHead(nn.Module):
+    """A shallow MLP regressing one scalar per row: Linear -> SiLU -> Linear.
+
+    It runs in fp32 even under bf16 autocast: it is tiny, and bf16 resolves ratings near 4 only to 1/64.
+    """
+
+    def __init__(self, in_features: int, config: HSTUConfig):
+        super().__init__()
+        self.dense = nn.Linear(in_features, config.reward_head_hidden_size)
+        self.out_proj = nn.Linear(config.reward_head_hidden_size, 1)
+        self.out_proj._hstu_init = "reward_output"
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., in_features) -> (...)"""
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.out_proj(F.silu(self.dense(features.float()))).squeeze(-1)
+
+
+@dataclass
+class RewardModelOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            `reward_loss + value_loss_weight * value_loss + next_item_loss_weight * next_item_loss`, when
+            `labels` and `label_ratings` are passed.
+        rewards (`torch.FloatTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Predicted reward of the labelled next item at each position (unclamped), when `labels` are passed.
+        values (`torch.FloatTensor` of shape `(batch_size, sequence_length)`):
+            Predicted E[r | history up to the position] (unclamped).
+        reward_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            The reward head's `reward_loss_type` loss over the positions with a label.
+        value_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            The value head's MSE over the same positions.
+        next_item_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            The next-item loss, only when `next_item_loss_weight > 0`.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+            Backbone output before normalisation.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Every layer's output, when `output_hidden_states=True`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    rewards: torch.FloatTensor | None = None
+    values: torch.FloatTensor | None = None
+    reward_loss: torch.FloatTensor | None = None
+    value_loss: torch.FloatTensor | None = None
+    next_item_loss: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
+    """HSTU with a shallow reward head and a value head (the Netflix post's "shallow reward head on top of
+    the generative recommender").
+
+    - reward r(x_t, y) = MLP([u_t ; e_y ; u_t ⊙ e_y]): u_t is the user vector after the history up to
+      position t, e_y the embedding of the item y chosen next (both L2-normalised as in next-item
+      scoring, then scaled by sqrt(d) so their entries are O(1)); a scalar on the data's scale.
+    - value V(x_t) = MLP(u_t): regresses the observed reward without seeing the item, so it estimates
+      E[r | x] under the logging policy (A-SFT's `value` baseline, PPO's critic).
+
+    The backbone is `self.model`, as in [`HSTUForNextItemPrediction`], so `from_pretrained` on a
+    pretrained next-item checkpoint loads its backbone and initialises the two heads.
+
+    Example:
+
+    ```python
+    >>> from hf_genrec import HSTUForRewardModeling
+    >>> model = HSTUForRewardModeling.from_pretrained("runs/ml1m-hstu")  # heads are new, backbone loaded
+    >>> rewards = model.score_candidates(item_ids, attention_mask, timestamps, query_timestamps, candidates)
+    ```
+    """
+
+    def __init__(self, config: HSTUConfig):
+        super().__init__(config)
+        self.model = HSTUModel(config)
+        self.reward_head = HSTURegressionHead(3 * config.hidden_size, config)
+        self.value_head = HSTURegressionHead(config.hidden_size, config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.item_embeddings = value
+
+    def freeze_backbone(self) -> HSTUForRewardModeling:
+        """Stop gradients into the backbone (item table included): only the two heads train."""
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        return self
+
+    def reward_features(self, user_embeddings: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
+        """(..., d) normalised user and item vectors -> (..., 3d) input of the reward head."""
+        scale = math.sqrt(self.config.hidden_size)  # unit vectors have entries ~ 1/sqrt(d)
+        user, item = user_embeddings * scale, item_embeddings * scale
+        return torch.cat([user, item, user * item], dim=-1)  # (..., 3d)
+
+    def _clamp(self, rewards: torch.Tensor) -> torch.Tensor:
+        return rewards.clamp(self.config.reward_min, self.config.reward_max)
+
+    def _check_items(self, item_ids: torch.Tensor, name: str) -> None:
+        if item_ids.numel() and (int(item_ids.min()) < 0 or int(item_ids.max()) > self.config.num_items):
+            raise ValueError(
+                f"{name} must hold item indices in 0..{self.config.num_items} (0 = padding), got "
+                f"{int(item_ids.min())}..{int(item_ids.max())}."
+            )
+
+    def forward(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        label_ratings: torch.FloatTensor | None = None,
+        output_hidden_states: bool = False,
+        **kwargs,
+    ) -> RewardModelOutput:
+        r"""
+        Args:
+            labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                The item chosen after each position; 0 means "no target here". When given, `rewards` holds
+                the reward head's prediction for it.
+            label_ratings (`torch.FloatTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                The observed reward of each labelled item. With `labels`, the loss is computed over the
+                positions whose label is not 0.
+
+        Other arguments are those of [`HSTUModel.forward`].
+        """
+        if label_ratings is not None and labels is None:
+            raise ValueError("label_ratings were passed without labels; pass the labelled items too.")
+        outputs = self.model(
+            item_ids,
+            attention_mask=attention_mask,
+            timestamps=timestamps,
+            query_timestamps=query_timestamps,
+            output_hidden_states=output_hidden_states,
+        )
+        user_embeddings = self.user_embeddings(outputs.last_hidden_state)  # (B, N, d)
+        values = self.value_head(user_embeddings * math.sqrt(self.config.hidden_size))  # (B, N)
+
+        rewards = None
+        if labels is not None:
+            self._check_items(labels, "labels")
+            item_embeddings = self.normalized_item_embeddings()[labels]  # (B, N, d), zeros on padding
+            rewards = self.reward_head(self.reward_features(user_embeddings, item_embeddings))  # (B, N)
+
+        loss = reward_loss = value_loss = next_item_loss = None
+        if label_ratings is not None:
+            supervised = labels > 0  # (B, N)
+            targets = label_ratings[supervised].float()  # (P,)
+            check_finite_rewards(targets, "label_ratings")
+            reward_loss = reward_regression_loss(
+                rewards[supervised], targets, self.config.reward_loss_type, self.config.huber_delta
+            )
+            value_loss = reward_regression_loss(values[supervised], targets, "mse")
+            loss = reward_loss + self.config.value_loss_weight * value_loss
+            if self.config.next_item_loss_weight > 0:
+                next_item_loss = self.next_item_loss(user_embeddings[supervised], labels[supervised])
+                loss = loss + self.config.next_item_loss_weight * next_item_loss
+
+        return RewardModelOutput(
+            loss=loss,
+            rewards=rewards,
+            values=values,
+            reward_loss=reward_loss,
+            value_loss=value_loss,
+            next_item_loss=next_item_loss,
+            last_hidden_state=outputs.last_hidden_state,
+            hidden_states=outputs.hidden_states,
+        )
+
+    def score_candidates(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+        candidate_item_ids: torch.LongTensor | None = None,
+        clamp: bool = True,
+    ) -> torch.Tensor:
+        """Rewards of C candidate next items after each history: one backbone pass, then the head on all C.
+
+        Args:
+            item_ids: (B, N) histories, right-padded with 0.
+            query_timestamps: (B, N); at the last real position, the time of the event being scored.
+            candidate_item_ids: (B, C) item indices (0 = padding; its score means nothing).
+            clamp: clamp to [`reward_min`, `reward_max`].
+
+        Returns:
+            (B, C) predicted rewards.
+        """
+        if candidate_item_ids is None:
+            raise ValueError("score_candidates needs candidate_item_ids of shape (batch_size, num_candidates).")
+        if candidate_item_ids.dim() != 2 or candidate_item_ids.shape[0] != item_ids.shape[0]:
+            raise ValueError(
+                f"candidate_item_ids must be (batch_size={item_ids.shape[0]}, num_candidates), got "
+                f"{tuple(candidate_item_ids.shape)}."
+            )
+        self._check_items(candidate_item_ids, "candidate_item_ids")
+        user = self.last_user_embeddings(item_ids, attention_mask, timestamps, query_timestamps)  # (B, d)
+        items = self.normalized_item_embeddings()[candidate_item_ids]  # (B, C, d)
+        features = self.reward_features(user[:, None, :].expand_as(items), items)  # (B, C, 3d)
+        rewards = self.reward_head(features)  # (B, C)
+        return self._clamp(rewards) if clamp else rewards
+
+    def score_positions(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        clamp: bool = True,
+    ) -> torch.Tensor:
+        """(B, N) reward of the labelled next item at every position (0 where `labels` is 0)."""
+        if labels is None:
+            raise ValueError("score_positions needs labels: the item chosen after each position, 0 = none.")
+        rewards = self(item_ids, attention_mask, timestamps, query_timestamps, labels=labels).rewards  # (B, N)
+        rewards = self._clamp(rewards) if clamp else rewards
+        return rewards.masked_fill(labels == 0, 0.0)
+
+    def value_positions(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+        clamp: bool = True,
+    ) -> torch.Tensor:
+        """(B, N) value estimate E[r | history up to each position] (0 on padding)."""
+        if attention_mask is None:
+            attention_mask = (item_ids != 0).long()
+        values = self(item_ids, attention_mask, timestamps, query_timestamps).values  # (B, N)
+        values = self._clamp(values) if clamp else values
+        return values.masked_fill(attention_mask == 0, 0.0)
+
+    def value_last(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+        clamp: bool = True,
+    ) -> torch.Tensor:
+        """(B,) value estimate at each history's last real position (the request being served)."""
+        user = self.last_user_embeddings(item_ids, attention_mask, timestamps, query_timestamps)  # (B, d)
+        values = self.value_head(user * math.sqrt(self.config.hidden_size))  # (B,)
+        return self._clamp(values) if clamp else values
+
+
 __all__ = [
     "HSTUPreTrainedModel",
     "HSTUModel",
     "HSTUForNextItemPrediction",
+    "HSTUForRewardModeling",
+    "HSTUItemScoringMixin",
+    "HSTURegressionHead",
     "HSTUModelOutput",
+    "RewardModelOutput",
     "NextItemPredictionOutput",
     "RecommendationOutput",
     "HSTULayer",

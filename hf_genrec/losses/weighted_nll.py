@@ -1,0 +1,34 @@
+"""Weighted negative log-likelihood of logged next items: the loss of SFT (w = 1), reward-weighted BC
+(w = r) and A-SFT (w = min(exp(A / λ), w_max)).
+
+    L = Σ_p w_p · (−log π_θ(y_p | x_p)) / D
+
+with D the number of supervised positions (a plain weighted mean) or Σ_p w_p (batch-normalised weights).
+The trainer chooses D over the whole optimizer step (all accumulation micro-batches and processes), so this
+module returns the per-position terms and leaves the division to it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def weighted_nll(log_probs: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-position weighted negative log-likelihood.
+
+    Args:
+        log_probs: (P,) log π_θ(y_p | x_p) of the logged items, with gradient.
+        weights: optional (P,) non-negative weights, treated as constants (detached).
+
+    Returns:
+        (P,) w_p · (−log π_θ(y_p | x_p)).
+    """
+    nll = -log_probs
+    if weights is None:
+        return nll
+    if weights.shape != nll.shape:
+        raise ValueError(f"weights has shape {tuple(weights.shape)} but log_probs has {tuple(nll.shape)}.")
+    return weights.detach().to(nll.dtype) * nll
+
+
+__all__ = ["weighted_nll"]

@@ -1,0 +1,293 @@
+"""Reward-model ensembles: K `HSTUForRewardModeling` members loaded as one object, with uncertainty.
+
+Shapes: K members, B histories, N positions, C candidate items per history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.vocabulary import VOCABULARY_FILE, ItemVocabulary
+from ..models import HSTUConfig, HSTUForRewardModeling
+
+__all__ = ["ENSEMBLE_FILE", "RewardEnsemble", "RewardPrediction", "member_directory"]
+
+ENSEMBLE_FILE = "ensemble.json"
+_FORMAT_VERSION = 1
+# Config fields that must agree between members: the item indices and the reward scale they predict on.
+_SHARED_FIELDS = ("num_items", "reward_min", "reward_max", "max_seq_len")
+
+
+def member_directory(index: int) -> str:
+    """The sub-directory of member `index` in a saved ensemble (`member-0`, `member-1`, ...)."""
+    return f"member-{index}"
+
+
+@dataclass
+class RewardPrediction:
+    """Rewards predicted by an ensemble.
+
+    Attributes:
+        mean: (B, C) or (B, N) mean over members.
+        std: same shape, the across-member standard deviation (population form, `unbiased=False`: the
+            spread of these K members, 0 when K = 1).
+        members: (K, B, C) or (K, B, N) every member's prediction.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    members: torch.Tensor
+
+    @classmethod
+    def from_members(cls, members: torch.Tensor) -> RewardPrediction:
+        """(K, ...) member predictions -> mean and std over K."""
+        return cls(mean=members.mean(dim=0), std=members.std(dim=0, unbiased=False), members=members)
+
+
+class RewardEnsemble(nn.Module):
+    """K reward models trained with different seeds and bootstrap resamples of users, used as one.
+
+    The mean is the reward estimate; the std across members is an epistemic-uncertainty signal (it
+    grows where the members were trained on little data, e.g. rarely rated items). RS-DPO builds its
+    intervals mean ± z·std from it; A-SFT and PPO use `value_positions` as the baseline / critic.
+
+    Every prediction runs under `torch.no_grad()` with the members in eval mode (the constructor and
+    `from_pretrained` call `eval()`); inputs are moved to the members' device.
+
+    **Judge ensembles.** To judge a post-trained policy (reward-model-as-judge evaluation), train a
+    *second* ensemble with `hf-genrec reward` and different seeds (e.g. `--seed 1000`), optionally on
+    train + validation, into its own directory. Never judge a method with the ensemble it was trained
+    against: a policy that exploits its reward model's errors would look good to that same model.
+    See `docs/reward-models.md`.
+
+    Saved layout (`save_pretrained`): `member-0/` … `member-{K-1}/` (each a normal `from_pretrained`-able
+    `HSTUForRewardModeling` checkpoint, safetensors), `ensemble.json` (K, seeds, bootstrap, reward scale,
+    what it was trained on) and `item_vocabulary.json`.
+
+    Args:
+        members: the K reward models; they must share the item vocabulary and reward scale.
+        seeds: the training seed of each member (recorded in `ensemble.json`).
+        bootstrap: whether each member was trained on a bootstrap resample of the training users.
+        trained_on: free-form description of the training data and settings (JSON-serialisable).
+        vocabulary: the item vocabulary the members index.
+
+    Example:
+
+    ```python
+    >>> ensemble = RewardEnsemble.from_pretrained("runs/ml1m-reward")
+    >>> prediction = ensemble.predict_candidates(item_ids, attention_mask, timestamps, query_timestamps, candidates)
+    >>> prediction.mean.shape, prediction.members.shape  # (B, C), (K, B, C)
+    ```
+    """
+
+    def __init__(
+        self,
+        members: Sequence[HSTUForRewardModeling],
+        *,
+        seeds: Sequence[int] | None = None,
+        bootstrap: bool = False,
+        trained_on: dict[str, Any] | None = None,
+        vocabulary: ItemVocabulary | None = None,
+    ):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("a RewardEnsemble needs at least one member.")
+        for index, member in enumerate(members):
+            if not isinstance(member, HSTUForRewardModeling):
+                raise ValueError(f"member {index} is a {type(member).__name__}, not an HSTUForRewardModeling.")
+            for name in _SHARED_FIELDS:
+                first, other = getattr(members[0].config, name), getattr(member.config, name)
+                if first != other:
+                    raise ValueError(f"members 0 and {index} disagree on config.{name}: {first!r} vs {other!r}.")
+        if seeds is not None and len(seeds) != len(members):
+            raise ValueError(f"got {len(seeds)} seeds for {len(members)} members.")
+        if vocabulary is not None and vocabulary.num_items != members[0].config.num_items:
+            raise ValueError(
+                f"the vocabulary has {vocabulary.num_items} items but the members score {members[0].config.num_items}."
+            )
+        self.members = nn.ModuleList(members)
+        self.seeds = list(seeds) if seeds is not None else None
+        self.bootstrap = bool(bootstrap)
+        self.trained_on = dict(trained_on or {})
+        self.vocabulary = vocabulary
+        self.eval()
+
+    # ----------------------------------------------------------------------------------- attributes
+    @property
+    def num_members(self) -> int:
+        return len(self.members)
+
+    @property
+    def config(self) -> HSTUConfig:
+        """The members' `HSTUConfig` (member 0's; the vocabulary and reward scale are shared)."""
+        return self.members[0].config
+
+    @property
+    def reward_min(self) -> float:
+        return float(self.config.reward_min)
+
+    @property
+    def reward_max(self) -> float:
+        return float(self.config.reward_max)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.members[0].parameters()).device
+
+    def _to_device(self, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+        device = self.device
+        return [t.to(device) if t is not None else None for t in tensors]
+
+    # ---------------------------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def predict_candidates(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+        candidate_item_ids: torch.LongTensor | None = None,
+    ) -> RewardPrediction:
+        """Rewards of C candidate items after each history; each member runs its backbone once per batch.
+
+        Args:
+            item_ids, attention_mask, timestamps, query_timestamps: (B, N) histories (see `HSTUModel`).
+            candidate_item_ids: (B, C) item indices.
+
+        Returns:
+            `RewardPrediction` with (B, C) `mean` and `std`, (K, B, C) `members`, clamped to the reward scale.
+        """
+        inputs = self._to_device(item_ids, attention_mask, timestamps, query_timestamps, candidate_item_ids)
+        members = [member.score_candidates(*inputs) for member in self.members]
+        return RewardPrediction.from_members(torch.stack(members))  # (K, B, C)
+
+    @torch.no_grad()
+    def predict_positions(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+    ) -> RewardPrediction:
+        """Reward of the labelled next item at every position: (B, N) fields, 0 where `labels` is 0."""
+        inputs = self._to_device(item_ids, attention_mask, timestamps, query_timestamps, labels)
+        members = [member.score_positions(*inputs) for member in self.members]
+        return RewardPrediction.from_members(torch.stack(members))  # (K, B, N)
+
+    @torch.no_grad()
+    def value_positions(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """(B, N) ensemble-mean value estimate E[r | history up to each position] (0 on padding)."""
+        inputs = self._to_device(item_ids, attention_mask, timestamps, query_timestamps)
+        return torch.stack([member.value_positions(*inputs) for member in self.members]).mean(dim=0)
+
+    @torch.no_grad()
+    def value_last(
+        self,
+        item_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.LongTensor | None = None,
+        query_timestamps: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """(B,) ensemble-mean value estimate at each history's last real position."""
+        inputs = self._to_device(item_ids, attention_mask, timestamps, query_timestamps)
+        return torch.stack([member.value_last(*inputs) for member in self.members]).mean(dim=0)
+
+    def forward(self, *args, **kwargs) -> RewardPrediction:
+        """Same as `predict_candidates`."""
+        return self.predict_candidates(*args, **kwargs)
+
+    # -------------------------------------------------------------------------------- save / load
+    def manifest(self) -> dict[str, Any]:
+        """The content of `ensemble.json`."""
+        from .. import __version__
+
+        return {
+            "format_version": _FORMAT_VERSION,
+            "library": f"hf_genrec {__version__}",
+            "num_members": self.num_members,
+            "members": [member_directory(k) for k in range(self.num_members)],
+            "seeds": self.seeds,
+            "bootstrap": self.bootstrap,
+            "reward_min": self.reward_min,
+            "reward_max": self.reward_max,
+            "num_items": self.config.num_items,
+            "trained_on": self.trained_on,
+        }
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Write `member-k/` for each member, `ensemble.json` and the item vocabulary; return the directory."""
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        for k, member in enumerate(self.members):
+            member.save_pretrained(save_directory / member_directory(k))
+        if self.vocabulary is not None:
+            self.vocabulary.save_pretrained(save_directory)
+        # The manifest goes last: a directory with ensemble.json is a complete ensemble.
+        tmp = save_directory / (ENSEMBLE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.manifest(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, save_directory / ENSEMBLE_FILE)
+        return str(save_directory)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        device: torch.device | str | None = None,
+    ) -> RewardEnsemble:
+        """Load an ensemble saved by `save_pretrained`, from a local directory or a Hub repo id."""
+        directory = Path(pretrained_path)
+        if not directory.is_dir():
+            from huggingface_hub import snapshot_download
+
+            directory = Path(
+                snapshot_download(
+                    str(pretrained_path), revision=revision, token=token, cache_dir=cache_dir,
+                    local_files_only=local_files_only,
+                )
+            )
+        manifest_file = directory / ENSEMBLE_FILE
+        if not manifest_file.is_file():
+            raise FileNotFoundError(
+                f"{str(pretrained_path)!r} is not a reward ensemble (no {ENSEMBLE_FILE}). A single reward model "
+                "loads with AutoModelForRewardModeling.from_pretrained; an ensemble is written by `hf-genrec reward`."
+            )
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        if manifest.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(
+                f"{manifest_file} has format_version {manifest.get('format_version')!r}; this hf_genrec reads "
+                f"version {_FORMAT_VERSION}."
+            )
+        members = [
+            HSTUForRewardModeling.from_pretrained(directory / name) for name in manifest["members"]
+        ]
+        if device is not None:
+            members = [member.to(device) for member in members]
+        vocabulary = ItemVocabulary.from_pretrained(directory) if (directory / VOCABULARY_FILE).is_file() else None
+        return cls(
+            members,
+            seeds=manifest.get("seeds"),
+            bootstrap=manifest.get("bootstrap", False),
+            trained_on=manifest.get("trained_on"),
+            vocabulary=vocabulary,
+        )

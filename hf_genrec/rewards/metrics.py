@@ -1,0 +1,365 @@
+"""Reward-model metrics and the reward table (the Netflix post's Table 1, on our data).
+
+Pure functions over arrays (`rmse`, `mae`, `binary_auc`, `pairwise_accuracy`), then `reward_table`,
+which runs the reward heads and the naive baselines on the held-out events and computes them all, and
+`uncertainty_by_popularity`, which checks where the ensemble disagrees.
+
+Metric names are defined once here and shared with `RewardTrainer` (logged as `eval_reward/rmse`, ...).
+
+Shapes: U evaluation cases, K ensemble members, C candidates per case, V items.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.collator import SequenceCollator
+from ..data.columns import (
+    ATTENTION_MASK,
+    ITEM_IDS,
+    QUERY_TIMESTAMPS,
+    TARGET_ITEM_IDS,
+    TARGET_RATING,
+    TIMESTAMPS,
+    USER_ID,
+)
+from .baselines import ItemMeanReward, fit_reward_baselines, target_column
+from .ensemble import RewardEnsemble, RewardPrediction
+
+__all__ = [
+    "HIGH_REWARD_THRESHOLD",
+    "LOW_REWARD_THRESHOLD",
+    "NEXT_ITEM_LOSS",
+    "PREDICTORS",
+    "REWARD_AUC",
+    "REWARD_MAE",
+    "REWARD_MSE",
+    "REWARD_PAIRWISE_ACCURACY",
+    "REWARD_RMSE",
+    "VALUE_MSE",
+    "VALUE_RMSE",
+    "binary_auc",
+    "format_reward_table",
+    "format_uncertainty",
+    "mae",
+    "pairwise_accuracy",
+    "popularity_bins",
+    "predict_targets",
+    "reward_table",
+    "rmse",
+    "uncertainty_by_popularity",
+]
+
+# Metric names (namespaced; `Trainer` adds `eval_` / `test_` itself).
+REWARD_RMSE = "reward/rmse"
+REWARD_MAE = "reward/mae"
+REWARD_MSE = "reward/mse"
+REWARD_AUC = "reward/auc"
+REWARD_PAIRWISE_ACCURACY = "reward/pairwise_accuracy"
+VALUE_MSE = "value/mse"
+VALUE_RMSE = "value/rmse"
+NEXT_ITEM_LOSS = "next_item/loss"
+
+# Directional score: how well predictions separate liked (>= 4 stars) from disliked (<= 2 stars) events.
+HIGH_REWARD_THRESHOLD = 4.0
+LOW_REWARD_THRESHOLD = 2.0
+
+# Rows of the reward table, in report order, with their Markdown labels.
+PREDICTORS = {
+    "reward_head": "reward head (member 0)",
+    "ensemble_mean": "ensemble mean",
+    "user_mean": "user mean",
+    "item_mean": "item mean",
+    "global_mean": "global mean",
+}
+
+PROTOCOL = (
+    "RMSE, MAE and AUC: the test split, one case per user (predict the rating of the user's held-out test "
+    "event from the history before it). AUC separates test ratings >= {high} from <= {low} (others left "
+    "out; ties count 1/2). Pairwise accuracy: within each user, the pairs of held-out events "
+    "({pair_splits} targets, each predicted from its own history) with different ratings, ordered correctly "
+    "(ties in the prediction count 1/2). Baselines are fitted on the training split; the user mean is the "
+    "mean rating of the case's history."
+)
+
+
+def _as_numpy(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def rmse(predictions: Any, targets: Any) -> float:
+    """sqrt(mean((prediction - target)^2)) over U cases."""
+    predictions, targets = _as_numpy(predictions), _as_numpy(targets)
+    return float(np.sqrt(np.mean((predictions - targets) ** 2)))
+
+
+def mae(predictions: Any, targets: Any) -> float:
+    """mean(|prediction - target|) over U cases."""
+    predictions, targets = _as_numpy(predictions), _as_numpy(targets)
+    return float(np.mean(np.abs(predictions - targets)))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of `values`, ties sharing their average rank (as in the Mann-Whitney U statistic)."""
+    unique, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    first_rank = np.cumsum(counts) - counts + 1  # (unique,)
+    return (first_rank + (counts - 1) / 2.0)[inverse]
+
+
+def binary_auc(
+    scores: Any,
+    ratings: Any,
+    high_threshold: float = HIGH_REWARD_THRESHOLD,
+    low_threshold: float = LOW_REWARD_THRESHOLD,
+) -> float:
+    """AUC of `scores` separating cases rated >= `high_threshold` from cases rated <= `low_threshold`.
+
+    AUC = P(score of a random high case > score of a random low case) + 1/2 P(equal scores), computed
+    from average ranks (Mann-Whitney). Cases in between are left out. NaN when either class is empty.
+    """
+    scores, ratings = _as_numpy(scores), _as_numpy(ratings)
+    if low_threshold >= high_threshold:
+        raise ValueError(f"low_threshold ({low_threshold}) must be below high_threshold ({high_threshold}).")
+    positive, negative = ratings >= high_threshold, ratings <= low_threshold
+    num_positive, num_negative = int(positive.sum()), int(negative.sum())
+    if num_positive == 0 or num_negative == 0:
+        return float("nan")
+    ranks = _average_ranks(scores[positive | negative])
+    positive_ranks = ranks[positive[positive | negative]]
+    u_statistic = positive_ranks.sum() - num_positive * (num_positive + 1) / 2.0
+    return float(u_statistic / (num_positive * num_negative))
+
+
+def pairwise_accuracy(predictions: Any, ratings: Any, groups: Any) -> tuple[float, int]:
+    """Within-group ordering accuracy.
+
+    Over every pair (i, j) of cases in the same group (user) with different ratings: 1 if the predictions
+    order them like the ratings, 1/2 if the predictions are equal, 0 otherwise; averaged over pairs.
+
+    Args:
+        predictions: (U,) predicted rewards.
+        ratings: (U,) observed rewards.
+        groups: (U,) group keys (e.g. user ids), any comparable type.
+
+    Returns:
+        (accuracy, number of pairs); accuracy is NaN when there is no pair.
+    """
+    predictions, ratings = _as_numpy(predictions), _as_numpy(ratings)
+    _, group_index = np.unique(np.asarray(groups), return_inverse=True)
+    if not len(predictions) == len(ratings) == len(group_index):
+        raise ValueError(
+            f"predictions ({len(predictions)}), ratings ({len(ratings)}) and groups ({len(group_index)}) differ in length."
+        )
+    order = np.argsort(group_index, kind="stable")
+    group_index, predictions, ratings = group_index[order], predictions[order], ratings[order]
+    max_group = int(np.bincount(group_index).max()) if len(group_index) else 0
+    correct, pairs = 0.0, 0
+    # Sorted by group, the pairs of a group are (k, k + offset) for offsets below its size.
+    for offset in range(1, max_group):
+        same = group_index[offset:] == group_index[:-offset]
+        rating_diff = (ratings[offset:] - ratings[:-offset])[same]
+        prediction_diff = (predictions[offset:] - predictions[:-offset])[same]
+        informative = rating_diff != 0
+        agreement = np.sign(rating_diff[informative]) * np.sign(prediction_diff[informative])  # 1, 0 or -1
+        correct += float(((agreement + 1) / 2).sum())
+        pairs += int(informative.sum())
+    return (correct / pairs if pairs else float("nan")), pairs
+
+
+@torch.no_grad()
+def predict_targets(ensemble: RewardEnsemble, dataset: Any, batch_size: int = 256) -> RewardPrediction:
+    """The ensemble's prediction of each evaluation row's target reward, from its history.
+
+    Returns a `RewardPrediction` with (U,) `mean` / `std` and (K, U) `members`, on CPU, in dataset order.
+    """
+    collator = SequenceCollator(max_seq_len=ensemble.config.max_seq_len)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    members = []
+    for batch in loader:
+        prediction = ensemble.predict_candidates(
+            batch[ITEM_IDS], batch[ATTENTION_MASK], batch[TIMESTAMPS], batch[QUERY_TIMESTAMPS],
+            batch[TARGET_ITEM_IDS][:, None],
+        )  # (K, B, 1)
+        members.append(prediction.members[..., 0].float().cpu())
+    return RewardPrediction.from_members(torch.cat(members, dim=1))  # (K, U)
+
+
+def reward_table(
+    ensemble: RewardEnsemble,
+    splits: Any,
+    *,
+    batch_size: int = 256,
+    high_threshold: float = HIGH_REWARD_THRESHOLD,
+    low_threshold: float = LOW_REWARD_THRESHOLD,
+    pair_splits: tuple[str, ...] = ("validation", "test"),
+) -> dict[str, Any]:
+    """The reward table: RMSE, MAE, AUC (>= high vs <= low) and within-user pairwise accuracy of the single
+    reward head (member 0), the ensemble mean and the user-mean, item-mean and global-mean baselines.
+
+    Protocol (see `PROTOCOL`):
+
+    - RMSE, MAE, AUC on the test split: one case per user, the held-out test event predicted from the
+      history before it.
+    - Pairwise accuracy needs several scored events per user: the targets of `pair_splits` (default the
+      validation and the test event: with leave-one-out, the user's last two events, both absent from
+      training), each predicted from its own history, grouped by `user_id`.
+
+    Args:
+        ensemble: the reward ensemble (K >= 1).
+        splits: a `DatasetDict` (or mapping) with `train` and every split in `pair_splits`; `test` is required.
+        batch_size: histories per forward pass.
+
+    Returns:
+        JSON-serialisable dict: `predictors` ({name: {reward/rmse, reward/mae, reward/auc,
+        reward/pairwise_accuracy}}), the case counts and the protocol text.
+    """
+    if "test" not in splits or "train" not in splits:
+        raise ValueError(f"reward_table needs 'train' and 'test' splits, got {list(splits)}.")
+    pair_splits = tuple(dict.fromkeys((*pair_splits, "test")))
+    baselines = fit_reward_baselines(splits["train"], ensemble.config.num_items)
+
+    predictions: dict[str, dict[str, np.ndarray]] = {name: {} for name in PREDICTORS}
+    ratings, groups = {}, {}
+    for split in pair_splits:
+        dataset = splits[split]
+        ratings[split] = target_column(dataset, TARGET_RATING, np.float64)
+        if not np.isfinite(ratings[split]).all():
+            raise ValueError(f"the {split} split's {TARGET_RATING!r} holds NaN or infinite values.")
+        groups[split] = np.asarray(dataset[USER_ID]).astype(str)
+        ensemble_prediction = predict_targets(ensemble, dataset, batch_size)
+        predictions["reward_head"][split] = ensemble_prediction.members[0].double().numpy()
+        predictions["ensemble_mean"][split] = ensemble_prediction.mean.double().numpy()
+        for name, baseline in baselines.items():
+            predictions[name][split] = baseline.predict(dataset)
+
+    test_ratings = ratings["test"]
+    pair_ratings = np.concatenate([ratings[s] for s in pair_splits])
+    pair_groups = np.concatenate([groups[s] for s in pair_splits])
+    rows, num_pairs = {}, 0
+    for name, by_split in predictions.items():
+        accuracy, num_pairs = pairwise_accuracy(
+            np.concatenate([by_split[s] for s in pair_splits]), pair_ratings, pair_groups
+        )
+        rows[name] = {
+            REWARD_RMSE: rmse(by_split["test"], test_ratings),
+            REWARD_MAE: mae(by_split["test"], test_ratings),
+            REWARD_AUC: binary_auc(by_split["test"], test_ratings, high_threshold, low_threshold),
+            REWARD_PAIRWISE_ACCURACY: accuracy,
+        }
+    return {
+        "predictors": rows,
+        "num_members": ensemble.num_members,
+        "num_test_cases": int(len(test_ratings)),
+        "num_auc_high": int((test_ratings >= high_threshold).sum()),
+        "num_auc_low": int((test_ratings <= low_threshold).sum()),
+        "num_pairs": num_pairs,
+        "pair_splits": list(pair_splits),
+        "protocol": PROTOCOL.format(high=high_threshold, low=low_threshold, pair_splits=" + ".join(pair_splits)),
+    }
+
+
+def format_reward_table(table: dict[str, Any]) -> str:
+    """The reward table as Markdown: one row per predictor."""
+    columns = [(REWARD_RMSE, "RMSE"), (REWARD_MAE, "MAE"), (REWARD_AUC, "AUC (>=4 vs <=2)"),
+               (REWARD_PAIRWISE_ACCURACY, "pairwise acc.")]
+    lines = ["| predictor | " + " | ".join(label for _, label in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for name, metrics in table["predictors"].items():
+        label = PREDICTORS.get(name, name)
+        if name == "ensemble_mean":
+            label = f"{label} (K={table['num_members']})"
+        lines.append(f"| {label} | " + " | ".join(f"{metrics[key]:.4f}" for key, _ in columns) + " |")
+    lines.append(
+        f"\n{table['num_test_cases']} test cases ({table['num_auc_high']} high / {table['num_auc_low']} low for the "
+        f"AUC), {table['num_pairs']} within-user pairs."
+    )
+    return "\n".join(lines)
+
+
+def popularity_bins(item_counts: Any, num_bins: int = 5) -> np.ndarray:
+    """(V + 1,) popularity bin of every item: items 1..V sorted by training count (ties by index) and cut
+    into `num_bins` equal-size groups, 0 = least rated; padding gets -1."""
+    counts = _as_numpy(item_counts)[1:]
+    order = np.argsort(counts, kind="stable")
+    bins = np.empty(len(counts), dtype=np.int64)
+    bins[order] = np.arange(len(counts)) * num_bins // max(len(counts), 1)
+    return np.concatenate([[-1], bins])
+
+
+@torch.no_grad()
+def uncertainty_by_popularity(
+    ensemble: RewardEnsemble,
+    dataset: Any,
+    train_dataset: Any,
+    *,
+    num_candidates: int = 20,
+    num_bins: int = 5,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Mean ensemble std per item-popularity bin, over (history, item) pairs of `dataset`.
+
+    For each evaluation row, the ensemble scores the logged target and `num_candidates` items drawn
+    uniformly from the catalogue (seeded). Items are binned by their training rating count (`popularity_bins`,
+    quintiles by default). Reports the mean std of the logged targets and of the uniform candidates per bin;
+    if the std tracks epistemic uncertainty it is largest for the least rated items.
+    """
+    item_model = ItemMeanReward(ensemble.config.num_items).fit(train_dataset)
+    bins = popularity_bins(item_model.item_counts, num_bins)
+    generator = torch.Generator().manual_seed(seed)
+    collator = SequenceCollator(max_seq_len=ensemble.config.max_seq_len)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    stds, items = [], []
+    for batch in loader:
+        uniform = torch.randint(
+            1, ensemble.config.num_items + 1, (batch[ITEM_IDS].shape[0], num_candidates), generator=generator
+        )
+        candidates = torch.cat([batch[TARGET_ITEM_IDS][:, None], uniform], dim=1)  # (B, 1 + C)
+        prediction = ensemble.predict_candidates(
+            batch[ITEM_IDS], batch[ATTENTION_MASK], batch[TIMESTAMPS], batch[QUERY_TIMESTAMPS], candidates
+        )
+        stds.append(prediction.std.float().cpu().numpy())
+        items.append(candidates.numpy())
+    std, item_ids = np.concatenate(stds), np.concatenate(items)  # (U, 1 + C)
+    counts = item_model.item_counts
+    rows = []
+    for b in range(num_bins):
+        in_bin = bins == b
+        row = {
+            "bin": b + 1,
+            "item_count_min": int(counts[in_bin].min()) if in_bin.any() else None,
+            "item_count_max": int(counts[in_bin].max()) if in_bin.any() else None,
+        }
+        for name, column in (("logged", slice(0, 1)), ("uniform", slice(1, None))):
+            selected = bins[item_ids[:, column]] == b
+            values = std[:, column][selected]
+            row[f"{name}_mean_std"] = float(values.mean()) if values.size else None
+            row[f"{name}_num_pairs"] = int(values.size)
+        rows.append(row)
+    return {
+        "num_bins": num_bins,
+        "num_uniform_candidates": num_candidates,
+        "bins": rows,
+        "definition": f"bin 1 = least rated items in training, bin {num_bins} = most rated; mean across-member std "
+        "of the predicted reward of (history, item) pairs: 'logged' = the held-out target, 'uniform' = "
+        "items drawn uniformly from the catalogue.",
+    }
+
+
+def format_uncertainty(report: dict[str, Any]) -> str:
+    """The std-by-popularity report as Markdown."""
+    lines = ["| popularity bin | train ratings per item | mean std (logged targets) | mean std (uniform items) |",
+             "|---|---|---:|---:|"]
+    for row in report["bins"]:
+        cells = []
+        for name in ("logged", "uniform"):
+            value = row[f"{name}_mean_std"]
+            cells.append("n/a" if value is None else f"{value:.4f} (n={row[f'{name}_num_pairs']})")
+        lines.append(f"| {row['bin']} | {row['item_count_min']}-{row['item_count_max']} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)

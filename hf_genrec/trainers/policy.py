@@ -1,0 +1,491 @@
+"""The policy side every post-training trainer shares: full-catalogue log-probabilities, contexts and
+candidate sampling, the frozen reference policy, the reward ensemble, extra heads, and a loss normalised
+over the whole optimizer step.
+
+Shapes: B batch rows, N positions, d hidden size, V items (the catalogue has V + 1 columns, column 0 is
+padding and never an action), P supervised positions of a batch, C contexts, M candidates per context.
+
+The policy π_θ(·|x) of a recommender at a position is the softmax of its item scores over the catalogue,
+`log_softmax(model.item_logits(user_embedding))`.
+
+**How a post-training trainer runs one optimizer step** (`PolicyTrainer`):
+
+1. `get_batch_samples` receives all `gradient_accumulation_steps` micro-batches of the step at once (the
+   `Trainer` loop prefetches them). `_prepare_step` then runs everything that needs no gradient (frozen
+   reference policy, reward ensemble, candidate sampling, rollouts) and stores the results in each
+   micro-batch under the `PREPARED_*` keys, and `_loss_denominator` counts the step's units (supervised
+   positions, kept pairs, contexts, or the sum of weights), summed over micro-batches and processes.
+2. `compute_loss` returns Σ(per-unit losses of the micro-batch) / (units of the whole step), times the
+   number of processes (DDP averages gradients over processes). The step's gradient is then exactly the
+   gradient of the mean over the step's units, whatever the split into micro-batches and processes, so
+   `loss_is_scaled_for_ga = True`: `Trainer` must not divide by the accumulation steps again.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Sampler
+
+from ..data.columns import ATTENTION_MASK, ITEM_IDS, LABELS, QUERY_TIMESTAMPS, TIMESTAMPS
+from ..models import AutoModelForNextItemPrediction
+from .base import GenRecConfig, GenRecTrainer
+
+logger = logging.getLogger(__name__)
+
+# Sub-directory of a saved PEFT run holding the adapter (the directory itself holds the merged recommender,
+# so `from_pretrained(dir)` never mistakes it for an adapter checkpoint).
+ADAPTER_DIR = "adapter"
+# Keys under which `_prepare_step` stores its no-gradient results in a micro-batch.
+PREPARED = "prepared"
+
+
+# --------------------------------------------------------------------------------------------------- config
+@dataclass
+class PostTrainConfig(GenRecConfig):
+    r"""
+    Arguments shared by the post-training trainers, on top of [`GenRecConfig`].
+
+    Args:
+        disable_dropout (`bool`, *optional*, defaults to `False`):
+            Set every dropout probability of the policy (and of the reference copy) to 0, as TRL does for
+            DPO and PPO so that log-probability ratios are not dropout noise.
+
+    Defaults that differ from `TrainingArguments`: `learning_rate=1e-4` (post-training starts from a
+    pretrained recommender; its pretraining used 1e-3), `adam_beta2=0.98` (the HSTU reference),
+    `per_device_train_batch_size=128`, `num_train_epochs=3`, constant learning rate, `logging_steps=10`,
+    no checkpoints (`save_strategy="no"`; the command saves the final model).
+    """
+
+    disable_dropout: bool = field(
+        default=False, metadata={"help": "Set all dropout probabilities to 0 (TRL does this for DPO/PPO)."}
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
+    adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (HSTU reference: 0.98)."})
+    per_device_train_batch_size: int = field(default=128, metadata={"help": "Histories per batch."})
+    per_device_eval_batch_size: int = field(default=512, metadata={"help": "Histories per evaluation batch."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Passes over the training sequences."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
+    logging_steps: float = field(default=10, metadata={"help": "Optimizer steps between logs."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpointing (the command saves the final model)."})
+
+
+# ------------------------------------------------------------------------------------ policy log-probs
+def supervised_mask(labels: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool, True at positions with a next-item target (`labels > 0`)."""
+    return labels > 0
+
+
+def catalogue_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, exclude: torch.Tensor | None = None):
+    """log π(·|x) over the catalogue: (C, d) normalised user vectors -> (C, V + 1) float32 log-probabilities.
+
+    Column 0 (padding) is −inf. `exclude` (C, V + 1) bool removes more actions (e.g. items already seen)
+    before the softmax, so the result is the policy restricted to the remaining items.
+    """
+    logits = policy.item_logits(user_embeddings).float()  # (C, V + 1)
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))
+    return F.log_softmax(logits, dim=-1)
+
+
+def logged_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log π(y|x) of the logged items: (P, d) user vectors and (P,) labels -> (P,) float32.
+
+    Full-catalogue softmax (fused cross-entropy, so the (P, V + 1) log-softmax is not kept twice).
+    """
+    logits = policy.item_logits(user_embeddings).float()  # (P, V + 1)
+    return -F.cross_entropy(logits, labels, reduction="none")
+
+
+def policy_forward(model: nn.Module, inputs: dict[str, torch.Tensor]):
+    """Forward a training batch through `model` (possibly DDP/PEFT-wrapped) without a loss."""
+    return model(
+        item_ids=inputs[ITEM_IDS],
+        attention_mask=inputs[ATTENTION_MASK],
+        timestamps=inputs.get(TIMESTAMPS),
+        query_timestamps=inputs.get(QUERY_TIMESTAMPS),
+    )
+
+
+# ----------------------------------------------------------------------------- contexts and sampling
+def sample_contexts(labels: torch.Tensor, per_sequence: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick the contexts (row, position) of a batch used by DPO and PPO.
+
+    A context is a history prefix ending at a supervised position t (the model reads events 0..t and the
+    logged next item is `labels[b, t]`).
+
+    Args:
+        labels: (B, N) next-item targets, 0 where there is none.
+        per_sequence: contexts per row, drawn uniformly without replacement among the row's supervised
+            positions with torch's global RNG (a row with fewer positions uses all of them); `None` uses
+            every supervised position (deterministic).
+
+    Returns:
+        rows (C,) and positions (C,), sorted by row then position.
+    """
+    mask = supervised_mask(labels)
+    if per_sequence is None:
+        rows, positions = mask.nonzero(as_tuple=True)
+        return rows, positions
+    keys = torch.rand(labels.shape, device=labels.device).masked_fill(~mask, -1.0)  # (B, N)
+    k = min(per_sequence, labels.shape[1])
+    top = keys.topk(k, dim=1)  # (B, k)
+    chosen = torch.zeros_like(mask)
+    chosen.scatter_(1, top.indices, top.values >= 0)
+    rows, positions = chosen.nonzero(as_tuple=True)
+    return rows, positions
+
+
+def context_batch(inputs: dict[str, torch.Tensor], rows: torch.Tensor, positions: torch.Tensor):
+    """The history prefixes of contexts as a right-padded batch whose last real position is the context.
+
+    Returns a dict with `item_ids`, `attention_mask`, `timestamps`, `query_timestamps`, each (C, L) with
+    L = max(positions) + 1. The query time of the last position is the time of the logged next event.
+    """
+    length = int(positions.max().item()) + 1 if positions.numel() else 1
+    keep = torch.arange(length, device=rows.device)[None, :] <= positions[:, None]  # (C, L)
+    out = {ITEM_IDS: inputs[ITEM_IDS][rows, :length] * keep, ATTENTION_MASK: keep.long()}
+    for key in (TIMESTAMPS, QUERY_TIMESTAMPS):
+        if inputs.get(key) is not None:
+            out[key] = inputs[key][rows, :length] * keep
+    return out
+
+
+def seen_item_mask(item_ids: torch.Tensor, num_columns: int) -> torch.Tensor:
+    """(C, V + 1) bool: True at the items of each history (and at column 0, padding)."""
+    seen = torch.zeros(item_ids.shape[0], num_columns, dtype=torch.bool, device=item_ids.device)
+    seen.scatter_(1, item_ids, True)
+    seen[:, 0] = True
+    return seen
+
+
+def sample_items(
+    log_probs: torch.Tensor, num_samples: int, replacement: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw items from categorical policies with torch's global RNG.
+
+    Args:
+        log_probs: (C, A) log-probabilities (−inf = never drawn).
+        num_samples: S draws per row.
+        replacement: i.i.d. draws (`torch.multinomial`); otherwise S distinct items by Gumbel-top-k, which is
+            sampling without replacement in proportion to the probabilities.
+
+    Returns:
+        items (C, S) and valid (C, S) bool (False where a row had fewer than S items with positive mass).
+    """
+    if replacement:
+        items = torch.multinomial(log_probs.exp(), num_samples, replacement=True)
+        return items, torch.ones_like(items, dtype=torch.bool)
+    uniform = torch.rand(log_probs.shape, device=log_probs.device).clamp_(min=1e-20)
+    keys = log_probs - torch.log(-torch.log(uniform))  # log p + Gumbel(0, 1)
+    items = keys.topk(min(num_samples, log_probs.shape[1]), dim=1).indices  # (C, S)
+    return items, torch.isfinite(log_probs.gather(1, items))
+
+
+# --------------------------------------------------------------------------------- reference and heads
+def create_reference_model(model: nn.Module) -> nn.Module:
+    """A frozen copy of `model` in eval mode (no gradients, no dropout)."""
+    reference = copy.deepcopy(model)
+    reference.eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    return reference
+
+
+def disable_dropout_in_model(model: nn.Module) -> None:
+    """Set p = 0 on every `nn.Dropout` of `model`."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
+def is_peft_model(model: nn.Module) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return False
+    return isinstance(model, PeftModel)
+
+
+REWARD_MODEL_METHODS = ("predict_candidates", "predict_positions", "value_positions")
+
+
+def load_reward_model(reward_model: Any) -> Any:
+    """A reward ensemble: an object with the `RewardEnsemble` methods, or a directory to load one from."""
+    if isinstance(reward_model, (str, os.PathLike)):
+        from ..rewards import RewardEnsemble
+
+        reward_model = RewardEnsemble.from_pretrained(reward_model)
+    missing = [name for name in REWARD_MODEL_METHODS if not hasattr(reward_model, name)]
+    if missing:
+        raise TypeError(
+            f"reward_model {type(reward_model).__name__} lacks {missing}; pass a hf_genrec.rewards.RewardEnsemble "
+            "(or a directory written by `hf-genrec reward`)."
+        )
+    return reward_model
+
+
+class RepeatBatchesSampler(Sampler[int]):
+    """Yields each consecutive group of `chunk_size` indices of `sampler` `repeats` times in a row.
+
+    PPO uses it so that one rollout batch (one optimizer step's worth of rows) comes back for `ppo_epochs`
+    consecutive optimizer steps. A last group shorter than `chunk_size` is dropped, so that every repeated
+    group maps onto whole micro-batches.
+    """
+
+    def __init__(self, sampler: Sampler[int] | list[int], chunk_size: int, repeats: int):
+        self.sampler, self.chunk_size, self.repeats = sampler, chunk_size, repeats
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return (len(self.sampler) // self.chunk_size) * self.chunk_size * self.repeats
+
+    def __iter__(self) -> Iterator[int]:
+        chunk: list[int] = []
+        for index in self.sampler:
+            chunk.append(int(index))
+            if len(chunk) == self.chunk_size:
+                for _ in range(self.repeats):
+                    yield from chunk
+                chunk = []
+
+
+# ------------------------------------------------------------------------------------------ the trainer
+class PolicyTrainer(GenRecTrainer):
+    """Base of the post-training trainers: the reference policy, the reward ensemble, extra heads, PEFT and
+    the step-normalised loss described in the module docstring.
+
+    A method trainer implements:
+    - `_prepare_micro_batch(inputs)` (optional): no-gradient work, stored in `inputs[PREPARED]`;
+    - `_loss_denominator(inputs)`: the micro-batch's units (a float or 0-d tensor);
+    - `_loss_sum(model, inputs, mode)`: (sum of the micro-batch's per-unit losses, model outputs).
+
+    Args:
+        model: a next-item recommender ([`HSTUForNextItemPrediction`]) or the directory/Hub id of one.
+        ref_model: the frozen reference policy for methods that need one; default: a frozen copy of
+            `model` (with PEFT: the same model with its adapter disabled).
+        reward_model: a `RewardEnsemble` (or its directory) for methods that query rewards.
+        args: the method's config.
+        peft_config: a `peft.LoraConfig` (with `task_type=None`, e.g. `target_modules=["uvqk", "o_proj"]`)
+            to train a LoRA adapter instead of all weights.
+    """
+
+    loss_is_scaled_for_ga = True
+    # Extra modules the method attaches to the model (trained with it, saved beside it as `<name>.safetensors`).
+    _head_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        model=None,
+        ref_model=None,
+        reward_model=None,
+        args: PostTrainConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        callbacks=None,
+        optimizers=(None, None),
+        peft_config=None,
+        **kwargs,
+    ):
+        if args is None:
+            raise ValueError(f"{type(self).__name__} needs args (its config dataclass).")
+        if isinstance(model, (str, os.PathLike)):
+            model = AutoModelForNextItemPrediction.from_pretrained(model)
+        if args.disable_dropout:
+            disable_dropout_in_model(model)
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        self.is_peft = is_peft_model(model)
+
+        self.ref_model = None
+        if self._needs_reference(args):
+            if ref_model is not None:
+                if isinstance(ref_model, (str, os.PathLike)):
+                    ref_model = AutoModelForNextItemPrediction.from_pretrained(ref_model)
+                self.ref_model = create_reference_model(ref_model)
+            elif not self.is_peft:
+                self.ref_model = create_reference_model(model)
+        if self._needs_reward_model(args) and reward_model is None:
+            raise ValueError(
+                f"{type(self).__name__} with these settings queries a reward model: pass reward_model= (a "
+                "hf_genrec.rewards.RewardEnsemble or its directory, written by `hf-genrec reward`)."
+            )
+        self.reward_model = load_reward_model(reward_model) if reward_model is not None else None
+
+        for name, head in self._build_heads(model, args).items():
+            setattr(model, name, head)
+
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            **kwargs,
+        )
+        device = self.accelerator.device
+        if self.ref_model is not None:
+            self.ref_model.to(device)
+        if self.reward_model is not None:
+            self.reward_model = self.reward_model.to(device)
+            self.reward_model.eval()
+
+    # -------------------------------------------------------------------------------- method hooks
+    def _needs_reference(self, args) -> bool:
+        return False
+
+    def _needs_reward_model(self, args) -> bool:
+        return False
+
+    def _build_heads(self, model: nn.Module, args) -> dict[str, nn.Module]:
+        return {}
+
+    def _prepare_micro_batch(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        inputs[PREPARED] = {}
+        return inputs
+
+    def _prepare_step(self, batch_samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self._prepare_micro_batch(inputs) for inputs in batch_samples]
+
+    def _loss_denominator(self, inputs: dict[str, Any]) -> float | torch.Tensor:
+        return supervised_mask(inputs[LABELS]).sum()
+
+    def _loss_sum(self, model, inputs: dict[str, Any], mode: str):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------ helpers
+    @property
+    def policy(self) -> nn.Module:
+        """The recommender being trained (unwrapped from DDP; a `PeftModel` under PEFT)."""
+        return self.accelerator.unwrap_model(self.model)
+
+    def head(self, name: str) -> nn.Module:
+        return getattr(self.policy, name)
+
+    @contextmanager
+    def reference_policy(self):
+        """The frozen reference π_ref, in eval mode: the frozen copy, or under PEFT the adapter-disabled model."""
+        if self.ref_model is not None:
+            yield self.ref_model
+            return
+        policy = self.policy
+        if not self.is_peft:
+            raise RuntimeError(f"{type(self).__name__} has no reference model.")
+        was_training = policy.training
+        policy.eval()
+        try:
+            with policy.disable_adapter():
+                yield policy
+        finally:
+            policy.train(was_training)
+
+    def _record_mean(self, mode: str, name: str, values: torch.Tensor) -> None:
+        """Buffer the mean of `values` over all processes (skipped when there are none anywhere)."""
+        values = values.detach().float().reshape(-1)
+        stats = torch.stack([values.sum(), values.new_tensor(float(values.numel()))])
+        if self.accelerator.num_processes > 1:
+            stats = self.accelerator.gather(stats[None]).sum(dim=0)
+        if stats[1].item() > 0:
+            self._metrics[mode][name].append((stats[0] / stats[1]).item())
+
+    def _step_total(self, value: float | torch.Tensor) -> torch.Tensor:
+        """Sum a per-process number over processes."""
+        total = torch.as_tensor(value, dtype=torch.float32, device=self.accelerator.device).reshape(1)
+        if self.accelerator.num_processes > 1:
+            total = self.accelerator.gather(total).sum().reshape(1)
+        return total[0]
+
+    # ------------------------------------------------------------------------------ training loop
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if not batch_samples:
+            return batch_samples, None
+        with torch.no_grad(), self.autocast_smart_context_manager():
+            batch_samples = self._prepare_step(batch_samples)
+        units = sum(torch.as_tensor(self._loss_denominator(b), dtype=torch.float32) for b in batch_samples)
+        return batch_samples, self._step_total(units)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if model.training else "eval"
+        if PREPARED not in inputs:  # called outside the training loop: this batch alone is the step
+            with torch.no_grad(), self.autocast_smart_context_manager():
+                inputs = self._prepare_step([inputs])[0]
+            num_items_in_batch = self._step_total(self._loss_denominator(inputs))
+        loss_sum, outputs = self._loss_sum(model, inputs, mode)
+        # Every parameter of the forward must reach the loss (DDP), even when a step keeps no unit.
+        loss_sum = loss_sum + 0.0 * outputs.user_embeddings.sum()
+        denominator = torch.as_tensor(num_items_in_batch, dtype=loss_sum.dtype, device=loss_sum.device)
+        loss = loss_sum * self.accelerator.num_processes / denominator.clamp(min=1e-12)
+        return (loss, outputs) if return_outputs else loss
+
+    # ------------------------------------------------------------------------------------- saving
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Save the recommender so that `AutoModelForNextItemPrediction.from_pretrained(output_dir)` loads it.
+
+        Extra heads are left out of `model.safetensors` and written as `<head>.safetensors`; under PEFT the
+        adapter goes to `output_dir/adapter/` and the directory holds the merged recommender.
+        """
+        if not self._head_names and not self.is_peft:
+            return super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        model = self.policy
+        heads = {name: getattr(model, name) for name in self._head_names if hasattr(model, name)}
+        if self.is_peft:
+            model.save_pretrained(os.path.join(output_dir, ADAPTER_DIR))
+            recommender = copy.deepcopy(model).merge_and_unload()
+        else:
+            recommender = model
+        state = {
+            key: value for key, value in recommender.state_dict().items() if key.split(".", 1)[0] not in heads
+        }
+        recommender.save_pretrained(output_dir, state_dict=state)
+        for name, head in heads.items():
+            tensors = {key: value.detach().cpu().contiguous() for key, value in head.state_dict().items()}
+            safetensors.torch.save_file(tensors, os.path.join(output_dir, f"{name}.safetensors"))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+
+__all__ = [
+    "ADAPTER_DIR",
+    "PREPARED",
+    "PolicyTrainer",
+    "PostTrainConfig",
+    "RepeatBatchesSampler",
+    "catalogue_log_probs",
+    "context_batch",
+    "create_reference_model",
+    "disable_dropout_in_model",
+    "is_peft_model",
+    "load_reward_model",
+    "logged_log_probs",
+    "policy_forward",
+    "sample_contexts",
+    "sample_items",
+    "seen_item_mask",
+    "supervised_mask",
+]
