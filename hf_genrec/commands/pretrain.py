@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from ..evaluation.metrics import SUBSETS
 from ..models import HSTUConfig, HSTUForNextItemPrediction
 from ..recipes import build_training_config, load_recipe
 from ..trainers import PretrainConfig, PretrainTrainer
+from ..trainers.base import last_complete_checkpoint
 from ..utils.runtime import keep_cpu_heap_warm
 from .common import SEQUENCES_DIR, check_output_dir, check_prepared_dir, peak_memory_mb, write_json
 
@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 RECIPE_FILE = "recipe.yaml"
-MODEL_CARD_FILE = "README.md"
 CHECKPOINTS_DIR = "checkpoints"
 
 
@@ -87,6 +86,7 @@ def pretrain(
     push_to_hub: str | None = None,
     hub_private: bool = False,
     hub_token: str | None = None,
+    callbacks: list | None = None,
 ) -> dict[str, Any]:
     """Pretrain an HSTU recommender on a prepared dataset and save the validation-best checkpoint.
 
@@ -139,14 +139,11 @@ def pretrain(
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
         processing_class=vocabulary,
-        callbacks=[timer],
+        callbacks=[timer, *(callbacks or [])],
     )
-    resume_from = None
-    if resume:
-        checkpoints = sorted(Path(args.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        resume_from = str(checkpoints[-1]) if checkpoints else None
-        if resume_from is None:
-            logger.warning("--resume: no checkpoint in %s, training from scratch", args.output_dir)
+    resume_from = last_complete_checkpoint(args.output_dir) if resume else None
+    if resume and resume_from is None:
+        logger.warning("--resume: no complete checkpoint in %s, training from scratch", args.output_dir)
     train_output = trainer.train(resume_from_checkpoint=resume_from)
 
     trainer.args.eval_subsets = list(SUBSETS)
@@ -155,7 +152,8 @@ def pretrain(
     trainer.save_model(str(output_dir))
 
     def strip(metrics: dict, prefix: str) -> dict:
-        return {k[len(prefix) + 1 :]: v for k, v in metrics.items() if k.startswith(prefix + "_")}
+        # Timings are reported once, below; the metric dicts hold only what the model computed.
+        return {k[len(prefix) + 1 :]: v for k, v in metrics.items() if k.startswith(prefix + "_") and not k.endswith("_runtime")}
 
     epoch_seconds = timer.seconds
     report = {
@@ -169,15 +167,14 @@ def pretrain(
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "num_parameters": model.num_parameters(),
         "seed": args.seed,
+        "num_processes": args.world_size,
         "split": split,
         "model_config": model.config.to_diff_dict(),
     }
     if not main_process:
         return report
-    trainer.create_model_card(model_name=output_dir.name)
-    card = Path(args.output_dir) / MODEL_CARD_FILE
-    if card.is_file():
-        shutil.copyfile(card, output_dir / MODEL_CARD_FILE)
+    # save_model wrote a card already; name it after the run, not after its checkpoints/ folder.
+    trainer.create_model_card(model_name=output_dir.name, output_dir=str(output_dir))
     write_json(output_dir / METRICS_FILE, report)
     if push_to_hub:
         from ..hub import push_run_to_hub

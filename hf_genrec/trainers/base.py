@@ -6,13 +6,16 @@ A method's trainer subclasses `GenRecTrainer` and is then mostly its `compute_lo
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import is_torch_bf16_gpu_available
 
 from ..data.collator import SequenceCollator
@@ -21,6 +24,27 @@ from ..data.sampling import LengthBucketSampler, sequence_lengths
 from ..data.vocabulary import PAD_INDEX
 from ..evaluation import RankingPredictions, flatten_metrics, target_ranks
 from ..evaluation.metrics import DEFAULT_HIGH_REWARD_THRESHOLD, SUBSET_ALL, SUBSETS
+from ..utils.runtime import release_cpu_heap
+
+CHECKPOINT_COMPLETE = "checkpoint_complete.json"
+
+
+def last_complete_checkpoint(checkpoints_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` under `checkpoints_dir` whose save finished (see `_save_checkpoint`)."""
+    if not os.path.isdir(checkpoints_dir):
+        return None
+    complete = []
+    for name in os.listdir(checkpoints_dir):
+        path = os.path.join(checkpoints_dir, name)
+        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and os.path.isfile(os.path.join(path, CHECKPOINT_COMPLETE)):
+            complete.append((int(name.rsplit("-", 1)[1]), path))
+    return max(complete)[1] if complete else None
+
+
+def _has_accelerator() -> bool:
+    """Whether torch sees a GPU or another accelerator (CUDA, XPU, MPS, ...)."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 @dataclass
@@ -40,7 +64,8 @@ class GenRecConfig(TrainingArguments):
 
     Defaults that differ from `TrainingArguments`: `remove_unused_columns=False` (the collator needs the
     sequence columns), `report_to="none"`, and `use_cpu` is switched on when `bf16=True` is asked for on a
-    machine without a bf16 GPU (bf16 autocast then runs on the CPU, which is faster there too).
+    machine without a bf16 GPU (bf16 autocast then runs on the CPU, which is faster there too) and on a
+    machine without any accelerator (so that `torchrun` / `accelerate launch` give data parallelism on gloo).
     """
 
     bucket_by_length: bool = field(
@@ -61,6 +86,10 @@ class GenRecConfig(TrainingArguments):
     def __post_init__(self):
         if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
             self.use_cpu = True
+        if not self.use_cpu and not _has_accelerator():
+            # Without use_cpu, `torchrun` / `accelerate launch` on a machine with no GPU starts N processes
+            # that each train alone on all the data (DistributedType.NO); with it they form a gloo group.
+            self.use_cpu = True
         if self.use_cpu or not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator
         unknown = [s for s in self.eval_subsets if s not in SUBSETS]
@@ -69,6 +98,16 @@ class GenRecConfig(TrainingArguments):
         if self.bucket_batches < 1:
             raise ValueError(f"bucket_batches must be at least 1, got {self.bucket_batches}.")
         super().__post_init__()
+
+
+class _ReleaseHeapCallback(TrainerCallback):
+    """Give free heap pages back to the OS after each epoch and evaluation (see `release_cpu_heap`)."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        release_cpu_heap()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        release_cpu_heap()
 
 
 class GenRecTrainer(Trainer):
@@ -108,6 +147,7 @@ class GenRecTrainer(Trainer):
             **kwargs,
         )
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.add_callback(_ReleaseHeapCallback())
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names)
 
@@ -153,6 +193,23 @@ class GenRecTrainer(Trainer):
         processes = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
         steps = getattr(self, "current_gradient_accumulation_steps", 1)
         return loss * (num_positions * processes * steps / num_items_in_batch)
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def _save_checkpoint(self, model, trial) -> None:
+        """Save as usual, then commit the checkpoint with a marker file written atomically.
+
+        A job killed while saving leaves a checkpoint directory without the marker; `last_complete_checkpoint`
+        never returns such a directory, so a resume never loads a half-written checkpoint.
+        """
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            marker = os.path.join(folder, CHECKPOINT_COMPLETE)
+            with open(marker + ".tmp", "w", encoding="utf-8") as f:
+                json.dump({"global_step": self.state.global_step, "epoch": self.state.epoch}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(marker + ".tmp", marker)
 
     # ----------------------------------------------------------------------------------------- metrics
     def _record(self, mode: str, name: str, value: torch.Tensor | float) -> None:
@@ -227,5 +284,37 @@ class GenRecTrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
+    # -------------------------------------------------------------------------------------- model card
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None, output_dir=None, **kwargs) -> None:
+        """Write the model card `README.md` (template `hf_genrec/templates/model_card.md`, see
+        `hf_genrec.trainers.model_card`) to `output_dir` (default: `args.output_dir`).
 
-__all__ = ["GenRecConfig", "GenRecTrainer"]
+        Also takes `Trainer.push_to_hub`'s card arguments: `finetuned_from` (base model), `dataset`, `license`.
+        """
+        if not self.is_world_process_zero():
+            return
+        from .model_card import build_model_card
+
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        card = build_model_card(
+            self,
+            model_name=model_name or os.path.basename(os.path.normpath(output_dir)),
+            dataset_name=dataset_name or kwargs.get("dataset"),
+            base_model=kwargs.get("finetuned_from"),
+            tags=[tags] if isinstance(tags, str) else tags,
+            license=kwargs.get("license"),
+        )
+        os.makedirs(output_dir, exist_ok=True)
+        card.save(os.path.join(output_dir, "README.md"))
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save as `Trainer` does, then write the model card beside the model (before any push)."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        super().save_model(output_dir, _internal_call=True)
+        if self.args.should_save:
+            self.create_model_card(output_dir=output_dir)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+
+__all__ = ["CHECKPOINT_COMPLETE", "GenRecConfig", "GenRecTrainer", "last_complete_checkpoint"]

@@ -44,4 +44,24 @@ def keep_cpu_heap_warm(top_pad_bytes: int = 1 << 30) -> bool:
     return bool(ok)
 
 
-__all__ = ["keep_cpu_heap_warm"]
+def release_cpu_heap() -> bool:
+    """Return the heap's free pages to the OS (glibc `malloc_trim(0)`); True when it released any.
+
+    `keep_cpu_heap_warm` trades memory for speed within an epoch; calling this between epochs bounds the
+    process's resident memory by what is live plus one epoch's fragmentation, instead of letting free but
+    fragmented heap pages pile up over a long run.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    try:
+        malloc_trim = ctypes.CDLL(libc_name).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    return malloc_trim(0) == 1
+
+
+__all__ = ["keep_cpu_heap_warm", "release_cpu_heap"]
