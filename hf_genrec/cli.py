@@ -93,6 +93,86 @@ def _add_evaluate(subparsers) -> None:
     p.add_argument("--output", required=True, help="JSON file for the metrics.")
 
 
+def _add_reward(subparsers) -> None:
+    p = subparsers.add_parser(
+        "reward",
+        help="Train a reward-model ensemble on a pretrained HSTU and print the reward table.",
+        description="Load the pretrained backbone of --model, train K reward models (reward head + value head; "
+        "different seeds and bootstrap resamples of users; epoch chosen on validation RMSE), save them as one "
+        "ensemble and write reward_metrics.json: RMSE, MAE, AUC and within-user pairwise accuracy on the test "
+        "split for the reward head, the ensemble mean and the user-mean, item-mean and global-mean baselines, "
+        "and the ensemble std by item popularity. For a judge ensemble, run it again with other seeds into "
+        "another directory.",
+    )
+    p.add_argument("--data", required=True, help="Directory written by `hf-genrec prepare`.")
+    p.add_argument("--model", required=True, help="Pretrained model directory (or Hub repo id) whose backbone is used.")
+    p.add_argument("--output", required=True, help="Output directory for the ensemble and reward_metrics.json.")
+    p.add_argument("--ensemble", type=int, default=None, help="Ensemble members K (default: the recipe's, or 5).")
+    p.add_argument("--seed", type=int, default=None, help="Seed of member 0; member k uses seed + k.")
+    p.add_argument("--epochs", type=float, default=None, help="Override the recipe's num_train_epochs.")
+    p.add_argument("--max-steps", type=int, default=None, help="Stop each member after this many optimiser steps.")
+    p.add_argument("--recipe", default=None, help="YAML recipe (e.g. recipes/movielens-1m/reward.yaml).")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing output directory.")
+    _add_hub_flags(p)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+# `hf-genrec posttrain` method flags -> config fields; a flag that a method's config lacks is an error.
+POSTTRAIN_METHOD_FLAGS = {
+    "temperature": ("A-SFT: λ of w = min(exp(A/λ), w_max) (default 1.0; large = SFT).", float),
+    "max_weight": ("A-SFT: clip w_max of the weights (default 20; 'none' for no clip).", _optional_float),
+    "baseline": ("A-SFT: baseline b(x): value (reward model, default), user_mean or zero.", str),
+    "reward_source": ("A-SFT: reward r: observed (default) or model (ensemble mean of the logged item).", str),
+    "beta": ("DPO/IPO: β (default 0.1).", float),
+    "confidence_z": ("DPO/IPO: z of the intervals mean ± z·std (default 1.0).", float),
+    "num_candidates": ("DPO/IPO: items sampled from π_ref per context (default 16).", int),
+    "contexts_per_sequence": ("DPO/IPO/PPO: contexts per training row (default 4).", int),
+    "alpha": ("CQL: weight α of the conservative penalty (default 1.0).", float),
+    "kl_coef": ("PPO: coefficient of KL(π_θ ‖ π_ref) (default 0.05).", float),
+    "ppo_epochs": ("PPO: optimizer steps per rollout batch (default 4).", int),
+    "cliprange": ("PPO: ε of the clipped ratio (default 0.2).", float),
+}
+
+
+def _add_posttrain(subparsers) -> None:
+    from .commands.posttrain import METHODS
+
+    p = subparsers.add_parser(
+        "posttrain",
+        help="Post-train a pretrained recommender (sft, rwbc, asft, dpo, ipo, cql, ppo).",
+        description="Load the pretrained recommender of --model, post-train it on the training split with one "
+        "method for the recipe's budget, then write the model, its vocabulary, the model card, recipe.yaml "
+        "and metrics.json (validation and test HR@k, NDCG@k, MRR on the subsets all, high_reward_target and "
+        "high_reward_trajectory). dpo, ipo, ppo and asft with the value baseline need --reward-model.",
+    )
+    p.add_argument("--method", choices=tuple(METHODS), default=None,
+                   help="Post-training method (default: the recipe's method.name).")
+    p.add_argument("--data", required=True, help="Directory written by `hf-genrec prepare`.")
+    p.add_argument("--model", required=True, help="Pretrained model directory (or Hub repo id).")
+    p.add_argument("--reward-model", default=None, help="Reward ensemble directory written by `hf-genrec reward`.")
+    p.add_argument("--output", required=True, help="Output directory for the model and metrics.json.")
+    p.add_argument("--recipe", default=None, help="YAML recipe (e.g. recipes/movielens-1m/asft.yaml).")
+    p.add_argument("--seed", type=int, default=None, help="Override the recipe's seed.")
+    p.add_argument("--epochs", type=float, default=None, help="Override the recipe's num_train_epochs.")
+    p.add_argument("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
+    p.add_argument("--learning-rate", type=float, default=None, help="Override the learning rate.")
+    p.add_argument("--batch-size", type=int, default=None, help="Override per_device_train_batch_size.")
+    p.add_argument("--lora-r", type=int, default=None,
+                   help="Train a LoRA adapter of this rank on the HSTU projections (uvqk, o_proj) instead of all weights.")
+    p.add_argument("--normalize-weights", action="store_true", default=None,
+                   help="A-SFT: divide the weights by their mean over each optimizer step.")
+    for name, (help_text, kind) in POSTTRAIN_METHOD_FLAGS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=help_text)
+    p.add_argument("--resume", action="store_true",
+                   help="Continue from the last complete checkpoint in OUTPUT/checkpoints (needs a recipe that checkpoints).")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing output directory.")
+    p.add_argument("--no-bf16", action="store_true", help="Train in fp32 even if the recipe asks for bf16.")
+    _add_hub_flags(p)
+
+
 def _add_quickstart(subparsers) -> None:
     p = subparsers.add_parser(
         "quickstart",
@@ -105,6 +185,52 @@ def _add_quickstart(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="Seed of the generated data.")
 
 
+def _add_benchmark(subparsers) -> None:
+    from .benchmark.presets import DEFAULT_METHODS, PRESETS
+    from .commands.benchmark import JUDGE_DATA
+    from .commands.posttrain import METHODS
+
+    p = subparsers.add_parser(
+        "benchmark",
+        help="The post-training benchmark: every method vs reward-weighted BC, with intervals, judge and λ sweep.",
+        description="prepare -> pretrain -> reward ensemble -> separate judge ensemble -> every post-training "
+        "method (x seeds) and A-SFT's λ sweep -> test HR@k, NDCG@k, MRR and the reward-model-as-judge score on "
+        "the subsets all, high_reward_target and high_reward_trajectory, as % change vs reward-weighted BC with "
+        "paired bootstrap 95% intervals. Writes DIR/results.json, DIR/results.md, DIR/improvement_vs_rwbc.png "
+        "and DIR/asft_lambda_sweep.png. Resumable: stages are keyed by their inputs, so running the same "
+        "command again reuses finished stages and a changed flag recomputes only what depends on it. "
+        "Without --input, the embedded synthetic data is generated.",
+    )
+    p.add_argument("--input", default=None, help="Ratings file (as for `prepare`); default: the embedded "
+                   "synthetic data (~100k ratings for the tiny preset).")
+    p.add_argument("--format", choices=("movielens", "csv"), default="movielens", help="Input format.")
+    p.add_argument("--sep", default=None, help="Field separator for --format csv (default ',').")
+    p.add_argument("--columns", default=None, help="csv columns, as for `prepare`.")
+    p.add_argument("--header", action="store_true", help="The csv file's first line is a header.")
+    p.add_argument("--catalog", default=None, help="MovieLens movies.dat (default: beside --input, if any).")
+    p.add_argument("--rating-scale", type=_rating_scale, default=None, help="MIN,MAX; ratings outside fail.")
+    p.add_argument("--duplicates", choices=("keep", "drop", "error"), default="keep",
+                   help="Repeated (user, item, timestamp) rows: keep them, drop repeats, or fail.")
+    p.add_argument("--output", default="runs/benchmark", help="Output directory (stages and results).")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="tiny",
+                   help="tiny: ~1 min smoke test; quick: MovieLens-1M in minutes; full: the faithful recipes.")
+    p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(DEFAULT_METHODS),
+                   help="Post-training methods (rwbc, the reference, is always run).")
+    p.add_argument("--seeds", type=int, default=1, help="Post-training seeds (pretraining and reward models "
+                   "are shared across seeds).")
+    p.add_argument("--split", choices=("leave-one-out", "temporal"), default="leave-one-out", help="Test split.")
+    p.add_argument("--pretrained", default=None, help="Reuse this pretrained model directory (same data and "
+                   "vocabulary) instead of pretraining.")
+    p.add_argument("--reward-model", default=None, help="Reuse this reward ensemble (written by `hf-genrec "
+                   "reward`) as the one the methods train against.")
+    p.add_argument("--judge-model", default=None, help="Reuse this reward ensemble as the judge (must differ "
+                   "from the training ensemble).")
+    p.add_argument("--judge-data", choices=JUDGE_DATA, default="train",
+                   help="Events the judge ensemble trains on (train+validation: more data, fixed epochs).")
+    p.add_argument("--lambdas", nargs="*", type=float, default=None,
+                   help="A-SFT temperatures of the λ sweep (default: the preset's; none: no sweep).")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-genrec",
@@ -115,7 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(subparsers)
     _add_pretrain(subparsers)
     _add_evaluate(subparsers)
+    _add_reward(subparsers)
+    _add_posttrain(subparsers)
     _add_quickstart(subparsers)
+    _add_benchmark(subparsers)
     return parser
 
 
@@ -152,6 +281,47 @@ def run(args: argparse.Namespace) -> int:
                                  split_method=args.split_method, batch_size=args.batch_size, output=args.output)
         print(json.dumps(metrics, indent=2))
         print(f"Metrics written to {args.output}")
+    elif args.command == "reward":
+        from .commands.reward import METRICS_FILE, reward
+
+        report = reward(args.data, args.model, args.output, ensemble_size=args.ensemble, seed=args.seed,
+                        epochs=args.epochs, max_steps=args.max_steps, recipe=args.recipe, overwrite=args.overwrite,
+                        push_to_hub=args.push_to_hub, hub_private=args.hub_private)
+        print(report["markdown"])
+        print(f"Ensemble ({report['ensemble_size']} members) and {METRICS_FILE} written to {args.output}")
+        if report.get("hub_commit_url"):
+            print(f"Pushed to the Hub: {report['hub_commit_url']}")
+    elif args.command == "posttrain":
+        from .commands.posttrain import posttrain
+
+        method_overrides = {name: getattr(args, name) for name in [*POSTTRAIN_METHOD_FLAGS, "normalize_weights"]
+                            if getattr(args, name) is not None}
+        training = {"learning_rate": args.learning_rate, "per_device_train_batch_size": args.batch_size,
+                    "bf16": False if args.no_bf16 else None}
+        report = posttrain(
+            args.data, args.model, args.output, method=args.method, reward_model=args.reward_model,
+            recipe=args.recipe, epochs=args.epochs, seed=args.seed, max_steps=args.max_steps,
+            method_overrides=method_overrides, lora_r=args.lora_r, overwrite=args.overwrite,
+            training_overrides={k: v for k, v in training.items() if v is not None},
+            push_to_hub=args.push_to_hub, hub_private=args.hub_private, resume=args.resume,
+        )
+        print(json.dumps({"method": report["method"], "test": report["test"],
+                          "train_runtime_s": report["train_runtime_s"]}, indent=2))
+        print(f"Model, vocabulary, model card, recipe.yaml and metrics.json written to {args.output}")
+        if report.get("hub_commit_url"):
+            print(f"Pushed to the Hub: {report['hub_commit_url']}")
+    elif args.command == "benchmark":
+        from .commands.benchmark import benchmark
+
+        results = benchmark(
+            args.output, input_path=args.input, format=args.format, sep=args.sep, columns=args.columns,
+            header=args.header, catalog=args.catalog, rating_scale=args.rating_scale, duplicates=args.duplicates,
+            preset=args.preset, methods=args.methods, seeds=args.seeds, split=args.split, pretrained=args.pretrained,
+            reward_model=args.reward_model, judge_model=args.judge_model, judge_data=args.judge_data,
+            lambdas=args.lambdas, command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+        )
+        print(results["markdown"])
+        print(f"results.json, results.md and figures written to {args.output}")
     elif args.command == "quickstart":
         from .commands.quickstart import quickstart
 

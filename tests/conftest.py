@@ -51,6 +51,8 @@ def fake_hub(monkeypatch, tmp_path):
     import datasets.config
     import huggingface_hub.constants as constants
     import huggingface_hub.hf_api
+    import transformers.utils.hub
+    from huggingface_hub.utils import close_session
 
     home = tmp_path / "hf_home"
     with FakeHub() as hub:
@@ -84,7 +86,9 @@ def fake_hub(monkeypatch, tmp_path):
         for name, value in patches.items():
             monkeypatch.setattr(constants, name, value, raising=False)
         monkeypatch.setattr(huggingface_hub.hf_api.api, "endpoint", hub.url)
+        monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)  # transformers' shared HfApi, built lazily
         monkeypatch.setattr(datasets.config, "HF_ENDPOINT", hub.url)
         monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL", hub.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
         monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
         yield hub
+        close_session()  # drop keep-alive connections to this server before it stops

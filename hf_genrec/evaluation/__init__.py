@@ -6,6 +6,7 @@ call them.
 
 from .baselines import MostPopularRecommender, popularity_scores
 from .evaluator import RankingPredictions, evaluate_ranking, flatten_metrics, predict_ranks
+from .judge import JudgeScores, judge_score, rollout_batch
 from .metrics import (
     DEFAULT_HIGH_REWARD_THRESHOLD,
     DEFAULT_KS,
@@ -33,6 +34,7 @@ __all__ = [
     "SUBSET_ALL",
     "SUBSET_HIGH_REWARD_TARGET",
     "SUBSET_HIGH_REWARD_TRAJECTORY",
+    "JudgeScores",
     "MostPopularRecommender",
     "RankingPredictions",
     "bootstrap_mean_ci",
@@ -40,12 +42,14 @@ __all__ = [
     "evaluate_ranking",
     "flatten_metrics",
     "hr_key",
+    "judge_score",
     "ndcg_key",
     "per_user_ranking_metrics",
     "popularity_scores",
     "predict_ranks",
     "ranking_metric_names",
     "ranking_metrics",
+    "rollout_batch",
     "subset_mask",
     "target_ranks",
 ]

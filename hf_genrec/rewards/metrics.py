@@ -22,6 +22,7 @@ from ..data.columns import (
     ATTENTION_MASK,
     ITEM_IDS,
     QUERY_TIMESTAMPS,
+    TARGET_ITEM_ID,
     TARGET_ITEM_IDS,
     TARGET_RATING,
     TIMESTAMPS,
@@ -48,6 +49,7 @@ __all__ = [
     "mae",
     "pairwise_accuracy",
     "popularity_bins",
+    "predict_candidate_rewards",
     "predict_targets",
     "reward_table",
     "rmse",
@@ -78,12 +80,14 @@ PREDICTORS = {
 }
 
 PROTOCOL = (
-    "RMSE, MAE and AUC: the test split, one case per user (predict the rating of the user's held-out test "
-    "event from the history before it). AUC separates test ratings >= {high} from <= {low} (others left "
-    "out; ties count 1/2). Pairwise accuracy: within each user, the pairs of held-out events "
-    "({pair_splits} targets, each predicted from its own history) with different ratings, ordered correctly "
-    "(ties in the prediction count 1/2). Baselines are fitted on the training split; the user mean is the "
-    "mean rating of the case's history."
+    "RMSE, MAE and AUC: the test split, one case per user (the rating of the user's held-out test event, "
+    "predicted from the history before it). AUC separates test ratings >= {high} from <= {low} (others left "
+    "out; ties count 1/2). Pairwise accuracy (within user): for each user with a validation and a test event "
+    "of different ratings, both items are scored from the same context, the history before the validation "
+    "event (with leave-one-out: the training sequence, so neither event was trained on), and the pair is "
+    "correct when the higher-rated item scores higher (ties count 1/2); a predictor that ignores the item, "
+    "like the user mean, scores exactly 0.5. Baselines are fitted on the training split; the user mean is "
+    "the mean rating of the context's history."
 )
 
 
@@ -173,21 +177,52 @@ def pairwise_accuracy(predictions: Any, ratings: Any, groups: Any) -> tuple[floa
 
 
 @torch.no_grad()
+def predict_candidate_rewards(
+    ensemble: RewardEnsemble, dataset: Any, candidate_item_ids: Any, batch_size: int = 256
+) -> RewardPrediction:
+    """The ensemble's rewards of given items after each evaluation row's history.
+
+    Args:
+        dataset: U evaluation rows (history + target).
+        candidate_item_ids: (U, C) item indices to score for each row.
+
+    Returns:
+        `RewardPrediction` with (U, C) `mean` / `std` and (K, U, C) `members`, on CPU, in dataset order.
+    """
+    candidates = torch.as_tensor(np.asarray(candidate_item_ids, dtype=np.int64))
+    if candidates.dim() != 2 or candidates.shape[0] != len(dataset):
+        raise ValueError(f"candidate_item_ids must be ({len(dataset)}, C), got {tuple(candidates.shape)}.")
+    collator = SequenceCollator(max_seq_len=ensemble.config.max_seq_len)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    members, offset = [], 0
+    for batch in loader:
+        size = batch[ITEM_IDS].shape[0]
+        prediction = ensemble.predict_candidates(
+            batch[ITEM_IDS], batch[ATTENTION_MASK], batch[TIMESTAMPS], batch[QUERY_TIMESTAMPS],
+            candidates[offset : offset + size],
+        )  # (K, B, C)
+        members.append(prediction.members.float().cpu())
+        offset += size
+    return RewardPrediction.from_members(torch.cat(members, dim=1))  # (K, U, C)
+
+
 def predict_targets(ensemble: RewardEnsemble, dataset: Any, batch_size: int = 256) -> RewardPrediction:
     """The ensemble's prediction of each evaluation row's target reward, from its history.
 
     Returns a `RewardPrediction` with (U,) `mean` / `std` and (K, U) `members`, on CPU, in dataset order.
     """
-    collator = SequenceCollator(max_seq_len=ensemble.config.max_seq_len)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
-    members = []
-    for batch in loader:
-        prediction = ensemble.predict_candidates(
-            batch[ITEM_IDS], batch[ATTENTION_MASK], batch[TIMESTAMPS], batch[QUERY_TIMESTAMPS],
-            batch[TARGET_ITEM_IDS][:, None],
-        )  # (K, B, 1)
-        members.append(prediction.members[..., 0].float().cpu())
-    return RewardPrediction.from_members(torch.cat(members, dim=1))  # (K, U)
+    targets = target_column(dataset, TARGET_ITEM_ID, np.int64)[:, None]  # (U, 1)
+    prediction = predict_candidate_rewards(ensemble, dataset, targets, batch_size)
+    return RewardPrediction(
+        mean=prediction.mean[:, 0], std=prediction.std[:, 0], members=prediction.members[..., 0]
+    )
+
+
+def _finite_targets(dataset: Any, split: str) -> np.ndarray:
+    ratings = target_column(dataset, TARGET_RATING, np.float64)
+    if not np.isfinite(ratings).all():
+        raise ValueError(f"the {split} split's {TARGET_RATING!r} holds NaN or infinite values.")
+    return ratings
 
 
 def reward_table(
@@ -197,59 +232,75 @@ def reward_table(
     batch_size: int = 256,
     high_threshold: float = HIGH_REWARD_THRESHOLD,
     low_threshold: float = LOW_REWARD_THRESHOLD,
-    pair_splits: tuple[str, ...] = ("validation", "test"),
 ) -> dict[str, Any]:
     """The reward table: RMSE, MAE, AUC (>= high vs <= low) and within-user pairwise accuracy of the single
     reward head (member 0), the ensemble mean and the user-mean, item-mean and global-mean baselines.
 
-    Protocol (see `PROTOCOL`):
+    Protocol (`PROTOCOL`):
 
     - RMSE, MAE, AUC on the test split: one case per user, the held-out test event predicted from the
       history before it.
-    - Pairwise accuracy needs several scored events per user: the targets of `pair_splits` (default the
-      validation and the test event: with leave-one-out, the user's last two events, both absent from
-      training), each predicted from its own history, grouped by `user_id`.
+    - Pairwise accuracy needs several scored events per user: each user's validation and test events
+      (with leave-one-out, the last two, both absent from training) are scored from the same context, the
+      validation row's history, and ordered; users with equal ratings on both give no pair. Scoring both
+      from one context makes it a test of ordering items for a user, which is what rejection-sampled
+      preference pairs and the judge rely on, and gives item-blind predictors exactly 0.5.
 
     Args:
         ensemble: the reward ensemble (K >= 1).
-        splits: a `DatasetDict` (or mapping) with `train` and every split in `pair_splits`; `test` is required.
+        splits: a `DatasetDict` (or mapping) with `train`, `validation` and `test`.
         batch_size: histories per forward pass.
 
     Returns:
         JSON-serialisable dict: `predictors` ({name: {reward/rmse, reward/mae, reward/auc,
         reward/pairwise_accuracy}}), the case counts and the protocol text.
     """
-    if "test" not in splits or "train" not in splits:
-        raise ValueError(f"reward_table needs 'train' and 'test' splits, got {list(splits)}.")
-    pair_splits = tuple(dict.fromkeys((*pair_splits, "test")))
-    baselines = fit_reward_baselines(splits["train"], ensemble.config.num_items)
+    missing = [name for name in ("train", "validation", "test") if name not in splits]
+    if missing:
+        raise ValueError(f"reward_table needs the splits train, validation and test; {missing} missing.")
+    train, validation, test = splits["train"], splits["validation"], splits["test"]
+    baselines = fit_reward_baselines(train, ensemble.config.num_items)
 
-    predictions: dict[str, dict[str, np.ndarray]] = {name: {} for name in PREDICTORS}
-    ratings, groups = {}, {}
-    for split in pair_splits:
-        dataset = splits[split]
-        ratings[split] = target_column(dataset, TARGET_RATING, np.float64)
-        if not np.isfinite(ratings[split]).all():
-            raise ValueError(f"the {split} split's {TARGET_RATING!r} holds NaN or infinite values.")
-        groups[split] = np.asarray(dataset[USER_ID]).astype(str)
-        ensemble_prediction = predict_targets(ensemble, dataset, batch_size)
-        predictions["reward_head"][split] = ensemble_prediction.members[0].double().numpy()
-        predictions["ensemble_mean"][split] = ensemble_prediction.mean.double().numpy()
-        for name, baseline in baselines.items():
-            predictions[name][split] = baseline.predict(dataset)
+    # Test cases: the test target from its own history.
+    test_ratings = _finite_targets(test, "test")
+    test_prediction = predict_targets(ensemble, test, batch_size)
+    test_predictions = {
+        "reward_head": test_prediction.members[0].double().numpy(),
+        "ensemble_mean": test_prediction.mean.double().numpy(),
+        **{name: baseline.predict(test) for name, baseline in baselines.items()},
+    }
 
-    test_ratings = ratings["test"]
-    pair_ratings = np.concatenate([ratings[s] for s in pair_splits])
-    pair_groups = np.concatenate([groups[s] for s in pair_splits])
+    # Pairs: the validation and the test item of each user, both from the validation context.
+    test_row = {user: row for row, user in enumerate(test[USER_ID])}
+    paired = [(row, test_row[user]) for row, user in enumerate(validation[USER_ID]) if user in test_row]
+    context = validation.select([v for v, _ in paired])
+    test_rows = np.asarray([t for _, t in paired], dtype=np.int64)
+    pair_items = np.stack(
+        [target_column(context, TARGET_ITEM_ID, np.int64), target_column(test, TARGET_ITEM_ID, np.int64)[test_rows]],
+        axis=1,
+    )  # (U2, 2)
+    pair_ratings = np.stack([_finite_targets(context, "validation"), test_ratings[test_rows]], axis=1)  # (U2, 2)
+    pair_prediction = predict_candidate_rewards(ensemble, context, pair_items, batch_size)  # (K, U2, 2)
+    item_means = baselines["item_mean"].item_means
+    item_blind = {name: np.repeat(baselines[name].predict(context)[:, None], 2, axis=1)
+                  for name in ("user_mean", "global_mean")}
+    pair_predictions = {
+        "reward_head": pair_prediction.members[0].double().numpy(),
+        "ensemble_mean": pair_prediction.mean.double().numpy(),
+        "user_mean": item_blind["user_mean"],
+        "item_mean": item_means[pair_items],
+        "global_mean": item_blind["global_mean"],
+    }
+    pair_groups = np.repeat(np.arange(len(paired)), 2)
+
     rows, num_pairs = {}, 0
-    for name, by_split in predictions.items():
-        accuracy, num_pairs = pairwise_accuracy(
-            np.concatenate([by_split[s] for s in pair_splits]), pair_ratings, pair_groups
-        )
+    for name in PREDICTORS:
+        accuracy, num_pairs = pairwise_accuracy(pair_predictions[name].reshape(-1), pair_ratings.reshape(-1), pair_groups)
+        predictions = test_predictions[name]
         rows[name] = {
-            REWARD_RMSE: rmse(by_split["test"], test_ratings),
-            REWARD_MAE: mae(by_split["test"], test_ratings),
-            REWARD_AUC: binary_auc(by_split["test"], test_ratings, high_threshold, low_threshold),
+            REWARD_RMSE: rmse(predictions, test_ratings),
+            REWARD_MAE: mae(predictions, test_ratings),
+            REWARD_AUC: binary_auc(predictions, test_ratings, high_threshold, low_threshold),
             REWARD_PAIRWISE_ACCURACY: accuracy,
         }
     return {
@@ -259,8 +310,7 @@ def reward_table(
         "num_auc_high": int((test_ratings >= high_threshold).sum()),
         "num_auc_low": int((test_ratings <= low_threshold).sum()),
         "num_pairs": num_pairs,
-        "pair_splits": list(pair_splits),
-        "protocol": PROTOCOL.format(high=high_threshold, low=low_threshold, pair_splits=" + ".join(pair_splits)),
+        "protocol": PROTOCOL.format(high=high_threshold, low=low_threshold),
     }
 
 

@@ -99,7 +99,8 @@ class ASFTTrainer(SFTTrainer):
         "Advantage-Weighted Supervised Finetuning.",
     }
 
-    def _needs_reward_model(self, args) -> bool:
+    @classmethod
+    def needs_reward_model(cls, args) -> bool:
         return args.baseline == "value" or args.reward_source == "model"
 
     def _reward_model_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:

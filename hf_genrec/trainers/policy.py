@@ -64,7 +64,9 @@ class PostTrainConfig(GenRecConfig):
     Defaults that differ from `TrainingArguments`: `learning_rate=1e-4` (post-training starts from a
     pretrained recommender; its pretraining used 1e-3), `adam_beta2=0.98` (the HSTU reference),
     `per_device_train_batch_size=128`, `num_train_epochs=3`, constant learning rate, `logging_steps=10`,
-    no checkpoints (`save_strategy="no"`; the command saves the final model).
+    no checkpoints (`save_strategy="no"`; the command saves the final model), `ddp_find_unused_parameters=False`
+    (every parameter reaches each step's loss; with `True`, DDP would mark the extra heads, which the loss uses
+    outside the model's forward, as unused and then fail when their gradients arrive).
     """
 
     disable_dropout: bool = field(
@@ -78,6 +80,11 @@ class PostTrainConfig(GenRecConfig):
     lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
     logging_steps: float = field(default=10, metadata={"help": "Optimizer steps between logs."})
     save_strategy: str = field(default="no", metadata={"help": "Checkpointing (the command saves the final model)."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "DDP: every parameter reaches the loss (extra heads are used by the loss, outside the "
+                  "model's forward, which the unused-parameter search would wrongly mark as unused)."},
+    )
 
 
 # ------------------------------------------------------------------------------------ policy log-probs
@@ -86,13 +93,23 @@ def supervised_mask(labels: torch.Tensor) -> torch.Tensor:
     return labels > 0
 
 
+def item_logits_fp32(policy: nn.Module, user_embeddings: torch.Tensor) -> torch.Tensor:
+    """(C, d) normalised user vectors -> (C, V + 1) float32 item scores (column 0 is −inf).
+
+    Computed with autocast off: under bf16 autocast the scores (cosine / 0.05, up to ±20) would carry an
+    error of ~0.1, which is noise on log-probability ratios.
+    """
+    with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
+        return policy.item_logits(user_embeddings.float()).float()
+
+
 def catalogue_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, exclude: torch.Tensor | None = None):
     """log π(·|x) over the catalogue: (C, d) normalised user vectors -> (C, V + 1) float32 log-probabilities.
 
     Column 0 (padding) is −inf. `exclude` (C, V + 1) bool removes more actions (e.g. items already seen)
     before the softmax, so the result is the policy restricted to the remaining items.
     """
-    logits = policy.item_logits(user_embeddings).float()  # (C, V + 1)
+    logits = item_logits_fp32(policy, user_embeddings)  # (C, V + 1)
     if exclude is not None:
         logits = logits.masked_fill(exclude, float("-inf"))
     return F.log_softmax(logits, dim=-1)
@@ -103,8 +120,7 @@ def logged_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, labels: t
 
     Full-catalogue softmax (fused cross-entropy, so the (P, V + 1) log-softmax is not kept twice).
     """
-    logits = policy.item_logits(user_embeddings).float()  # (P, V + 1)
-    return -F.cross_entropy(logits, labels, reduction="none")
+    return -F.cross_entropy(item_logits_fp32(policy, user_embeddings), labels, reduction="none")
 
 
 def policy_forward(model: nn.Module, inputs: dict[str, torch.Tensor]):
@@ -281,6 +297,13 @@ class PolicyTrainer(GenRecTrainer):
         args: the method's config.
         peft_config: a `peft.LoraConfig` (with `task_type=None`, e.g. `target_modules=["uvqk", "o_proj"]`)
             to train a LoRA adapter instead of all weights.
+
+    Saving (`save_model`) writes a directory `AutoModelForNextItemPrediction.from_pretrained` loads as the
+    recommender: extra heads (CQL's scalars, PPO's value head) go to `<head>.safetensors` beside it, and under
+    PEFT the directory holds the merged model and `adapter/` the adapter. Checkpoints are saved the same
+    way, so `load_best_model_at_end` / `resume_from_checkpoint` restore the recommender's weights while the
+    heads keep their current values, and do not restore a PEFT adapter (Trainer looks for it at the
+    checkpoint's top level). The post-training defaults save no checkpoints.
     """
 
     loss_is_scaled_for_ga = True
@@ -315,14 +338,14 @@ class PolicyTrainer(GenRecTrainer):
         self.is_peft = is_peft_model(model)
 
         self.ref_model = None
-        if self._needs_reference(args):
+        if self.needs_reference(args):
             if ref_model is not None:
                 if isinstance(ref_model, (str, os.PathLike)):
                     ref_model = AutoModelForNextItemPrediction.from_pretrained(ref_model)
                 self.ref_model = create_reference_model(ref_model)
             elif not self.is_peft:
                 self.ref_model = create_reference_model(model)
-        if self._needs_reward_model(args) and reward_model is None:
+        if self.needs_reward_model(args) and reward_model is None:
             raise ValueError(
                 f"{type(self).__name__} with these settings queries a reward model: pass reward_model= (a "
                 "hf_genrec.rewards.RewardEnsemble or its directory, written by `hf-genrec reward`)."
@@ -351,10 +374,14 @@ class PolicyTrainer(GenRecTrainer):
             self.reward_model.eval()
 
     # -------------------------------------------------------------------------------- method hooks
-    def _needs_reference(self, args) -> bool:
+    @classmethod
+    def needs_reference(cls, args) -> bool:
+        """Whether the method uses the frozen reference policy π_ref with these settings."""
         return False
 
-    def _needs_reward_model(self, args) -> bool:
+    @classmethod
+    def needs_reward_model(cls, args) -> bool:
+        """Whether the method queries the reward ensemble with these settings."""
         return False
 
     def _build_heads(self, model: nn.Module, args) -> dict[str, nn.Module]:
@@ -477,6 +504,7 @@ __all__ = [
     "PostTrainConfig",
     "RepeatBatchesSampler",
     "catalogue_log_probs",
+    "item_logits_fp32",
     "context_batch",
     "create_reference_model",
     "disable_dropout_in_model",

@@ -16,7 +16,14 @@ import torch
 
 from ..data.columns import LABEL_RATINGS, LABELS
 from ..losses.weighted_nll import weighted_nll
-from .policy import PREPARED, PolicyTrainer, PostTrainConfig, logged_log_probs, policy_forward, supervised_mask
+from .policy import (
+    PREPARED,
+    PolicyTrainer,
+    PostTrainConfig,
+    logged_log_probs,
+    policy_forward,
+    supervised_mask,
+)
 
 SFT_WEIGHTINGS = ("none", "reward")
 # Key of the per-position weights in `inputs[PREPARED]`.

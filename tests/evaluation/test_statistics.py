@@ -79,3 +79,16 @@ def test_bad_inputs():
     with pytest.raises(ValueError):
         bootstrap_mean_ci(np.ones(3), confidence=1.5)
     assert all(math.isnan(x) for x in bootstrap_mean_ci(np.zeros(0)))
+
+
+def test_relative_change_interval_by_hand():
+    # Two users, the method scores [1, 3], the reference [1, 1]. A resample draws (u0, u0), (u0, u1), (u1, u0) or
+    # (u1, u1) with probability 1/4 each, giving method means 1, 2, 2, 3 against 1: changes 0%, 100%, 100%, 200%.
+    # The point change is +100%; with many resamples the 2.5% and 97.5% percentiles are exactly 0% and 200%.
+    change, low, high = bootstrap_relative_change_ci([1.0, 3.0], [1.0, 1.0], num_resamples=4000, seed=0)
+    assert change == pytest.approx(100.0)
+    assert (low, high) == pytest.approx((0.0, 200.0))
+    # A method equal to the reference up to a constant factor is that factor on every resample.
+    assert bootstrap_relative_change_ci([0.9, 0.45, 0.18], [1.0, 0.5, 0.2], num_resamples=100)[1:] == pytest.approx(
+        (-10.0, -10.0)
+    )

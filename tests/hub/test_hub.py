@@ -77,6 +77,7 @@ def test_cli_pretrain_pushes_run_and_loads_by_repo_id(fake_hub, prepared_data, t
     test_rows = leave_one_out_split(build_sequences(
         generate_synthetic_interactions(num_users=40, num_items=30, mean_events=22, seed=1))[0])["test"]
     assert torch.equal(scores(remote, test_rows), scores(local, test_rows))
+    assert not fake_hub.unhandled, fake_hub.unhandled  # every request the client made is one the fake knows
 
 
 def test_push_run_to_hub_skips_checkpoints_and_pickles(fake_hub, tmp_path):

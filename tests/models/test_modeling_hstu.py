@@ -248,3 +248,27 @@ def test_pickle_weights_are_refused(tmp_path):
         AutoModelForNextItemPrediction.from_pretrained(tmp_path)
     with pytest.raises(OSError, match="safetensors"):
         AutoModel.from_pretrained(tmp_path)
+
+
+def test_last_position_only_matches_the_full_forward():
+    torch.manual_seed(9)
+    model = HSTUForNextItemPrediction(tiny_config()).eval()
+    item_ids, mask, timestamps = batch(seq_len=10)
+    full = model.model(item_ids, mask, timestamps).last_hidden_state  # (B, N, d)
+    last = model.model(item_ids, mask, timestamps, last_position_only=True).last_hidden_state  # (B, 1, d)
+    expected = full[torch.arange(3), mask.sum(1) - 1]
+    torch.testing.assert_close(last[:, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_recommend_in_chunks_equals_one_batch_and_rejects_empty_histories():
+    torch.manual_seed(10)
+    model = HSTUForNextItemPrediction(tiny_config()).eval()
+    item_ids, mask, timestamps = batch(seed=3)
+    whole = model.recommend(item_ids, mask, timestamps, k=7, chunk_size=512)
+    chunked = model.recommend(item_ids, mask, timestamps, k=7, chunk_size=1)
+    assert torch.equal(whole.item_ids, chunked.item_ids)
+    torch.testing.assert_close(whole.scores, chunked.scores)
+    empty = item_ids.clone()
+    empty[1] = 0
+    with pytest.raises(ValueError, match=r"rows \[1\] have an empty history"):
+        model.recommend(empty, k=3)

@@ -74,3 +74,41 @@ def test_incomplete_checkpoint_is_never_resumed(tmp_path):
     (tmp_path / "checkpoint-6" / "model.safetensors").write_bytes(b"partial")
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-3")
     assert last_complete_checkpoint(tmp_path / "missing") is None
+
+
+POSTTRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "posttrain_job.py"
+ASFT_RECIPE = """
+training: {num_train_epochs: 3, per_device_train_batch_size: 32, seed: 11, disable_tqdm: true, logging_steps: 2,
+           save_strategy: epoch, baseline: user_mean, reward_source: observed, temperature: 0.5}
+"""
+
+
+def test_asft_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, job_inputs):
+    data, recipe = job_inputs
+    pretrained = run_job(data, tmp_path / "pretrained", recipe)
+    assert pretrained.returncode == 0, pretrained.stderr[-3000:]
+    asft_recipe = tmp_path / "asft.yaml"
+    asft_recipe.write_text(ASFT_RECIPE)
+
+    def run_asft(output, *extra):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        return subprocess.run([sys.executable, str(POSTTRAIN_SCRIPT), "--data", str(data), "--model",
+                               str(tmp_path / "pretrained"), "--output", str(output), "--recipe", str(asft_recipe),
+                               *extra], env=env, capture_output=True, text=True, timeout=600)
+
+    reference = run_asft(tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    crashed = run_asft(tmp_path / "crashed", "--kill-at-step", "7")
+    assert crashed.returncode == -9, crashed.stderr[-3000:]
+    assert last_complete_checkpoint(tmp_path / "crashed" / "checkpoints").endswith("checkpoint-5")
+    resumed = run_asft(tmp_path / "crashed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    expected = load_file(tmp_path / "reference" / "model.safetensors")
+    got = load_file(tmp_path / "crashed" / "model.safetensors")
+    for key in expected:
+        assert (expected[key] == got[key]).all(), f"{key} differs after resume"
+    expected_metrics = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    got_metrics = json.loads((tmp_path / "crashed" / "metrics.json").read_text())
+    assert {k: v for k, v in got_metrics["test"].items() if k != "runtime"} == {
+        k: v for k, v in expected_metrics["test"].items() if k != "runtime"}

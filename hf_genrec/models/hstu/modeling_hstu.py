@@ -127,22 +127,25 @@ def hstu_pointwise_attention(
     1/N (the padded length of the reference, `max_position_embeddings`) is folded into `causal_scale`.
 
     Args:
-        query: (B, N, h, dqk)
+        query: (B, Nq, h, dqk), Nq = N, or 1 when only the last position is asked for
         key: (B, N, h, dqk)
         value: (B, N, h, dv)
-        attention_bias: (1 | B, N, N) relative bias shared by the heads, or None.
-        causal_scale: (N, N) lower-triangular (diagonal included) mask times 1/max_len.
+        attention_bias: (1 | B, Nq, N) relative bias shared by the heads, or None.
+        causal_scale: (Nq, N) lower-triangular (diagonal included) mask times 1/max_len, or (B, Nq, N).
 
     Returns:
-        (B, N, h * dv)
+        (B, Nq, h * dv)
     """
-    batch_size, seq_len, num_heads, value_dim = value.shape
-    scores = torch.einsum("bnhd,bmhd->bhnm", query, key)  # (B, h, N, N)
+    batch_size, num_queries, num_heads, _ = query.shape
+    value_dim = value.shape[-1]
+    scores = torch.einsum("bnhd,bmhd->bhnm", query, key)  # (B, h, Nq, N)
     if attention_bias is not None:
         scores = scores + attention_bias[:, None]  # bias broadcast over heads
-    weights = F.silu(scores) * causal_scale  # (B, h, N, N)
-    output = torch.einsum("bhnm,bmhd->bnhd", weights.to(value.dtype), value)  # (B, N, h, dv)
-    return output.reshape(batch_size, seq_len, num_heads * value_dim)
+    if causal_scale.dim() == 3:  # one mask row per batch element (last-position queries)
+        causal_scale = causal_scale[:, None]  # (B, 1, Nq, N)
+    weights = F.silu(scores) * causal_scale  # (B, h, Nq, N)
+    output = torch.einsum("bhnm,bmhd->bnhd", weights.to(value.dtype), value)  # (B, Nq, h, dv)
+    return output.reshape(batch_size, num_queries, num_heads * value_dim)
 
 
 class HSTULayer(GradientCheckpointingLayer):
@@ -176,20 +179,32 @@ class HSTULayer(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         causal_scale: torch.Tensor,
         time_buckets: torch.Tensor | None = None,
+        query_positions: torch.LongTensor | None = None,
     ) -> torch.Tensor:
+        """(B, N, d) -> (B, N, d); with `query_positions` (B,), only those rows are computed -> (B, 1, d).
+
+        Serving needs only each history's last position from the last layer; its keys and values still
+        come from every position, but the N x N attention shrinks to 1 x N.
+        """
         batch_size, seq_len, _ = hidden_states.shape
         # Input norm has no learnable affine in the reference.
         normed = F.layer_norm(hidden_states, (self.hidden_size,), eps=self.eps)  # (B, N, d)
         # SiLU on all four of u, v, q, k.
         u, v, q, k = torch.split(F.silu(self.uvqk(normed)), self.split_sizes, dim=-1)
-        q = q.reshape(batch_size, seq_len, self.num_heads, self.attention_dim)  # (B, N, h, dqk)
         k = k.reshape(batch_size, seq_len, self.num_heads, self.attention_dim)  # (B, N, h, dqk)
         v = v.reshape(batch_size, seq_len, self.num_heads, self.linear_dim)  # (B, N, h, dv)
         bias = self.relative_bias(seq_len, time_buckets)  # (1 | B, N, N)
-        attention = hstu_pointwise_attention(q, k, v, bias, causal_scale)  # (B, N, h * dv)
+        if query_positions is not None:
+            rows = torch.arange(batch_size, device=hidden_states.device)
+            hidden_states, u, q = (t[rows, query_positions][:, None] for t in (hidden_states, u, q))  # (B, 1, .)
+            if bias is not None:
+                bias = bias.expand(batch_size, -1, -1)[rows, query_positions][:, None]  # (B, 1, N)
+            causal_scale = causal_scale[query_positions][:, None]  # (B, 1, N)
+        q = q.reshape(batch_size, -1, self.num_heads, self.attention_dim)  # (B, N | 1, h, dqk)
+        attention = hstu_pointwise_attention(q, k, v, bias, causal_scale)  # (B, N | 1, h * dv)
         attention = F.layer_norm(attention, (attention.shape[-1],), eps=self.eps)
         # The residual adds the un-normalised input.
-        return hidden_states + self.o_proj(self.dropout(u * attention))  # (B, N, d)
+        return hidden_states + self.o_proj(self.dropout(u * attention))  # (B, N | 1, d)
 
 
 class HSTUPreTrainedModel(PreTrainedModel):
@@ -291,6 +306,7 @@ class HSTUModel(HSTUPreTrainedModel):
         timestamps: torch.LongTensor | None = None,
         query_timestamps: torch.LongTensor | None = None,
         output_hidden_states: bool = False,
+        last_position_only: bool = False,
         **kwargs,
     ) -> HSTUModelOutput:
         r"""
@@ -304,6 +320,9 @@ class HSTUModel(HSTUPreTrainedModel):
             query_timestamps (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 For each position, the time of the event it predicts (at serving time: the request
                 time at the last position). Defaults to the next event's time.
+            last_position_only (`bool`, *optional*, defaults to `False`):
+                Compute the last layer only at each history's last real position (what serving needs);
+                `last_hidden_state` is then `(batch_size, 1, hidden_size)`.
         """
         batch_size, seq_len = item_ids.shape
         if seq_len > self.config.max_position_embeddings:
@@ -333,9 +352,11 @@ class HSTUModel(HSTUPreTrainedModel):
         causal_scale = torch.ones(seq_len, seq_len, device=item_ids.device).tril_()
         causal_scale = causal_scale / self.config.max_position_embeddings  # (N, N)
 
+        last_positions = (attention_mask.sum(dim=1) - 1).clamp(min=0) if last_position_only else None  # (B,)
         all_hidden_states = (hidden_states,) if output_hidden_states else None
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, causal_scale, time_buckets)
+        for index, layer in enumerate(self.layers):
+            is_last = index == len(self.layers) - 1
+            hidden_states = layer(hidden_states, causal_scale, time_buckets, last_positions if is_last else None)
             if output_hidden_states:
                 all_hidden_states = all_hidden_states + (hidden_states,)
         return HSTUModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states)
@@ -426,11 +447,13 @@ class HSTUItemScoringMixin:
         if attention_mask is None:
             attention_mask = (item_ids != 0).long()
         hidden = self.model(
-            item_ids, attention_mask=attention_mask, timestamps=timestamps, query_timestamps=query_timestamps
-        ).last_hidden_state  # (B, N, d)
-        last = (attention_mask.sum(dim=1) - 1).clamp(min=0)  # (B,)
-        hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, d)
-        return self.user_embeddings(hidden.float())
+            item_ids,
+            attention_mask=attention_mask,
+            timestamps=timestamps,
+            query_timestamps=query_timestamps,
+            last_position_only=True,
+        ).last_hidden_state  # (B, 1, d)
+        return self.user_embeddings(hidden[:, 0].float())  # (B, d)
 
 
 class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
@@ -500,7 +523,9 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
     ) -> torch.Tensor:
         """(B, V + 1) scores of every item as the next one after each history (padding column -inf)."""
         user = self.last_user_embeddings(item_ids, attention_mask, timestamps, query_timestamps)  # (B, d)
-        return self.item_logits(user)
+        # Rankings are read off these scores: compute them in fp32 even under bf16 autocast (ties otherwise).
+        with torch.autocast(device_type=user.device.type, enabled=False):
+            return self.item_logits(user)
 
     @torch.no_grad()
     def recommend(
@@ -512,6 +537,7 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
         k: int = 10,
         exclude_item_ids: torch.LongTensor | None = None,
         exclude_history: bool = True,
+        chunk_size: int = 512,
     ) -> RecommendationOutput:
         """Top-k next items for each history, over the full catalogue.
 
@@ -521,20 +547,40 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
             exclude_item_ids: (B, H) more item indices to exclude per row (0 = padding), e.g. the full
                 history when `item_ids` holds only its most recent window.
             exclude_history: remove the items of `item_ids` from the candidates.
+            chunk_size: histories scored at once; larger batches are processed in chunks so memory stays
+                bounded (the results do not depend on it).
 
         Returns:
             [`RecommendationOutput`] with (B, k) item indices (best first) and scores.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}.")
+        if item_ids.dim() != 2 or item_ids.shape[1] == 0:
+            raise ValueError(f"item_ids must be a (batch, length) tensor with length >= 1, got shape {tuple(item_ids.shape)}.")
         k = min(k, self.config.num_items)
-        scores = self.score_next_items(item_ids, attention_mask, timestamps, query_timestamps)  # (B, V + 1)
-        if exclude_history:
-            scores.scatter_(1, item_ids, float("-inf"))
-        if exclude_item_ids is not None:
-            scores.scatter_(1, exclude_item_ids.to(scores.device), float("-inf"))
-        top_scores, top_items = scores.topk(k, dim=-1)  # (B, k)
-        return RecommendationOutput(item_ids=top_items, scores=top_scores)
+        if attention_mask is None:
+            attention_mask = (item_ids != 0).long()
+        if (attention_mask.sum(dim=1) == 0).any():
+            empty = (attention_mask.sum(dim=1) == 0).nonzero()[:, 0].tolist()
+            raise ValueError(f"rows {empty[:10]} have an empty history; recommend needs at least one event per row.")
+        top_scores, top_items = [], []
+        for start in range(0, item_ids.shape[0], chunk_size):  # bounded memory for large batches
+            rows = slice(start, start + chunk_size)
+            chunk = item_ids[rows]
+            scores = self.score_next_items(
+                chunk,
+                attention_mask[rows],
+                timestamps[rows] if timestamps is not None else None,
+                query_timestamps[rows] if query_timestamps is not None else None,
+            )  # (b, V + 1)
+            if exclude_history:
+                scores.scatter_(1, chunk, float("-inf"))
+            if exclude_item_ids is not None:
+                scores.scatter_(1, exclude_item_ids[rows].to(scores.device), float("-inf"))
+            chunk_scores, chunk_items = scores.topk(k, dim=-1)  # (b, k)
+            top_scores.append(chunk_scores)
+            top_items.append(chunk_items)
+        return RecommendationOutput(item_ids=torch.cat(top_items), scores=torch.cat(top_scores))
 
 
 class HSTURegressionHead(nn.Module):

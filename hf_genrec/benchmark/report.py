@@ -1,0 +1,327 @@
+"""The benchmark's statistics, `results.json` / `results.md` and figures, from saved per-user predictions.
+
+Statistics, per row (method), test subset and metric:
+
+- `value`: the metric's mean over the subset's users, averaged over seeds; `std`: its sample standard
+  deviation across seeds (`ddof=1`; `None` with one seed); `per_seed`: each seed's value.
+- `pct_vs_rwbc` and `ci95`: the % change against reward-weighted BC with a **paired** bootstrap 95% interval
+  over test users (`bootstrap_relative_change_ci`). With several seeds, each user's value is first averaged
+  over the seeds (of the row, and of reward-weighted BC), so the interval reflects the test users; the
+  seeds' own variation is reported separately as `pct_vs_rwbc_per_seed` (row seed i against reward-weighted
+  BC seed i) and `pct_vs_rwbc_std`.
+- the judge score additionally has `spread`: the standard deviation across judge members of their mean
+  scores over the subset (`JudgeScores.spread`), averaged over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..evaluation import bootstrap_mean_ci, bootstrap_relative_change_ci
+from ..evaluation.metrics import DEFAULT_KS, SUBSETS, ranking_metric_names
+from .evaluation import PolicyEvaluation
+
+__all__ = [
+    "JUDGE",
+    "METRICS",
+    "RESULTS_JSON",
+    "RESULTS_MD",
+    "BenchmarkRow",
+    "plot_improvements",
+    "plot_lambda_sweep",
+    "results_markdown",
+    "summarize",
+    "write_json_strict",
+]
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+IMPROVEMENT_FIGURE = "improvement_vs_rwbc.png"
+LAMBDA_FIGURE = "asft_lambda_sweep.png"
+SCHEMA_VERSION = 1
+JUDGE = "judge"
+METRICS: tuple[str, ...] = (*ranking_metric_names(DEFAULT_KS), JUDGE)
+LABELS = {"hr@10": "HR@10", "ndcg@10": "NDCG@10", "hr@50": "HR@50", "ndcg@50": "NDCG@50", "hr@200": "HR@200",
+          "ndcg@200": "NDCG@200", "mrr": "MRR", JUDGE: "judge"}
+METHOD_LABELS = {"pretrained": "pretrained (no post-training)", "sft": "SFT", "rwbc": "reward-weighted BC",
+                 "asft": "A-SFT", "dpo": "RS-DPO", "ipo": "RS-IPO", "cql": "CQL", "ppo": "PPO"}
+
+
+@dataclass
+class BenchmarkRow:
+    """One line of the results: a method (or the pretrained model) and its evaluations, one per seed."""
+
+    name: str
+    method: str
+    kind: str  # "pretrained", "method" or "sweep"
+    evaluations: list[PolicyEvaluation]
+    seeds: list[int] = field(default_factory=list)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    temperature: float | None = None
+
+
+def per_user_values(evaluation: PolicyEvaluation, subset: str) -> dict[str, np.ndarray]:
+    """`{metric: (U_subset,) float64}` for the users of `subset`: the ranking metrics and the judge score."""
+    values = {name: v.numpy() for name, v in evaluation.ranking.per_user_metrics(subset, DEFAULT_KS).items()}
+    values[JUDGE] = evaluation.judge.scores[evaluation.ranking.subset_mask(subset)].double().numpy()
+    return values
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else math.nan
+
+
+def _relative(value: float, reference: float) -> float:
+    return 100.0 * (value - reference) / reference if reference and not math.isnan(reference) else math.nan
+
+
+def _std(values: list[float]) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _summarize_row(row: BenchmarkRow, reference: BenchmarkRow, subset: str, resamples: int) -> dict[str, Any]:
+    arrays = [per_user_values(e, subset) for e in row.evaluations]
+    references = [per_user_values(e, subset) for e in reference.evaluations]
+    masks = [e.ranking.subset_mask(subset) for e in row.evaluations]
+    metrics: dict[str, Any] = {}
+    for metric in METRICS:
+        per_seed = [_mean(a[metric]) for a in arrays]
+        averaged = np.mean([a[metric] for a in arrays], axis=0)
+        reference_averaged = np.mean([r[metric] for r in references], axis=0)
+        change, low, high = bootstrap_relative_change_ci(averaged, reference_averaged, num_resamples=resamples)
+        per_seed_change = [_relative(_mean(a[metric]), _mean(references[i % len(references)][metric]))
+                           for i, a in enumerate(arrays)]
+        entry = {"value": float(np.mean(per_seed)), "std": _std(per_seed), "per_seed": per_seed,
+                 "pct_vs_rwbc": change, "ci95": [low, high], "pct_vs_rwbc_per_seed": per_seed_change,
+                 "pct_vs_rwbc_std": _std(per_seed_change)}
+        if metric == JUDGE:
+            spreads = [e.judge.spread(m) for e, m in zip(row.evaluations, masks)]
+            entry["spread"] = float(np.mean(spreads))
+            entry["spread_per_seed"] = spreads
+            entry["ci95_value"] = list(bootstrap_mean_ci(averaged, num_resamples=resamples)[1:])
+        metrics[metric] = entry
+    return {"num_users": int(arrays[0][JUDGE].size), "metrics": metrics}
+
+
+def summarize(rows: list[BenchmarkRow], reference: str = "rwbc", *, resamples: int = 1000,
+              subsets: tuple[str, ...] = SUBSETS) -> dict[str, Any]:
+    """Per row, subset and metric: value, std across seeds, % vs `reference` with its paired bootstrap interval.
+
+    Returns `{"num_users": {subset: n}, "rows": {name: {...}}}` (see the module docstring).
+    """
+    by_name = {row.name: row for row in rows}
+    if reference not in by_name:
+        raise ValueError(f"the reference method {reference!r} is not among the rows {list(by_name)}.")
+    reference_row = by_name[reference]
+    sizes = {len(e.ranking) for row in rows for e in row.evaluations}
+    if len(sizes) != 1:
+        raise ValueError(f"the rows were evaluated on different numbers of test users: {sorted(sizes)}.")
+    summary: dict[str, Any] = {"rows": {}}
+    for row in rows:
+        summary["rows"][row.name] = {
+            "method": row.method, "kind": row.kind, "seeds": row.seeds, "temperature": row.temperature,
+            "hyperparameters": row.hyperparameters,
+            "subsets": {subset: _summarize_row(row, reference_row, subset, resamples) for subset in subsets},
+        }
+    summary["num_users"] = {subset: summary["rows"][reference]["subsets"][subset]["num_users"] for subset in subsets}
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ output
+def _clean(value: Any) -> Any:
+    """NaN/inf -> None (strict JSON), numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_strict(path: str | os.PathLike, payload: dict[str, Any]) -> str:
+    """Write `payload` as strict JSON (NaN as null), atomically."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_clean(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return str(path)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:+.1f}"
+
+
+def _label(row_name: str, row: dict[str, Any]) -> str:
+    if row["kind"] == "sweep":
+        return f"A-SFT λ={row['temperature']:g}"
+    label = METHOD_LABELS.get(row["method"], row["method"])
+    if row["method"] == "asft" and row.get("temperature") is not None:
+        label += f" (λ={row['temperature']:g})"
+    return label
+
+
+def _value_cell(entry: dict[str, Any], metric: str) -> str:
+    cell = _fmt(entry["value"])
+    if entry.get("std") is not None:
+        cell += f" ± {_fmt(entry['std'])}"
+    if metric == JUDGE and entry.get("spread") is not None:
+        cell += f" (spread {_fmt(entry['spread'], 3)})"
+    return cell
+
+
+def _pct_cell(entry: dict[str, Any]) -> str:
+    low, high = entry["ci95"]
+    cell = f"{_fmt_pct(entry['pct_vs_rwbc'])}% [{_fmt_pct(low)}, {_fmt_pct(high)}]"
+    if entry.get("pct_vs_rwbc_std") is not None:
+        cell += f" (seeds ± {entry['pct_vs_rwbc_std']:.1f})"
+    return cell
+
+
+def _table(rows: dict[str, Any], subset: str, cell, metrics=METRICS) -> list[str]:
+    lines = ["| method | " + " | ".join(LABELS[m] for m in metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    for name, row in rows.items():
+        entries = row["subsets"][subset]["metrics"]
+        lines.append(f"| {_label(name, row)} | " + " | ".join(cell(entries[m], m) for m in metrics) + " |")
+    return lines
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The tables a person reads: metric values and % vs reward-weighted BC per subset, λ sweep, reward table."""
+    config = results["config"]
+    seeds = config["seeds"]
+    lines = [f"# Post-training benchmark ({config['dataset']})", ""]
+    lines += [f"Command: `{config['command']}`", "",
+              f"Preset `{config['preset']}`, split `{config['split']}`, {len(seeds)} post-training seed(s) "
+              f"{seeds} (pretrained model and reward ensembles shared across seeds). Reward ensemble the methods "
+              f"train against: {config.get('training_ensemble', '?')}. Judge: {config['judge']}; rollout "
+              f"H={config['horizon']}, γ={config['gamma']}. Wall time {results['wall_time_s'] / 60:.1f} min.",
+              "", "Test users per subset: " + ", ".join(f"`{s}` {n}" for s, n in results["num_users"].items()) + ".",
+              ""]
+    main_rows = results["methods"]
+    for subset in results["subsets"]:
+        n = results["num_users"][subset]
+        lines += [f"## `{subset}` ({n} test users)", "",
+                  "Values: mean over test users" + (", ± std across seeds" if len(seeds) > 1 else "") +
+                  "; judge: discounted judge-ensemble reward (spread = std across judge members).", ""]
+        lines += _table(main_rows, subset, _value_cell) + [""]
+        lines += ["% change vs reward-weighted BC, [paired bootstrap 95% interval over test users]:", ""]
+        lines += _table({k: v for k, v in main_rows.items() if v["method"] != config["reference"]}, subset,
+                        lambda entry, metric: _pct_cell(entry)) + [""]
+    if results["lambda_sweep"]:
+        lines += ["## A-SFT λ sweep", "",
+                  "| λ | seeds | " + " | ".join(f"{LABELS[m]} ({s})" for s in ("all", "high_reward_trajectory")
+                                                for m in ("ndcg@10", "hr@10")) + " | judge (all) | % NDCG@10 vs rwbc (hrt) |",
+                  "|---|---|" + "---:|" * 6]
+        for entry in results["lambda_sweep"]:
+            subsets = entry["subsets"]
+            cells = [_value_cell(subsets[s]["metrics"][m], m) for s in ("all", "high_reward_trajectory")
+                     for m in ("ndcg@10", "hr@10")]
+            cells.append(_value_cell(subsets["all"]["metrics"][JUDGE], JUDGE))
+            cells.append(_pct_cell(subsets["high_reward_trajectory"]["metrics"]["ndcg@10"]))
+            lines.append(f"| {entry['temperature']:g} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for key, title in (("reward_table", "Reward ensemble the methods train against"),
+                       ("judge_reward_table", "Judge ensemble")):
+        if results.get(key):
+            lines += [f"## {title}", "", results[key]["markdown"], ""]
+    lines += ["## Stages", "", "| stage | key | reused | seconds |", "|---|---|---|---:|"]
+    for stage in results["stages"]:
+        lines.append(f"| {stage['label']} | {stage['key']} | {'yes' if stage['cached'] else 'no'} | "
+                     f"{_fmt(stage.get('seconds'), 1)} |")
+    lines.append("")
+    lines.append(f"Figures: `{IMPROVEMENT_FIGURE}`, `{LAMBDA_FIGURE}`.")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_improvements(results: dict[str, Any], path: str | os.PathLike) -> str:
+    """Grouped bars: % change vs reward-weighted BC per method and metric, one panel per subset, 95% intervals."""
+    plt = _pyplot()
+    reference = results["config"]["reference"]
+    rows = {k: v for k, v in results["methods"].items() if v["method"] != reference}
+    subsets = results["subsets"]
+    fig, axes = plt.subplots(len(subsets), 1, figsize=(12, 3.6 * len(subsets)), squeeze=False)
+    width = 0.8 / max(len(rows), 1)
+    x = np.arange(len(METRICS))
+    for ax, subset in zip(axes[:, 0], subsets):
+        for i, (name, row) in enumerate(rows.items()):
+            entries = row["subsets"][subset]["metrics"]
+            values = np.array([entries[m]["pct_vs_rwbc"] if entries[m]["pct_vs_rwbc"] is not None else np.nan
+                               for m in METRICS], dtype=float)
+            lows = np.array([entries[m]["ci95"][0] if entries[m]["ci95"][0] is not None else np.nan
+                             for m in METRICS], dtype=float)
+            highs = np.array([entries[m]["ci95"][1] if entries[m]["ci95"][1] is not None else np.nan
+                              for m in METRICS], dtype=float)
+            errors = np.nan_to_num(np.vstack([values - lows, highs - values]).clip(min=0))
+            ax.bar(x + (i - (len(rows) - 1) / 2) * width, values, width, yerr=errors, capsize=2,
+                   label=_label(name, row))
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(x, [LABELS[m] for m in METRICS])
+        ax.set_ylabel("% vs reward-weighted BC")
+        ax.set_title(f"{subset} ({results['num_users'][subset]} test users)")
+    axes[0, 0].legend(ncol=min(len(rows), 4), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_lambda_sweep(results: dict[str, Any], path: str | os.PathLike) -> str:
+    """A-SFT's λ sweep: NDCG@10 (all, high_reward_trajectory) and the judge score against λ, with intervals."""
+    plt = _pyplot()
+    sweep = results["lambda_sweep"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    lambdas = [entry["temperature"] for entry in sweep]
+    methods = results["methods"]
+    for subset, marker in (("all", "o"), ("high_reward_trajectory", "s")):
+        values = [entry["subsets"][subset]["metrics"]["ndcg@10"]["value"] for entry in sweep]
+        errors = [entry["subsets"][subset]["metrics"]["ndcg@10"]["std"] or 0.0 for entry in sweep]
+        line = left.errorbar(lambdas, values, yerr=errors, marker=marker, capsize=3, label=f"A-SFT ({subset})")
+        for reference, style in (("rwbc", "--"), ("sft", ":")):
+            if reference in methods:
+                left.axhline(methods[reference]["subsets"][subset]["metrics"]["ndcg@10"]["value"], linestyle=style,
+                             linewidth=0.9, color=line.lines[0].get_color(), alpha=0.7)
+    left.set_xscale("log", base=2)
+    left.set_xlabel("λ (A-SFT temperature)")
+    left.set_ylabel("NDCG@10")
+    left.set_title("ranking; error bars: std over seeds\n(dashed: reward-weighted BC, dotted: SFT, same colour)")
+    left.legend(fontsize=8)
+    judge = [entry["subsets"]["all"]["metrics"][JUDGE] for entry in sweep]
+    values = [j["value"] for j in judge]
+    low = [j["value"] - (j["ci95_value"][0] if j["ci95_value"][0] is not None else j["value"]) for j in judge]
+    high = [(j["ci95_value"][1] if j["ci95_value"][1] is not None else j["value"]) - j["value"] for j in judge]
+    right.errorbar(lambdas, values, yerr=[low, high], marker="o", capsize=3, label="A-SFT")
+    for reference, style in (("rwbc", "--"), ("sft", ":")):
+        if reference in methods:
+            right.axhline(methods[reference]["subsets"]["all"]["metrics"][JUDGE]["value"], linestyle=style,
+                          linewidth=0.9, color="gray")
+    right.set_xscale("log", base=2)
+    right.set_xlabel("λ (A-SFT temperature)")
+    right.set_ylabel(f"judge score (H={results['config']['horizon']}, γ={results['config']['gamma']})")
+    right.set_title("reward model as judge, all test users (95% interval)\n(dashed: reward-weighted BC, dotted: SFT)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)

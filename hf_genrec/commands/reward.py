@@ -1,0 +1,211 @@
+"""`hf-genrec reward`: train a reward-model ensemble on a pretrained HSTU and measure the reward table."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import set_seed
+
+from ..data import ITEM_IDS, RATINGS, TIMESTAMPS, USER_ID, ItemVocabulary
+from ..models import HSTUConfig, HSTUForRewardModeling
+from ..recipes import build_training_config, load_recipe
+from ..rewards import RewardEnsemble, format_reward_table, reward_table, uncertainty_by_popularity
+from ..rewards.ensemble import member_directory
+from ..rewards.metrics import format_uncertainty
+from ..trainers import RewardConfig, RewardTrainer
+from ..utils.runtime import keep_cpu_heap_warm
+from .common import check_output_dir, peak_memory_mb, write_json
+from .evaluate import check_same_vocabulary
+from .pretrain import load_prepared
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "reward_metrics.json"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+def bootstrap_users(dataset, seed: int):
+    """A resample of `dataset`'s rows (users) with replacement, of the same size, drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    return dataset.select(rng.integers(0, len(dataset), len(dataset)).tolist())
+
+
+def train_plus_validation(splits):
+    """Training sequences that also hold the validation events, e.g. for a judge ensemble.
+
+    They are the test rows' histories: with leave-one-out each user's events but the last; with the
+    temporal split every event before the test period (users without a test event are left out). The test
+    targets stay held out.
+    """
+    return splits["test"].select_columns([USER_ID, ITEM_IDS, RATINGS, TIMESTAMPS])
+
+
+def _build_member(pretrained, model_overrides: dict[str, Any]) -> HSTUForRewardModeling:
+    if isinstance(pretrained, HSTUConfig):
+        config = copy.deepcopy(pretrained)
+        for name, value in model_overrides.items():
+            setattr(config, name, value)
+        config.validate_hstu()
+        return HSTUForRewardModeling(config)
+    # A next-item or reward checkpoint: the backbone (and heads, if any) load; missing heads are initialised.
+    return HSTUForRewardModeling.from_pretrained(pretrained, **model_overrides)
+
+
+def train_reward_ensemble(
+    pretrained: str | os.PathLike | HSTUConfig,
+    train_dataset,
+    eval_dataset,
+    args: RewardConfig,
+    *,
+    vocabulary: ItemVocabulary | None = None,
+    model_overrides: dict[str, Any] | None = None,
+    trained_on: dict[str, Any] | None = None,
+    callbacks=None,
+) -> RewardEnsemble:
+    """Train `args.ensemble_size` reward models and return them as a `RewardEnsemble`.
+
+    Member k is one `RewardTrainer` run with seed `args.seed + k` (which fixes the heads' initial weights,
+    the batch order and the sampled negatives) on a bootstrap resample of the training users drawn with
+    the same seed (when `args.bootstrap`), checkpointing under `args.output_dir/member-k`. The epoch of
+    each member is chosen on `eval_dataset` RMSE.
+
+    Args:
+        pretrained: a checkpoint directory or Hub id (a pretrained `HSTUForNextItemPrediction`: its backbone
+            is loaded and the heads are new), or an `HSTUConfig` to train from scratch.
+        train_dataset: training sequences (`item_ids`, `ratings`, `timestamps`).
+        eval_dataset: evaluation rows (history + `target_*`), e.g. the validation split.
+        args: the `RewardConfig`, shared by every member except `seed` and `output_dir`.
+        model_overrides: `HSTUConfig` fields to set on every member (e.g. `reward_head_hidden_size`).
+        trained_on: what to record in `ensemble.json` about the data.
+    """
+    model_overrides = dict(model_overrides or {})
+    seeds = [args.seed + k for k in range(args.ensemble_size)]
+    members = []
+    for k, seed in enumerate(seeds):
+        member_args = copy.deepcopy(args)
+        member_args.seed = seed
+        member_args.output_dir = os.path.join(args.output_dir, member_directory(k))
+        # Seed before building the model so the seed also fixes the heads' initial weights.
+        set_seed(seed)
+        model = _build_member(pretrained, model_overrides)
+        data = bootstrap_users(train_dataset, seed) if args.bootstrap else train_dataset
+        logger.info("reward member %d/%d: seed %d, %d training users", k + 1, len(seeds), seed, len(data))
+        trainer = RewardTrainer(
+            model=model,
+            args=member_args,
+            train_dataset=data,
+            eval_dataset=eval_dataset,
+            processing_class=vocabulary,
+            callbacks=callbacks,
+        )
+        trainer.train()
+        members.append(trainer.model)
+    return RewardEnsemble(
+        members, seeds=seeds, bootstrap=args.bootstrap, trained_on=trained_on, vocabulary=vocabulary
+    )
+
+
+def reward(
+    data_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    ensemble_size: int | None = None,
+    seed: int | None = None,
+    epochs: float | None = None,
+    max_steps: int | None = None,
+    recipe: str | os.PathLike | dict | None = None,
+    training_overrides: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    push_to_hub: str | None = None,
+    hub_private: bool = False,
+    hub_token: str | None = None,
+) -> dict[str, Any]:
+    """Train a reward ensemble on a prepared dataset, starting from the pretrained model in `model_dir`.
+
+    Writes to `output_dir`: the ensemble (`member-k/`, `ensemble.json`, `item_vocabulary.json`),
+    `reward_metrics.json` (the reward table on the test split, the ensemble std by item popularity, the
+    settings and timings) and `checkpoints/member-k/` (per-epoch checkpoints).
+
+    With `push_to_hub` (a repo id), the directory minus `checkpoints/` is then uploaded with
+    `hf_genrec.hub.push_run_to_hub`; `RewardEnsemble.from_pretrained(repo_id)` loads it back.
+
+    Returns the content of `reward_metrics.json` plus `markdown`, the table as printed by the CLI (and
+    `hub_commit_url` when pushed).
+    """
+    start = time.time()
+    keep_cpu_heap_warm()
+    recipe = recipe if isinstance(recipe, dict) else load_recipe(recipe)
+    output_dir = check_output_dir(output_dir, METRICS_FILE, overwrite)
+    split = recipe["data"].get("split", "leave-one-out")
+    splits, vocabulary = load_prepared(data_dir, split)
+    if (Path(model_dir) / "item_vocabulary.json").exists():
+        check_same_vocabulary(ItemVocabulary.from_pretrained(model_dir), vocabulary, model_dir)
+
+    training = dict(recipe["training"])
+    training.update(training_overrides or {})
+    for name, value in (("ensemble_size", ensemble_size), ("seed", seed), ("num_train_epochs", epochs),
+                        ("max_steps", max_steps)):
+        if value is not None:
+            training[name] = value
+    training["output_dir"] = str(output_dir / CHECKPOINTS_DIR)
+    args = build_training_config(RewardConfig, training)
+    model_kwargs = {**recipe["model"], **(model_overrides or {})}
+
+    trained_on = {
+        "data": str(data_dir),
+        "split": split,
+        "training_split": "train",
+        "num_users": len(splits["train"]),
+        "pretrained_model": str(model_dir),
+        "epochs": args.num_train_epochs,
+        "freeze_backbone": args.freeze_backbone,
+        "next_item_loss_weight": args.next_item_loss_weight,
+        "model_overrides": model_kwargs,
+    }
+    train_start = time.time()
+    ensemble = train_reward_ensemble(
+        model_dir, splits["train"], splits["validation"], args, vocabulary=vocabulary,
+        model_overrides=model_kwargs, trained_on=trained_on,
+    )
+    train_seconds = time.time() - train_start
+    ensemble.save_pretrained(output_dir)
+
+    evaluation_start = time.time()
+    table = reward_table(ensemble, splits, batch_size=args.per_device_eval_batch_size)
+    uncertainty = uncertainty_by_popularity(
+        ensemble, splits["test"], splits["train"], batch_size=args.per_device_eval_batch_size, seed=args.seed
+    )
+    markdown = format_reward_table(table) + "\n\nEnsemble std by item popularity (test contexts):\n\n"
+    markdown += format_uncertainty(uncertainty)
+    report = {
+        "table": table,
+        "std_by_item_popularity": uncertainty,
+        "ensemble_size": ensemble.num_members,
+        "seeds": ensemble.seeds,
+        "bootstrap": ensemble.bootstrap,
+        "trained_on": trained_on,
+        "train_runtime_s": round(train_seconds, 1),
+        "evaluation_runtime_s": round(time.time() - evaluation_start, 1),
+        "total_runtime_s": round(time.time() - start, 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "model_config": ensemble.config.to_diff_dict(),
+    }
+    write_json(output_dir / METRICS_FILE, report)
+    if push_to_hub:
+        from ..hub import push_run_to_hub
+
+        commit = push_run_to_hub(output_dir, push_to_hub, private=hub_private, token=hub_token,
+                                 commit_message=f"hf-genrec reward: {output_dir.name}")
+        report = {**report, "hub_commit_url": commit.commit_url}
+    return {**report, "markdown": markdown}
+
+
+__all__ = ["METRICS_FILE", "bootstrap_users", "reward", "train_plus_validation", "train_reward_ensemble"]

@@ -1,0 +1,171 @@
+"""`Recommender`: raw item ids in, raw item ids out. A saved model plus its item vocabulary, for serving.
+
+```python
+>>> from hf_genrec.pipelines import Recommender
+>>> recommender = Recommender.from_pretrained("runs/quickstart/hstu")  # a directory or a Hub repo id
+>>> recommender.recommend([[1193, 661, 914], [3408]], k=5)
+[[2355, 1197, 1287, 2804, 594], [2858, 1196, 260, 1210, 480]]
+```
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .data import PAD_INDEX, ItemVocabulary, UnknownItemError
+from .models import AutoModelForNextItemPrediction
+
+RawId = int | str
+
+
+class Recommender:
+    """Top-k next items for raw-id histories, over the full catalogue, items already seen excluded.
+
+    Each history is encoded with the vocabulary saved beside the model, cut to its most recent
+    `max_seq_len` events (the model's input window; the whole history is still excluded from the
+    recommendations), batched, scored, and decoded back to raw ids.
+
+    Args:
+        model: a next-item model (`HSTUForNextItemPrediction`), in eval mode on its device.
+        vocabulary: the `ItemVocabulary` the model was trained with.
+        batch_size: histories scored per forward pass (bounds the (batch, num_items) score memory).
+    """
+
+    def __init__(self, model, vocabulary: ItemVocabulary, batch_size: int = 256):
+        if model.config.num_items != vocabulary.num_items:
+            raise ValueError(
+                f"The model scores {model.config.num_items} items but the vocabulary has {vocabulary.num_items}. "
+                "Fix: load the item_vocabulary.json saved beside this model."
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.model = model.eval()
+        self.vocabulary = vocabulary
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 256,
+    ) -> Recommender:
+        """Load the model and its `item_vocabulary.json` from a run directory or a Hub repo id."""
+        hub_kwargs = {"revision": revision, "token": token}
+        model = AutoModelForNextItemPrediction.from_pretrained(path_or_repo_id, **hub_kwargs)
+        vocabulary = ItemVocabulary.from_pretrained(path_or_repo_id, **hub_kwargs)
+        if device is not None:
+            model = model.to(device)
+        return cls(model, vocabulary, batch_size=batch_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _encode(self, histories, timestamps, request_timestamps) -> list[tuple[list[int], list[int] | None, int | None]]:
+        if isinstance(histories, str | bytes) or not isinstance(histories, Sequence):
+            raise ValueError(f"histories must be a list of histories (lists of item ids), got {type(histories).__name__}.")
+        first = histories[0] if len(histories) else []
+        if isinstance(first, str | bytes) or not isinstance(first, Sequence | torch.Tensor | np.ndarray):
+            raise ValueError(
+                "histories must be a list of histories, each a list of item ids; got a flat list. "
+                "Fix: wrap a single history in a list: recommend([history])."
+            )
+        if request_timestamps is not None and timestamps is None:
+            raise ValueError("request_timestamps needs the events' timestamps too; pass timestamps=.")
+        for name, values in (("timestamps", timestamps), ("request_timestamps", request_timestamps)):
+            if values is not None and len(values) != len(histories):
+                raise ValueError(f"{name} has {len(values)} entries for {len(histories)} histories; pass one per history.")
+        encoded = []
+        for i, history in enumerate(histories):
+            history = list(history)
+            if not history:
+                raise ValueError(
+                    f"history {i} is empty: a recommendation needs at least one past item. Fix: use a "
+                    "most-popular list for users without history (hf_genrec.evaluation.MostPopularRecommender)."
+                )
+            try:
+                indices = self.vocabulary.encode(history)
+            except UnknownItemError as error:
+                raise UnknownItemError(f"history {i}: {error}", item_id=error.item_id) from None
+            times = None
+            if timestamps is not None:
+                times = [int(t) for t in timestamps[i]]
+                if len(times) != len(history):
+                    raise ValueError(
+                        f"history {i} has {len(history)} items but {len(times)} timestamps; pass one time per item."
+                    )
+            request = int(request_timestamps[i]) if request_timestamps is not None else None
+            encoded.append((indices, times, request))
+        return encoded
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        histories: Sequence[Sequence[RawId]],
+        k: int = 10,
+        timestamps: Sequence[Sequence[int]] | None = None,
+        request_timestamps: Sequence[int] | None = None,
+    ) -> list[list[RawId]]:
+        """Top-k raw item ids for each history, best first.
+
+        Args:
+            histories: one list of raw item ids per user, oldest first (as in the training data).
+            k: items per user. Fewer come back when fewer than k unseen items are left.
+            timestamps: optional event times (seconds), aligned with `histories`; without them the model
+                skips its time features (train and serve the same way).
+            request_timestamps: optional time of each request (seconds), the "when" of the next event;
+                defaults to the last event's time.
+
+        Raises:
+            UnknownItemError: an item is not in the vocabulary (the message names the history).
+            ValueError: an empty history, a flat list instead of a list of histories, or misaligned times.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}.")
+        encoded = self._encode(histories, timestamps, request_timestamps)
+        window = self.model.config.max_seq_len
+        results: list[list[RawId]] = []
+        for start in range(0, len(encoded), self.batch_size):
+            chunk = encoded[start : start + self.batch_size]
+            length = max(min(len(items), window) for items, _, _ in chunk)
+            full = max(len(items) for items, _, _ in chunk)
+            item_ids = torch.full((len(chunk), length), PAD_INDEX, dtype=torch.long)  # (B, N)
+            exclude = torch.full((len(chunk), full), PAD_INDEX, dtype=torch.long)  # (B, H)
+            times = torch.zeros((len(chunk), length), dtype=torch.long) if timestamps is not None else None
+            queries = torch.zeros((len(chunk), length), dtype=torch.long) if timestamps is not None else None
+            for b, (items, event_times, request) in enumerate(chunk):
+                n = min(len(items), window)
+                item_ids[b, :n] = torch.tensor(items[-n:])
+                exclude[b, : len(items)] = torch.tensor(items)
+                if event_times is not None:
+                    kept = event_times[-n:]
+                    times[b, :n] = torch.tensor(kept)
+                    # Position i is asked about the time of event i + 1; the last one about the request time.
+                    queries[b, :n] = torch.tensor(kept[1:] + [request if request is not None else kept[-1]])
+            attention_mask = (item_ids != PAD_INDEX).long()
+            device = self.device
+            output = self.model.recommend(
+                item_ids.to(device),
+                attention_mask.to(device),
+                timestamps=times.to(device) if times is not None else None,
+                query_timestamps=queries.to(device) if queries is not None else None,
+                k=k,
+                exclude_item_ids=exclude.to(device),
+            )
+            top_items, top_scores = output.item_ids.cpu(), output.scores.float().cpu()  # (B, k)
+            for row_items, row_scores in zip(top_items.tolist(), top_scores.tolist()):
+                # Excluded items score -inf; they only show up when the catalogue runs out.
+                kept = [index for index, score in zip(row_items, row_scores) if score != float("-inf")]
+                results.append(self.vocabulary.decode(kept))
+        return results
+
+
+__all__ = ["Recommender"]

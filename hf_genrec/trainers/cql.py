@@ -1,0 +1,143 @@
+"""CQL for a one-step recommender (Kumar et al., NeurIPS 2020, arXiv 2006.04779; brief, section 4).
+
+The Q function over the catalogue is the recommender's own scoring, affinely rescaled:
+
+    Q(x, a) = s · cos(u_x, e_a) + b,   s = exp(log_scale) > 0,
+
+with u_x the (fine-tuned) backbone's user vector and e_a the item embedding, i.e. Q = s·τ_sim·logits + b.
+`s` starts at 1/τ_sim (so softmax(Q) is exactly the pretrained policy and the conservative penalty starts
+as the SFT loss) and `b` at the mean of r − s·cos(x, y) over the first optimizer step's logged items (so
+that Q(x, y) starts on the reward scale). The loss per supervised position is
+
+    (Q(x, y) − r)² + α · (logsumexp_a Q(x, a) − Q(x, y)).
+
+Ranking by argmax Q equals ranking by the cosine because s > 0, so the saved `HSTUForNextItemPrediction` is
+the CQL recommender; its softmax is the policy softmax(Q/τ) at τ = s·τ_sim. The two scalars are saved
+beside it in `cql_head.safetensors` (`from_pretrained` ignores them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..data.columns import LABEL_RATINGS, LABELS
+from ..losses.cql import cql_loss
+from .policy import PolicyTrainer, PostTrainConfig, policy_forward, supervised_mask
+
+CQL_HEAD = "cql_head"
+
+
+class CQLHead(nn.Module):
+    """Q(x, a) = exp(log_scale) · cos(u_x, e_a) + bias: two learnable scalars over the recommender's cosines."""
+
+    def __init__(self, scale: float, bias: float = 0.0):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
+        self.bias = nn.Parameter(torch.tensor(float(bias)))
+        self.register_buffer("bias_initialized", torch.tensor(False))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    def forward(self, cosines: torch.Tensor) -> torch.Tensor:
+        """(..., A) cosines (−inf on non-actions) -> (..., A) Q-values."""
+        return self.scale * cosines + self.bias
+
+
+@dataclass
+class CQLConfig(PostTrainConfig):
+    r"""
+    Configuration of [`CQLTrainer`].
+
+    Args:
+        alpha (`float`, *optional*, defaults to `1.0`):
+            α ≥ 0, weight of the conservative penalty logsumexp_a Q(x, a) − Q(x, y). 0 is plain reward
+            regression of the logged items; larger values keep Q (and the ranking) closer to the data.
+        q_scale_init (`float` or `None`, *optional*, defaults to `None`):
+            Initial s of Q = s·cos + b; `None` uses 1/similarity_temperature, so softmax(Q) starts as the
+            pretrained policy.
+
+    See [`PostTrainConfig`] for the defaults that differ from `TrainingArguments`.
+    """
+
+    alpha: float = field(default=1.0, metadata={"help": "Weight α of the CQL penalty logsumexp Q − Q(x, y)."})
+    q_scale_init: float | None = field(
+        default=None, metadata={"help": "Initial scale s of Q = s·cos + b (None: 1/similarity_temperature)."}
+    )
+
+    def __post_init__(self):
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}.")
+        if self.q_scale_init is not None and not self.q_scale_init > 0:
+            raise ValueError(f"q_scale_init must be > 0 (ranking follows the cosine), got {self.q_scale_init}.")
+        super().__post_init__()
+
+
+class CQLTrainer(PolicyTrainer):
+    """Conservative Q-learning with a Q head over the catalogue initialised from the policy logits."""
+
+    _tag_names = ["hf_genrec", "hstu", "cql"]
+    _name = "CQL"
+    _paper = {"title": "Conservative Q-Learning for Offline Reinforcement Learning", "id": "2006.04779"}
+    _head_names = (CQL_HEAD,)
+
+    def _build_heads(self, model, args):
+        scale = args.q_scale_init or 1.0 / model.config.similarity_temperature
+        return {CQL_HEAD: CQLHead(scale)}
+
+    def _cosines(self, user_embeddings: torch.Tensor) -> torch.Tensor:
+        """(P, d) user vectors -> (P, V + 1) cosines with every item (column 0, padding, is 0)."""
+        with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
+            return user_embeddings.float() @ self.policy.normalized_item_embeddings().float().T
+
+    def _q_values(self, cosines: torch.Tensor) -> torch.Tensor:
+        """(P, V + 1) Q-values, −inf on column 0 (masked after the affine map so no gradient meets −inf)."""
+        q_values = self.head(CQL_HEAD)(cosines)
+        return q_values.masked_fill(torch.arange(q_values.shape[-1], device=q_values.device) == 0, float("-inf"))
+
+    def _prepare_step(self, batch_samples):
+        batch_samples = super()._prepare_step(batch_samples)
+        head = self.head(CQL_HEAD)
+        if not bool(head.bias_initialized):
+            # b = mean(r − s·cos(x, y)) over the step's logged items, so Q(x, y) starts on the reward scale.
+            total, count = 0.0, 0.0
+            for inputs in batch_samples:
+                supervised = supervised_mask(inputs[LABELS])
+                user = policy_forward(self.model, inputs).user_embeddings[supervised]
+                cosines = self._cosines(user).gather(1, inputs[LABELS][supervised][:, None]).squeeze(1)
+                residual = inputs[LABEL_RATINGS][supervised].float() - head.scale * cosines
+                total, count = total + residual.sum(), count + residual.numel()
+            head.bias.data.fill_((self._step_total(total) / self._step_total(count).clamp(min=1)).item())
+            head.bias_initialized.fill_(True)
+        return batch_samples
+
+    def _loss_sum(self, model, inputs, mode):
+        outputs = policy_forward(model, inputs)
+        supervised = supervised_mask(inputs[LABELS])
+        labels = inputs[LABELS][supervised]
+        user = outputs.user_embeddings[supervised]  # (P, d)
+        cosines = self._cosines(user)  # (P, V + 1)
+        q_values = self._q_values(cosines)
+        losses, regression, penalty = cql_loss(
+            q_values, labels, inputs[LABEL_RATINGS][supervised].float(), self.args.alpha
+        )
+
+        # Log the metrics
+        with torch.no_grad():
+            self._record_mean(mode, "q/logged", q_values.gather(1, labels[:, None]))
+            self._record_mean(mode, "loss/regression", regression)
+            self._record_mean(mode, "loss/penalty", penalty)
+            logits = cosines[:, 1:] / self.policy.config.similarity_temperature
+            logged = labels[:, None] - 1
+            self._record_mean(mode, "logps/logged", torch.log_softmax(logits, -1).gather(1, logged))
+            self._record_mean(mode, "q/scale", self.head(CQL_HEAD).scale.reshape(1))
+            self._record_mean(mode, "q/bias", self.head(CQL_HEAD).bias.reshape(1))
+        return losses.sum(), outputs
+
+
+__all__ = ["CQLConfig", "CQLHead", "CQLTrainer", "CQL_HEAD"]

@@ -1,0 +1,115 @@
+"""`hf-genrec benchmark` end to end on generated data with an even smaller preset, and its resume logic."""
+
+import dataclasses
+import json
+
+import pytest
+import yaml
+
+from hf_genrec.benchmark.presets import PRESETS, get_preset
+from hf_genrec.benchmark.report import METRICS
+from hf_genrec.cli import build_parser
+from hf_genrec.commands.benchmark import benchmark
+from hf_genrec.evaluation.metrics import SUBSETS
+
+# The tiny preset's pipeline at test size: 80 users, a 1-layer HSTU, one optimizer step per method.
+_MODEL = {"hidden_size": 8, "num_hidden_layers": 1, "attention_dim": 8, "linear_dim": 8, "max_seq_len": 12,
+          "max_position_embeddings": 15, "num_negatives": 8, "input_dropout": 0.0, "linear_dropout": 0.0}
+TEST_PRESET = dataclasses.replace(
+    PRESETS["tiny"],
+    name="test",
+    synthetic={"num_users": 80, "num_items": 40, "mean_events": 20, "seed": 0},
+    pretrain={"model": _MODEL, "training": {"num_train_epochs": 1, "per_device_train_batch_size": 32,
+                                            "bf16": False, "seed": 0}},
+    reward={"model": {"reward_head_hidden_size": 8},
+            "training": {"ensemble_size": 2, "num_train_epochs": 1, "per_device_train_batch_size": 40,
+                         "bf16": False, "seed": 0}},
+    judge_training={"ensemble_size": 2},
+    posttrain={"max_steps": 1, "per_device_train_batch_size": 16, "bf16": False, "seed": 0, "logging_steps": 1},
+    method_training={**PRESETS["tiny"].method_training,
+                     "dpo": {**PRESETS["tiny"].method_training["dpo"], "num_candidates": 4},
+                     "ipo": {**PRESETS["tiny"].method_training["ipo"], "num_candidates": 4}},
+    lambdas=(0.5, 1.0),
+    bootstrap_resamples=50,
+)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench")
+    return output, benchmark(output, preset=TEST_PRESET, seeds=1, show_progress=False)
+
+
+def test_end_to_end_outputs_and_schema(first_run):
+    output, results = first_run
+    for name in ("results.json", "results.md", "improvement_vs_rwbc.png", "asft_lambda_sweep.png"):
+        assert (output / name).is_file(), name
+    loaded = json.loads((output / "results.json").read_text())
+    assert loaded["schema_version"] == 1
+    assert list(loaded["methods"]) == ["pretrained", "sft", "rwbc", "asft", "dpo", "ipo", "cql", "ppo"]
+    assert set(loaded["num_users"]) == set(SUBSETS) and loaded["num_users"]["all"] == 80
+    for row in loaded["methods"].values():
+        for subset in SUBSETS:
+            assert row["subsets"][subset]["num_users"] == loaded["num_users"][subset]
+            metrics = row["subsets"][subset]["metrics"]
+            assert set(metrics) == set(METRICS)
+            for entry in metrics.values():
+                assert {"value", "std", "per_seed", "pct_vs_rwbc", "ci95", "pct_vs_rwbc_per_seed"} <= set(entry)
+    judge = loaded["methods"]["asft"]["subsets"]["all"]["metrics"]["judge"]
+    assert 0.0 < judge["value"] <= 5.0 * (1 + 0.9 + 0.81) and judge["spread"] >= 0.0
+    assert loaded["methods"]["rwbc"]["subsets"]["all"]["metrics"]["mrr"]["pct_vs_rwbc"] == 0.0
+    assert [entry["temperature"] for entry in loaded["lambda_sweep"]] == [0.5, 1.0]
+    assert {"reward/rmse", "reward/auc"} <= set(loaded["reward_table"]["table"]["predictors"]["ensemble_mean"])
+    assert loaded["judge_reward_table"] is not None
+    # The judge is a separate ensemble: other seeds than the training ensemble.
+    reward_seeds = yaml.safe_load((output / "results.json").read_text())["config"]["preset_settings"]["judge_seed"]
+    assert reward_seeds == 1000
+    assert "## `high_reward_trajectory`" in results["markdown"]
+
+
+def test_second_run_reuses_every_stage_and_a_change_recomputes_only_its_dependents(first_run):
+    output, first = first_run
+    markers = {p: p.stat().st_mtime_ns for p in (output / "stages").glob("*/stage.json")}
+    again = benchmark(output, preset=TEST_PRESET, seeds=1, show_progress=False)
+    assert again["stages"] and all(stage["cached"] for stage in again["stages"])
+    assert {p: p.stat().st_mtime_ns for p in (output / "stages").glob("*/stage.json")} == markers
+    assert again["methods"]["asft"] == first["methods"]["asft"]
+
+    # One more λ: only that post-training run and its evaluation are computed.
+    more = benchmark(output, preset=TEST_PRESET, seeds=1, lambdas=(0.5, 1.0, 2.0), show_progress=False)
+    ran = [stage["label"] for stage in more["stages"] if not stage["cached"]]
+    assert ran == ["asft@2 seed 0", "evaluate asft@2 seed 0"]
+    assert [entry["temperature"] for entry in more["lambda_sweep"]] == [0.5, 1.0, 2.0]
+
+
+def test_cli_flags_and_presets():
+    args = build_parser().parse_args(["benchmark", "--preset", "quick", "--seeds", "3", "--methods", "asft", "sft",
+                                      "--lambdas", "0.5", "2", "--split", "temporal"])
+    assert (args.preset, args.seeds, args.methods, args.lambdas, args.input) == ("quick", 3, ["asft", "sft"],
+                                                                                 [0.5, 2.0], None)
+    assert get_preset("tiny") is PRESETS["tiny"]
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("huge")
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="unknown method"):
+        benchmark(tmp_path, preset=TEST_PRESET, methods=["sft", "magic"], show_progress=False)
+    with pytest.raises(FileNotFoundError):
+        benchmark(tmp_path, preset=TEST_PRESET, input_path=tmp_path / "missing.dat", show_progress=False)
+
+
+def test_full_preset_follows_the_movielens_recipes():
+    from pathlib import Path
+
+    recipes = Path(__file__).resolve().parents[2] / "recipes" / "movielens-1m"
+    full = PRESETS["full"]
+    hstu = yaml.safe_load((recipes / "hstu.yaml").read_text())
+    assert full.pretrain["model"] == hstu["model"] and full.pretrain["training"] == hstu["training"]
+    reward = yaml.safe_load((recipes / "reward.yaml").read_text())
+    assert full.reward["model"] == reward["model"] and full.reward["training"] == reward["training"]
+    for method in ("sft", "rwbc", "asft", "dpo", "ipo", "cql", "ppo"):
+        recipe = yaml.safe_load((recipes / f"{method}.yaml").read_text())["training"]
+        ours = full.method_recipe(method, "leave-one-out")["training"]
+        assert {k: v for k, v in ours.items() if k != "num_train_epochs"} == \
+            {k: v for k, v in recipe.items() if k != "num_train_epochs"}, method

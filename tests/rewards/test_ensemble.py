@@ -1,0 +1,89 @@
+import json
+
+import pytest
+import torch
+from reward_fixtures import TINY_MODEL, eval_batch
+
+from hf_genrec import AutoModelForRewardModeling, HSTUConfig, HSTUForRewardModeling
+from hf_genrec.rewards import RewardEnsemble, RewardPrediction, uncertainty_by_popularity
+
+
+def _inputs(batch):
+    return {k: batch[k] for k in ("item_ids", "attention_mask", "timestamps", "query_timestamps")}
+
+
+def test_candidate_predictions_and_std(tiny_ensemble, tiny_data):
+    splits, vocabulary = tiny_data
+    batch = eval_batch(splits, vocabulary)
+    candidates = torch.randint(1, vocabulary.num_items + 1, (8, 5), generator=torch.Generator().manual_seed(0))
+    prediction = tiny_ensemble.predict_candidates(**_inputs(batch), candidate_item_ids=candidates)
+    assert isinstance(prediction, RewardPrediction)
+    assert prediction.members.shape == (2, 8, 5) and prediction.mean.shape == prediction.std.shape == (8, 5)
+    torch.testing.assert_close(prediction.mean, prediction.members.mean(0))
+    torch.testing.assert_close(prediction.std, (prediction.members[0] - prediction.members[1]).abs() / 2)
+    assert (prediction.std > 0).all()  # different seeds and resamples -> the members disagree
+    assert prediction.members.min() >= tiny_ensemble.reward_min and prediction.members.max() <= tiny_ensemble.reward_max
+    # Each member is exactly its own model's batched candidate scoring.
+    with torch.no_grad():
+        member = tiny_ensemble.members[1].score_candidates(**_inputs(batch), candidate_item_ids=candidates)
+    assert torch.equal(prediction.members[1], member)
+    assert not prediction.mean.requires_grad
+
+
+def test_position_and_value_predictions(tiny_ensemble, tiny_data):
+    splits, vocabulary = tiny_data
+    batch = eval_batch(splits, vocabulary)
+    labels = torch.roll(batch["item_ids"], -1, 1) * batch["attention_mask"]
+    prediction = tiny_ensemble.predict_positions(**_inputs(batch), labels=labels)
+    assert prediction.mean.shape == batch["item_ids"].shape and prediction.members.shape[0] == 2
+    assert (prediction.mean[labels == 0] == 0).all()
+    values = tiny_ensemble.value_positions(**_inputs(batch))
+    assert values.shape == batch["item_ids"].shape and (values[batch["attention_mask"] == 0] == 0).all()
+    last = batch["attention_mask"].sum(1) - 1
+    torch.testing.assert_close(tiny_ensemble.value_last(**_inputs(batch)), values[torch.arange(8), last])
+    assert tiny_ensemble.num_members == 2 and tiny_ensemble.config.num_items == vocabulary.num_items
+    assert (tiny_ensemble.reward_min, tiny_ensemble.reward_max) == (1.0, 5.0)
+
+
+def test_save_load_round_trip_gives_identical_predictions(tiny_ensemble, tiny_data, tmp_path):
+    splits, vocabulary = tiny_data
+    tiny_ensemble.save_pretrained(tmp_path)
+    manifest = json.loads((tmp_path / "ensemble.json").read_text())
+    assert manifest["num_members"] == 2 and manifest["seeds"] == [11, 12] and manifest["bootstrap"] is True
+    assert manifest["reward_min"] == 1.0 and manifest["trained_on"] == {"data": "synthetic"}
+    assert (tmp_path / "item_vocabulary.json").exists()
+    for k in range(2):
+        assert (tmp_path / f"member-{k}" / "model.safetensors").exists()
+        assert type(AutoModelForRewardModeling.from_pretrained(tmp_path / f"member-{k}")) is HSTUForRewardModeling
+
+    loaded = RewardEnsemble.from_pretrained(tmp_path)
+    assert loaded.vocabulary == vocabulary and loaded.seeds == [11, 12]
+    batch = eval_batch(splits, vocabulary)
+    candidates = torch.randint(1, vocabulary.num_items + 1, (8, 6))
+    before = tiny_ensemble.predict_candidates(**_inputs(batch), candidate_item_ids=candidates)
+    after = loaded.predict_candidates(**_inputs(batch), candidate_item_ids=candidates)
+    assert torch.equal(before.members, after.members) and torch.equal(before.std, after.std)
+    assert torch.equal(tiny_ensemble.value_positions(**_inputs(batch)), loaded.value_positions(**_inputs(batch)))
+
+
+def test_uncertainty_by_popularity_report(tiny_ensemble, tiny_data):
+    splits, _ = tiny_data
+    report = uncertainty_by_popularity(tiny_ensemble, splits["test"], splits["train"], num_candidates=4)
+    assert [row["bin"] for row in report["bins"]] == [1, 2, 3, 4, 5]
+    assert sum(row["logged_num_pairs"] for row in report["bins"]) == 60
+    assert sum(row["uniform_num_pairs"] for row in report["bins"]) == 240
+    assert all(row["uniform_mean_std"] > 0 for row in report["bins"] if row["uniform_num_pairs"])
+
+
+def test_bad_ensembles_are_refused(tmp_path):
+    small = HSTUForRewardModeling(HSTUConfig(num_items=10, **TINY_MODEL))
+    large = HSTUForRewardModeling(HSTUConfig(num_items=11, **TINY_MODEL))
+    with pytest.raises(ValueError, match="num_items"):
+        RewardEnsemble([small, large])
+    with pytest.raises(ValueError, match="at least one member"):
+        RewardEnsemble([])
+    with pytest.raises(ValueError, match="2 seeds for 1 members"):
+        RewardEnsemble([small], seeds=[1, 2])
+    small.save_pretrained(tmp_path / "single")
+    with pytest.raises(FileNotFoundError, match="not a reward ensemble"):
+        RewardEnsemble.from_pretrained(tmp_path / "single")
