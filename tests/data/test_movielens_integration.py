@@ -1,6 +1,5 @@
-"""Reads the real MovieLens-1M files from $HF_GENREC_DATA/ml-1m (skipped when absent)."""
+"""Reads the real MovieLens-1M files from $HF_GENREC_DATA/ml-1m (see tests/conftest.py; skipped when absent)."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +9,10 @@ from hf_genrec.data import build_sequences, leave_one_out_split, read_movielens,
 
 
 @pytest.fixture(scope="module")
-def ml1m() -> Path:
-    root = os.environ.get("HF_GENREC_DATA")
-    if not root or not (Path(root) / "ml-1m").is_dir():
-        pytest.skip("set HF_GENREC_DATA to a folder containing ml-1m/ to run the MovieLens-1M tests")
-    return Path(root) / "ml-1m"
+def ml1m(data_root) -> Path:
+    if not (data_root / "ml-1m").is_dir():
+        pytest.skip(f"{data_root} has no ml-1m/ folder")
+    return data_root / "ml-1m"
 
 
 def _ratings_file(folder: Path) -> Path:
