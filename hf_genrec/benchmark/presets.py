@@ -117,23 +117,23 @@ class BenchmarkPreset:
         return {"model": dict(self.reward["model"]), "training": training, "data": {"split": split}, "method": {}}
 
 
-_TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 1, "attention_dim": 32, "linear_dim": 32, "max_seq_len": 48,
-               "max_position_embeddings": 59, "num_negatives": 64}
+_TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "attention_dim": 32, "linear_dim": 32, "max_seq_len": 64,
+               "max_position_embeddings": 75, "num_negatives": 64}
 
 PRESETS: dict[str, BenchmarkPreset] = {
     "tiny": BenchmarkPreset(
         name="tiny",
         synthetic={"num_users": 1000, "num_items": 400, "mean_events": 100, "seed": 0},
         pretrain={"model": _TINY_MODEL,
-                  "training": {"num_train_epochs": 3, "per_device_train_batch_size": 128,
+                  "training": {"num_train_epochs": 12, "per_device_train_batch_size": 64,
                                "per_device_eval_batch_size": 512, "bf16": True, "seed": 42, "logging_steps": 10}},
         reward={"model": {"reward_head_hidden_size": 32, "reward_min": 1.0, "reward_max": 5.0},
                 "training": {"ensemble_size": 2, "bootstrap": True, "next_item_loss_weight": 0.1,
-                             "learning_rate": 1.0e-3, "num_train_epochs": 1, "per_device_train_batch_size": 64,
+                             "learning_rate": 1.0e-3, "num_train_epochs": 2, "per_device_train_batch_size": 64,
                              "per_device_eval_batch_size": 512, "bf16": True, "seed": 42, "logging_steps": 10}},
         judge_training={"ensemble_size": 2},
-        posttrain={"learning_rate": 5.0e-4, "per_device_train_batch_size": 64, "max_steps": 6, "bf16": True,
-                   "seed": 42, "logging_steps": 2},
+        posttrain={"learning_rate": 1.0e-4, "per_device_train_batch_size": 64, "max_steps": 16, "bf16": True,
+                   "seed": 42, "logging_steps": 4},
         method_training={**copy.deepcopy(METHOD_TRAINING),
                          "dpo": {**METHOD_TRAINING["dpo"], "num_candidates": 8},
                          "ipo": {**METHOD_TRAINING["ipo"], "num_candidates": 8}},

@@ -208,7 +208,9 @@ def results_markdown(results: dict[str, Any]) -> str:
               f"Preset `{config['preset']}`, split `{config['split']}`, {len(seeds)} post-training seed(s) "
               f"{seeds} (pretrained model and reward ensembles shared across seeds). Reward ensemble the methods "
               f"train against: {config.get('training_ensemble', '?')}. Judge: {config['judge']}; rollout "
-              f"H={config['horizon']}, γ={config['gamma']}. Wall time {results['wall_time_s'] / 60:.1f} min.",
+              f"H={config['horizon']}, γ={config['gamma']}. Wall time {results['wall_time_s'] / 60:.1f} min "
+              f"(this invocation); all stages, reused ones at the time they took when they ran: "
+              f"{results.get('stage_time_s', results['wall_time_s']) / 60:.1f} min.",
               "", "Test users per subset: " + ", ".join(f"`{s}` {n}" for s, n in results["num_users"].items()) + ".",
               ""]
     main_rows = results["methods"]

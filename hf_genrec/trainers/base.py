@@ -233,9 +233,11 @@ class GenRecTrainer(Trainer):
         """Rank every evaluation case's target over the full catalogue (seen items excluded).
 
         Each process scores its shard; ranks are gathered from all processes before any metric is
-        computed, so multi-process metrics equal single-process ones.
+        computed, so multi-process metrics equal single-process ones. Rows are scored shortest history
+        first (each batch is padded only to its own longest row) and returned in dataset order.
         """
-        dataloader = self.get_eval_dataloader(dataset)
+        order = torch.from_numpy(sequence_lengths(dataset)).argsort(stable=True)  # (U,)
+        dataloader = self.get_eval_dataloader(dataset.select(order.tolist()))
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
@@ -258,11 +260,12 @@ class GenRecTrainer(Trainer):
             target_ratings.append(gathered[1].cpu())
             history_rewards.append(gathered[2].cpu())
         model.train(was_training)
-        target_ratings = torch.cat(target_ratings)
+        restore = order.argsort()  # scored order -> dataset order
+        target_ratings = torch.cat(target_ratings)[restore]
         return RankingPredictions(
-            ranks=torch.cat(ranks),
+            ranks=torch.cat(ranks)[restore],
             target_ratings=target_ratings,
-            trajectory_rewards=torch.cat(history_rewards) + target_ratings,
+            trajectory_rewards=torch.cat(history_rewards)[restore] + target_ratings,
         )
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

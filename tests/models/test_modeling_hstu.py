@@ -272,3 +272,23 @@ def test_recommend_in_chunks_equals_one_batch_and_rejects_empty_histories():
     empty[1] = 0
     with pytest.raises(ValueError, match=r"rows \[1\] have an empty history"):
         model.recommend(empty, k=3)
+
+
+def test_recommend_groups_by_length_without_changing_the_answer():
+    # recommend() sorts rows by length and crops each chunk's trailing padding; the answer must be what the
+    # uncropped batch scores give, in the caller's row order.
+    torch.manual_seed(11)
+    model = HSTUForNextItemPrediction(tiny_config()).eval()
+    g = torch.Generator().manual_seed(5)
+    lengths = torch.tensor([12, 1, 7, 3, 12, 5, 2, 9, 4, 11])
+    mask = (torch.arange(14)[None] < lengths[:, None]).long()  # (10, 14), trailing padding beyond every row
+    item_ids = torch.randint(1, 41, (10, 14), generator=g) * mask
+    timestamps = (torch.cumsum(torch.randint(1, 200_000, (10, 14), generator=g), 1) + 10**9) * mask
+    with torch.no_grad():
+        scores = model.score_next_items(item_ids, mask, timestamps)  # (10, 41) on the full padded width
+    scores.scatter_(1, item_ids, float("-inf"))
+    expected_scores, expected_items = scores.topk(6, dim=-1)
+    for chunk_size in (3, 512):
+        rec = model.recommend(item_ids, mask, timestamps, k=6, chunk_size=chunk_size)
+        assert torch.equal(rec.item_ids, expected_items)
+        torch.testing.assert_close(rec.scores, expected_scores, rtol=1e-5, atol=1e-5)

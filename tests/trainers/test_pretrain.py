@@ -13,7 +13,7 @@ from hf_genrec.data import (
     read_movielens,
     read_movielens_catalog,
 )
-from hf_genrec.evaluation import MostPopularRecommender, evaluate_ranking
+from hf_genrec.evaluation import MostPopularRecommender, evaluate_ranking, predict_ranks
 from hf_genrec.trainers import PretrainConfig, PretrainTrainer
 
 
@@ -57,6 +57,14 @@ def test_pretraining_selects_best_epoch_and_beats_most_popular(tmp_path, synthet
     popular = evaluate_ranking(MostPopularRecommender.from_dataset(splits["train"], vocabulary.num_items),
                                splits["test"], collator)["all"]
     assert hstu["ndcg@10"] > popular["ndcg@10"] * 1.2, (hstu, popular)
+    # The trainer scores rows shortest-first; its ranks come back in dataset order, equal to a plain pass.
+    lengths = [len(row) for row in splits["test"]["item_ids"]]
+    assert lengths != sorted(lengths)
+    plain = predict_ranks(trainer.model, splits["test"], collator, batch_size=7)
+    sorted_pass = trainer.predict_ranks(splits["test"])
+    assert torch.equal(sorted_pass.ranks, plain.ranks)
+    assert torch.equal(sorted_pass.target_ratings, plain.target_ratings)
+    assert torch.equal(sorted_pass.trajectory_rewards, plain.trajectory_rewards)
 
     trainer.save_model(str(tmp_path / "final"))
     loaded = AutoModelForNextItemPrediction.from_pretrained(tmp_path / "final")

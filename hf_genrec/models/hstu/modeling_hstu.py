@@ -413,9 +413,15 @@ class HSTUItemScoringMixin:
         """(..., d) hidden states -> (..., d) L2-normalised user vectors."""
         return F.normalize(hidden_states, dim=-1, eps=self.config.l2_norm_eps)
 
-    def item_logits(self, user_embeddings: torch.Tensor) -> torch.Tensor:
-        """Scores of every item: (..., d) normalised user vectors -> (..., V + 1), padding column -inf."""
-        logits = user_embeddings @ self.normalized_item_embeddings().T / self.config.similarity_temperature
+    def item_logits(self, user_embeddings: torch.Tensor, item_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item: (..., d) normalised user vectors -> (..., V + 1), padding column -inf.
+
+        `item_embeddings` is the (V + 1, d) normalised table when the caller already holds it (serving
+        normalises it once per call, not once per chunk); by default it is computed here.
+        """
+        if item_embeddings is None:
+            item_embeddings = self.normalized_item_embeddings()
+        logits = user_embeddings @ item_embeddings.T / self.config.similarity_temperature
         logits[..., 0] = float("-inf")
         return logits
 
@@ -520,12 +526,16 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         timestamps: torch.LongTensor | None = None,
         query_timestamps: torch.LongTensor | None = None,
+        item_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, V + 1) scores of every item as the next one after each history (padding column -inf)."""
+        """(B, V + 1) scores of every item as the next one after each history (padding column -inf).
+
+        `item_embeddings`: the normalised (V + 1, d) item table, if already computed (see `item_logits`).
+        """
         user = self.last_user_embeddings(item_ids, attention_mask, timestamps, query_timestamps)  # (B, d)
         # Rankings are read off these scores: compute them in fp32 even under bf16 autocast (ties otherwise).
         with torch.autocast(device_type=user.device.type, enabled=False):
-            return self.item_logits(user)
+            return self.item_logits(user, item_embeddings)
 
     @torch.no_grad()
     def recommend(
@@ -563,15 +573,25 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
         if (attention_mask.sum(dim=1) == 0).any():
             empty = (attention_mask.sum(dim=1) == 0).nonzero()[:, 0].tolist()
             raise ValueError(f"rows {empty[:10]} have an empty history; recommend needs at least one event per row.")
+        positions = torch.arange(1, item_ids.shape[1] + 1, device=item_ids.device)
+        extents = ((attention_mask > 0) * positions).amax(dim=1)  # (B,) last real position + 1
+        # Chunks of similar length, each cropped to its longest history: the attention normaliser is the fixed
+        # max_position_embeddings and the mask is causal, so dropping trailing padding changes no score, and a
+        # chunk of short histories no longer pays for the longest one in the batch.
+        order = torch.argsort(extents, stable=True)  # (B,)
+        with torch.autocast(device_type=item_ids.device.type, enabled=False):
+            item_embeddings = self.normalized_item_embeddings().float()  # (V + 1, d), once for every chunk
         top_scores, top_items = [], []
         for start in range(0, item_ids.shape[0], chunk_size):  # bounded memory for large batches
-            rows = slice(start, start + chunk_size)
-            chunk = item_ids[rows]
+            rows = order[start : start + chunk_size]
+            width = int(extents[rows].max())
+            chunk = item_ids[rows, :width]
             scores = self.score_next_items(
                 chunk,
-                attention_mask[rows],
-                timestamps[rows] if timestamps is not None else None,
-                query_timestamps[rows] if query_timestamps is not None else None,
+                attention_mask[rows, :width],
+                timestamps[rows, :width] if timestamps is not None else None,
+                query_timestamps[rows, :width] if query_timestamps is not None else None,
+                item_embeddings=item_embeddings,
             )  # (b, V + 1)
             if exclude_history:
                 scores.scatter_(1, chunk, float("-inf"))
@@ -580,7 +600,8 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
             chunk_scores, chunk_items = scores.topk(k, dim=-1)  # (b, k)
             top_scores.append(chunk_scores)
             top_items.append(chunk_items)
-        return RecommendationOutput(item_ids=torch.cat(top_items), scores=torch.cat(top_scores))
+        restore = torch.argsort(order)  # back to the caller's row order
+        return RecommendationOutput(item_ids=torch.cat(top_items)[restore], scores=torch.cat(top_scores)[restore])
 
 
 class HSTURegressionHead(nn.Module):
