@@ -73,7 +73,7 @@ def batches(train, epoch: int, seed: int = 0):
 
 
 def loss_of(model, batch) -> torch.Tensor:
-    if isinstance(model, SASRec):
+    if isinstance(getattr(model, "_orig_mod", model), SASRec):  # torch.compile wraps the module
         return model(batch["item_ids"], batch["attention_mask"], batch["labels"])
     return model(batch["item_ids"], batch["attention_mask"], batch["timestamps"], batch["query_timestamps"],
                  labels=batch["labels"]).loss
@@ -140,6 +140,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores).")
     parser.add_argument("--models", nargs="+", default=["SASRec", "HSTU", "HSTU-large"])
     parser.add_argument("--fp32", action="store_true", help="Train in fp32 instead of bf16 autocast.")
+    parser.add_argument("--compile", action="store_true",
+                        help="Train the models wrapped in torch.compile(dynamic=True) (what `torch_compile: true` in a "
+                             "recipe does); the first, compiling epoch is reported separately as warm-up.")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -151,17 +154,21 @@ def main() -> None:
     machine = {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                "matmul_fp32_gflops": matmul_gflops(torch.float32), "matmul_bf16_gflops": matmul_gflops(torch.bfloat16)}
     print(json.dumps(machine), flush=True)
-    results = {"machine": machine, "bf16": bf16, "models": {}}
+    results = {"machine": machine, "bf16": bf16, "compile": args.compile, "models": {}}
     for name in args.models:
         model = build_model(name, vocabulary.num_items)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.0)
         flops = count_epoch_flops(model, batches(train, epoch=0), bf16)
-        epochs = [train_epoch(model, optimizer, batches(train, epoch=e + 1), bf16) for e in range(args.epochs)]
+        trained = torch.compile(model, dynamic=True) if args.compile else model
+        warmup = train_epoch(trained, optimizer, batches(train, epoch=args.epochs + 1), bf16) if args.compile else None
+        epochs = [train_epoch(trained, optimizer, batches(train, epoch=e + 1), bf16) for e in range(args.epochs)]
         median = {key: statistics.median(e[key] for e in epochs) for key in epochs[0]}
         row = {**median, "epoch_seconds_all": [e["seconds"] for e in epochs], "gflop_per_epoch": flops / 1e9,
                "achieved_gflops": flops / 1e9 / median["seconds"],
                "fraction_of_fp32_matmul": flops / 1e9 / median["seconds"] / machine["matmul_fp32_gflops"],
                "peak_memory_mb_so_far": peak_memory_mb()}
+        if warmup is not None:
+            row["compile_warmup_epoch_seconds"] = warmup["seconds"]
         if name != "SASRec":
             row["serving"] = serving(model, test)
         results["models"][name] = row

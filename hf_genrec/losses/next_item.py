@@ -71,9 +71,9 @@ def sampled_softmax_loss(
     """
     num_positions = labels.shape[0]
     num_items = item_embeddings.shape[0] - 1
-    negatives = torch.randint(
-        1, num_items + 1, (num_positions, num_negatives), device=labels.device, generator=generator
-    )  # (P, R)
+    # No `generator=None` keyword: torch.compile cannot trace randint's generator overload with a dynamic P.
+    rng = {} if generator is None else {"generator": generator}
+    negatives = torch.randint(1, num_items + 1, (num_positions, num_negatives), device=labels.device, **rng)  # (P, R)
     if num_items + 1 <= FULL_LOGITS_MAX_ITEMS:
         all_logits = user_embeddings @ item_embeddings.T  # (P, V + 1)
         positive_logits = all_logits.gather(1, labels[:, None])  # (P, 1)
