@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -102,3 +103,23 @@ def test_pretraining_on_movielens_subset_beats_most_popular(tmp_path, data_root)
                                splits["test"], collator)["all"]
     print(json.dumps({"hstu": hstu, "most_popular": popular}))
     assert hstu["ndcg@10"] > popular["ndcg@10"] and hstu["hr@50"] > popular["hr@50"], (hstu, popular)
+
+
+def test_torch_compile_switch_trains_and_evaluates(tmp_path):
+    # `torch_compile: true` must work end to end (dynamo traces the model with dynamic batch shapes; the
+    # sampled-softmax negatives once broke that).
+    interactions = generate_synthetic_interactions(num_users=40, num_items=30, mean_events=20, seed=4)
+    sequences, vocabulary = build_sequences(interactions)
+    splits = leave_one_out_split(sequences)
+    model = tiny_model(vocabulary.num_items, hidden_size=16, attention_dim=8, linear_dim=8, max_seq_len=16,
+                       max_position_embeddings=19, num_negatives=8)
+    config = PretrainConfig(output_dir=str(tmp_path / "ckpt"), num_train_epochs=1, per_device_train_batch_size=16,
+                            torch_compile=True, disable_tqdm=True, report_to=[])
+    trainer = PretrainTrainer(model=model, args=config, train_dataset=splits["train"],
+                              eval_dataset=splits["validation"], processing_class=vocabulary)
+    before = model.model.item_embeddings.weight.detach().clone()
+    result = trainer.train()
+    assert type(trainer.model_wrapped).__name__ == "OptimizedModule"
+    assert math.isfinite(result.training_loss)
+    assert not torch.equal(model.model.item_embeddings.weight, before)
+    assert 0.0 <= trainer.evaluate()["eval_ndcg@10"] <= 1.0
