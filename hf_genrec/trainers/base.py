@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
+from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -236,8 +237,12 @@ class GenRecTrainer(Trainer):
         computed, so multi-process metrics equal single-process ones. Rows are scored shortest history
         first (each batch is padded only to its own longest row) and returned in dataset order.
         """
-        order = torch.from_numpy(sequence_lengths(dataset)).argsort(stable=True)  # (U,)
-        dataloader = self.get_eval_dataloader(dataset.select(order.tolist()))
+        if isinstance(dataset, Dataset):  # an Arrow dataset: sort by length without decoding rows
+            order = torch.from_numpy(sequence_lengths(dataset)).argsort(stable=True)  # (U,)
+            dataset = dataset.select(order.tolist())
+        else:  # any other map-style dataset is scored in its own order
+            order = torch.arange(len(dataset))
+        dataloader = self.get_eval_dataloader(dataset)
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()

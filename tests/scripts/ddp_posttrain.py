@@ -61,3 +61,8 @@ if __name__ == "__main__":
     parser.add_argument("--output", required=True)
     parser.add_argument("--per-device-batch", type=int, default=4)
     training_function(parser.parse_args())
+    # Tear the gloo group down before the interpreter exits: left to process exit, its threads can abort a rank
+    # ("terminate called without an active exception") after all the work is done.
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

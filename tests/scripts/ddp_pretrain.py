@@ -104,6 +104,9 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)  # two ranks on a 2-core machine
     training_function(args)
+    if torch.distributed.is_initialized():  # see ddp_posttrain.py: tear the group down before exit
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
