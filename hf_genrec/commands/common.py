@@ -29,6 +29,30 @@ def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> str:
     return str(path)
 
 
+def finish_run(
+    output_dir: Path,
+    metrics_file: str,
+    report: dict[str, Any],
+    push_to_hub: str | None,
+    *,
+    hub_private: bool,
+    hub_token: str | bool | None,
+    commit_message: str,
+) -> dict[str, Any]:
+    """Write a run's metrics JSON, then push the run directory to the Hub when a repo id is given.
+
+    Returns `report`, plus `hub_commit_url` when pushed.
+    """
+    write_json(output_dir / metrics_file, report)
+    if push_to_hub:
+        from ..hub import push_run_to_hub
+
+        commit = push_run_to_hub(output_dir, push_to_hub, private=hub_private, token=hub_token,
+                                 commit_message=commit_message)
+        report = {**report, "hub_commit_url": commit.commit_url}
+    return report
+
+
 def check_prepared_dir(data_dir: str | os.PathLike) -> Path:
     """The directory written by `hf-genrec prepare`, or a clear error."""
     data_dir = Path(data_dir)

@@ -32,7 +32,7 @@ from ..trainers import (
     SFTTrainer,
 )
 from ..trainers.base import last_complete_checkpoint
-from .common import PREPARE_MANIFEST, check_output_dir, peak_memory_mb, write_json
+from .common import PREPARE_MANIFEST, check_output_dir, finish_run, peak_memory_mb
 from .evaluate import check_same_vocabulary
 from .pretrain import CHECKPOINTS_DIR, METRICS_FILE, RECIPE_FILE, is_main_process, load_prepared, write_recipe
 
@@ -234,13 +234,8 @@ def posttrain(
     }
     if not main_process:
         return report
-    write_json(output_dir / METRICS_FILE, report)
-    if push_to_hub:
-        from ..hub import push_run_to_hub
-
-        commit = push_run_to_hub(output_dir, push_to_hub, private=hub_private, token=hub_token,
-                                 commit_message=f"hf-genrec posttrain --method {method}: {output_dir.name}")
-        report = {**report, "hub_commit_url": commit.commit_url}
+    report = finish_run(output_dir, METRICS_FILE, report, push_to_hub, hub_private=hub_private, hub_token=hub_token,
+                        commit_message=f"hf-genrec posttrain --method {method}: {output_dir.name}")
     return report
 
 

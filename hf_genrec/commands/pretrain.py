@@ -19,7 +19,13 @@ from ..recipes import build_training_config, load_recipe
 from ..trainers import PretrainConfig, PretrainTrainer
 from ..trainers.base import last_complete_checkpoint
 from ..utils.runtime import keep_cpu_heap_warm
-from .common import SEQUENCES_DIR, check_output_dir, check_prepared_dir, peak_memory_mb, write_json
+from .common import (
+    SEQUENCES_DIR,
+    check_output_dir,
+    check_prepared_dir,
+    finish_run,
+    peak_memory_mb,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -175,11 +181,6 @@ def pretrain(
         return report
     # save_model wrote a card already; name it after the run, not after its checkpoints/ folder.
     trainer.create_model_card(model_name=output_dir.name, output_dir=str(output_dir))
-    write_json(output_dir / METRICS_FILE, report)
-    if push_to_hub:
-        from ..hub import push_run_to_hub
-
-        commit = push_run_to_hub(output_dir, push_to_hub, private=hub_private, token=hub_token,
-                                 commit_message=f"hf-genrec pretrain: {output_dir.name}")
-        report = {**report, "hub_commit_url": commit.commit_url}
+    report = finish_run(output_dir, METRICS_FILE, report, push_to_hub, hub_private=hub_private, hub_token=hub_token,
+                        commit_message=f"hf-genrec pretrain: {output_dir.name}")
     return report

@@ -20,7 +20,7 @@ from ..rewards.ensemble import member_directory
 from ..rewards.metrics import format_uncertainty
 from ..trainers import RewardConfig, RewardTrainer
 from ..utils.runtime import keep_cpu_heap_warm
-from .common import check_output_dir, peak_memory_mb, write_json
+from .common import check_output_dir, finish_run, peak_memory_mb
 from .evaluate import check_same_vocabulary
 from .pretrain import load_prepared
 
@@ -198,13 +198,8 @@ def reward(
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "model_config": ensemble.config.to_diff_dict(),
     }
-    write_json(output_dir / METRICS_FILE, report)
-    if push_to_hub:
-        from ..hub import push_run_to_hub
-
-        commit = push_run_to_hub(output_dir, push_to_hub, private=hub_private, token=hub_token,
-                                 commit_message=f"hf-genrec reward: {output_dir.name}")
-        report = {**report, "hub_commit_url": commit.commit_url}
+    report = finish_run(output_dir, METRICS_FILE, report, push_to_hub, hub_private=hub_private, hub_token=hub_token,
+                        commit_message=f"hf-genrec reward: {output_dir.name}")
     return {**report, "markdown": markdown}
 
 
