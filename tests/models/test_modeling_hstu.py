@@ -3,39 +3,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hstu_helpers import batch, tiny_config
 from transformers import AutoConfig, AutoModel
 
 from hf_genrec import AutoModelForNextItemPrediction, HSTUConfig, HSTUForNextItemPrediction, HSTUModel
 from hf_genrec.losses.next_item import MASKED_NEGATIVE_LOGIT, full_softmax_loss, sampled_softmax_loss
 from hf_genrec.models.hstu.modeling_hstu import HSTULayer, next_event_timestamps, time_bucket_indices
-
-
-def tiny_config(**overrides) -> HSTUConfig:
-    values = dict(
-        num_items=40,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        attention_dim=6,
-        linear_dim=8,
-        max_seq_len=12,
-        max_position_embeddings=15,
-        input_dropout=0.0,
-        linear_dropout=0.0,
-        num_negatives=8,
-    )
-    values.update(overrides)
-    return HSTUConfig(**values)
-
-
-def batch(seed: int = 0, batch_size: int = 3, seq_len: int = 10, num_items: int = 40):
-    g = torch.Generator().manual_seed(seed)
-    item_ids = torch.randint(1, num_items + 1, (batch_size, seq_len), generator=g)
-    lengths = torch.tensor([seq_len, seq_len - 3, 4])[:batch_size]
-    mask = (torch.arange(seq_len)[None] < lengths[:, None]).long()
-    item_ids = item_ids * mask
-    timestamps = (torch.cumsum(torch.randint(1, 200_000, (batch_size, seq_len), generator=g), 1) + 10**9) * mask
-    return item_ids, mask, timestamps
 
 
 def test_auto_classes_and_save_load_round_trip(tmp_path):
