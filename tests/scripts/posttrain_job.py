@@ -1,21 +1,10 @@
 """An A-SFT post-training job the reliability tests can SIGKILL at a chosen step and resume."""
 
 import argparse
-import os
-import signal
 
-from transformers import TrainerCallback
+from pretrain_job import KillAtStep  # this script's folder is on sys.path when it runs
 
 from hf_genrec.commands.posttrain import posttrain
-
-
-class KillAtStep(TrainerCallback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def main() -> None:
