@@ -51,7 +51,7 @@ YAML
 
 timed "generate + prepare" python - "$OUT" "$USERS" "$ITEMS" <<'PY'
 import sys
-from hf_genrec.commands.prepare import prepare_dataset
+from hf_genrec.data.prepared import prepare_dataset
 from hf_genrec.data import generate_synthetic_interactions, write_movielens_file
 out, users, items = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 log = generate_synthetic_interactions(num_users=users, num_items=items, mean_events=150, seed=0)

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sasrec import SASRec  # noqa: E402
 
 from hf_genrec import HSTUConfig, HSTUForNextItemPrediction  # noqa: E402
-from hf_genrec.commands.common import peak_memory_mb  # noqa: E402
-from hf_genrec.commands.pretrain import load_prepared  # noqa: E402
 from hf_genrec.data import SequenceCollator  # noqa: E402
+from hf_genrec.data.prepared import load_prepared  # noqa: E402
 from hf_genrec.data.sampling import LengthBucketSampler, sequence_lengths  # noqa: E402
+from hf_genrec.utils.io import peak_memory_mb  # noqa: E402
 from hf_genrec.utils.runtime import keep_cpu_heap_warm  # noqa: E402
 
 HSTU_SIZES = {

@@ -138,7 +138,7 @@ POSTTRAIN_METHOD_FLAGS = {
 
 
 def _add_posttrain(subparsers) -> None:
-    from .commands.posttrain import METHODS
+    from .workflows.posttrain import METHODS
 
     p = subparsers.add_parser(
         "posttrain",
@@ -188,7 +188,7 @@ def _add_quickstart(subparsers) -> None:
 def _add_benchmark(subparsers) -> None:
     from .benchmark.presets import DEFAULT_METHODS, PRESETS
     from .commands.benchmark import JUDGE_DATA
-    from .commands.posttrain import METHODS
+    from .workflows.posttrain import METHODS
 
     p = subparsers.add_parser(
         "benchmark",
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "prepare":
-        from .commands.prepare import prepare_dataset
+        from .data.prepared import prepare_dataset
 
         manifest = prepare_dataset(
             args.input, args.output, format=args.format, sep=args.sep, columns=args.columns, header=args.header,
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(manifest, indent=2))
         print(f"Prepared dataset written to {args.output}")
     elif args.command == "pretrain":
-        from .commands.pretrain import pretrain
+        from .workflows.pretrain import pretrain
 
         report = pretrain(
             args.data, args.output, recipe=args.recipe, epochs=args.epochs, seed=args.seed,
@@ -275,14 +275,14 @@ def run(args: argparse.Namespace) -> int:
         if report.get("hub_commit_url"):
             print(f"Pushed to the Hub: {report['hub_commit_url']}")
     elif args.command == "evaluate":
-        from .commands.evaluate import evaluate_model
+        from .workflows.evaluate import evaluate_model
 
         metrics = evaluate_model(args.model, args.data, split=args.split, subset=args.subset,
                                  split_method=args.split_method, batch_size=args.batch_size, output=args.output)
         print(json.dumps(metrics, indent=2))
         print(f"Metrics written to {args.output}")
     elif args.command == "reward":
-        from .commands.reward import METRICS_FILE, reward
+        from .workflows.reward import METRICS_FILE, reward
 
         report = reward(args.data, args.model, args.output, ensemble_size=args.ensemble, seed=args.seed,
                         epochs=args.epochs, max_steps=args.max_steps, recipe=args.recipe, overwrite=args.overwrite,
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
         if report.get("hub_commit_url"):
             print(f"Pushed to the Hub: {report['hub_commit_url']}")
     elif args.command == "posttrain":
-        from .commands.posttrain import posttrain
+        from .workflows.posttrain import posttrain
 
         method_overrides = {name: getattr(args, name) for name in [*POSTTRAIN_METHOD_FLAGS, "normalize_weights"]
                             if getattr(args, name) is not None}

@@ -17,7 +17,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import SequenceCollator
-from ..evaluation import RankingPredictions, target_ranks
+from ..data.columns import ATTENTION_MASK, ITEM_IDS, TARGET_TIMESTAMPS, TIMESTAMPS
+from ..data.history import History
+from ..evaluation import RankingPredictions
+from ..evaluation.evaluator import rank_batch
 from ..evaluation.judge import JudgeScores, history_lengths, last_window, rollout_batch
 from ..models import AutoModelForNextItemPrediction
 
@@ -88,21 +91,12 @@ def evaluate_policy(
     loader = DataLoader(test_dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=collator)
     rankings, judged = [], []
     for batch in tqdm(loader, desc="evaluate", disable=not show_progress):
-        lengths = batch["attention_mask"].sum(dim=1)
-        inputs = last_window(batch["item_ids"], batch["timestamps"], lengths, batch["target_timestamps"], policy_len)
-        scores = model.score_next_items(inputs["item_ids"], inputs["attention_mask"], timestamps=inputs["timestamps"],
-                                        query_timestamps=inputs["query_timestamps"])  # (B, V + 1)
-        target_ratings = batch["target_ratings"].float()
-        rankings.append(RankingPredictions(
-            ranks=target_ranks(scores, batch["target_item_ids"], batch["history_item_ids"]),
-            target_ratings=target_ratings, trajectory_rewards=batch["history_reward_sums"].float() + target_ratings,
-        ))
+        lengths = batch[ATTENTION_MASK].sum(dim=1)
+        window = last_window(batch[ITEM_IDS], batch[TIMESTAMPS], lengths, batch[TARGET_TIMESTAMPS], policy_len)
+        ranking, scores = rank_batch(model, batch, history=History(**window))  # the policy reads its own window
+        rankings.append(ranking)
         judged.append(rollout_batch(model, judge, batch, horizon=horizon, gamma=gamma, time_gap=time_gap,
                                     policy_max_len=policy_len, first_scores=scores))
     inverse = torch.from_numpy(np.argsort(order, kind="stable"))
-    ranking, judge_scores = RankingPredictions.concat(rankings), JudgeScores.concat(judged)
-    return PolicyEvaluation(
-        ranking=RankingPredictions(ranks=ranking.ranks[inverse], target_ratings=ranking.target_ratings[inverse],
-                                   trajectory_rewards=ranking.trajectory_rewards[inverse]),
-        judge=judge_scores.reorder(inverse),
-    )
+    return PolicyEvaluation(ranking=RankingPredictions.concat(rankings).reorder(inverse),
+                            judge=JudgeScores.concat(judged).reorder(inverse))

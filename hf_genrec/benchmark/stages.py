@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..commands.common import write_json
+from ..utils.io import write_json
 
 logger = logging.getLogger(__name__)
 

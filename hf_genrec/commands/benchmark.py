@@ -44,11 +44,11 @@ from ..benchmark.report import (
 )
 from ..benchmark.stages import Stage, StageStore, file_fingerprint
 from ..data import generate_synthetic_interactions, write_movielens_file
+from ..data.prepared import load_prepared
 from ..evaluation.metrics import SUBSETS
 from ..recipes import build_training_config
 from ..rewards.ensemble import ENSEMBLE_FILE
-from .posttrain import METHODS
-from .pretrain import load_prepared
+from ..workflows.posttrain import METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def _reward_table_result(ensemble_dir: Path, data_dir: Path, split: str) -> dict
     """The reward table of an ensemble: its `reward_metrics.json` if any, else computed on the test split."""
     import json
 
-    from ..commands.reward import METRICS_FILE
     from ..rewards import RewardEnsemble, format_reward_table, reward_table
+    from ..workflows.reward import METRICS_FILE
 
     metrics_file = ensemble_dir / METRICS_FILE
     if metrics_file.is_file():
@@ -98,7 +98,7 @@ def _train_judge_on_train_validation(data_dir: Path, pretrained_dir: Path, outpu
 
     Validation RMSE can then no longer pick an epoch, so every member trains its full epochs.
     """
-    from ..commands.reward import train_plus_validation, train_reward_ensemble
+    from ..workflows.reward import train_plus_validation, train_reward_ensemble
     from ..trainers import RewardConfig
 
     splits, vocabulary = load_prepared(data_dir, split)
@@ -216,7 +216,7 @@ def benchmark(
         return stage
 
     # 1. data ------------------------------------------------------------------------------------------
-    from .prepare import prepare_dataset
+    from ..data.prepared import prepare_dataset
 
     if input_path is not None:
         input_path = Path(input_path)
@@ -246,7 +246,7 @@ def benchmark(
     data_dir = data.path / _DATA_DIR
 
     # 2. pretrained model ------------------------------------------------------------------------------
-    from .pretrain import pretrain
+    from ..workflows.pretrain import pretrain
 
     if pretrained is not None:
         pretrained_dir = Path(pretrained).resolve()
@@ -266,7 +266,7 @@ def benchmark(
         pretrained_dir = pre.path / _MODEL_DIR
 
     # 3./4. the training reward ensemble and the judge ---------------------------------------------------
-    from .reward import reward
+    from ..workflows.reward import reward
 
     def ensemble_stage(name: str, given, recipe: dict[str, Any], training_split: str) -> tuple[Stage, Path]:
         if given is not None:
@@ -292,7 +292,7 @@ def benchmark(
 
     # 5./6. post-training runs and their evaluations ---------------------------------------------------------
     from ..rewards import RewardEnsemble
-    from .posttrain import posttrain
+    from ..workflows.posttrain import posttrain
 
     splits, _ = load_prepared(data_dir, split)
     judge = None

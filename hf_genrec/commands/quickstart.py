@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..data import SequenceCollator, generate_synthetic_interactions, write_movielens_file
+from ..data.prepared import load_prepared, prepare_dataset
 from ..evaluation import MostPopularRecommender, evaluate_ranking, flatten_metrics
 from ..evaluation.metrics import SUBSETS
-from .common import write_json
-from .prepare import prepare_dataset
-from .pretrain import load_prepared, pretrain
+from ..workflows.pretrain import pretrain
+from ..utils.io import write_json
 
 # A small HSTU that learns the synthetic data in a couple of minutes on 2 CPU cores.
 QUICKSTART_RECIPE: dict[str, dict[str, Any]] = {

@@ -31,6 +31,7 @@ from .columns import (
     USER_ID,
 )
 from .errors import DataFormatError, UnknownItemError
+from .history import HISTORY_FIELDS, History, query_timestamps
 from .interactions import Interactions
 from .loaders import read_delimited, read_movielens, read_movielens_catalog
 from .sequences import DUPLICATE_POLICIES, SEQUENCE_FEATURES, build_sequences
@@ -59,6 +60,9 @@ __all__ = [
     "split_sequences",
     # batches
     "SequenceCollator",
+    "History",
+    "HISTORY_FIELDS",
+    "query_timestamps",
     # embedded synthetic data
     "generate_synthetic_interactions",
     "write_movielens_file",

@@ -9,13 +9,11 @@ import numpy as np
 import torch
 
 from .columns import (
-    ATTENTION_MASK,
     HISTORY_ITEM_IDS,
     HISTORY_REWARD_SUMS,
     ITEM_IDS,
     LABEL_RATINGS,
     LABELS,
-    QUERY_TIMESTAMPS,
     RATINGS,
     TARGET_ITEM_ID,
     TARGET_ITEM_IDS,
@@ -25,6 +23,7 @@ from .columns import (
     TARGET_TIMESTAMPS,
     TIMESTAMPS,
 )
+from .history import History
 from .vocabulary import PAD_INDEX
 
 __all__ = ["SequenceCollator"]
@@ -104,7 +103,7 @@ class SequenceCollator:
         item_ids = np.full((batch_size, length), PAD_INDEX, dtype=np.int64)
         labels = np.full((batch_size, length), PAD_INDEX, dtype=np.int64)
         timestamps = np.zeros((batch_size, length), dtype=np.int64)
-        query_timestamps = np.zeros((batch_size, length), dtype=np.int64)
+        label_times = np.zeros(batch_size, dtype=np.int64)  # time of the last input position's label
         ratings = np.zeros((batch_size, length), dtype=np.float32)
         label_ratings = np.zeros((batch_size, length), dtype=np.float32)
         attention_mask = np.zeros((batch_size, length), dtype=np.int64)
@@ -115,18 +114,17 @@ class SequenceCollator:
             item_ids[b, :n] = items[:-1]
             labels[b, :n] = items[1:]
             timestamps[b, :n] = times[:-1]
-            query_timestamps[b, :n] = times[1:]
+            label_times[b] = times[-1]
             ratings[b, :n] = rates[:-1]
             label_ratings[b, :n] = rates[1:]
             attention_mask[b, :n] = 1
+        history = History.from_events(torch.from_numpy(item_ids), torch.from_numpy(attention_mask),
+                                      torch.from_numpy(timestamps), torch.from_numpy(label_times))
         return {
-            ITEM_IDS: torch.from_numpy(item_ids),
-            TIMESTAMPS: torch.from_numpy(timestamps),
-            QUERY_TIMESTAMPS: torch.from_numpy(query_timestamps),
+            **history.model_inputs(),
             RATINGS: torch.from_numpy(ratings),
             LABELS: torch.from_numpy(labels),
             LABEL_RATINGS: torch.from_numpy(label_ratings),
-            ATTENTION_MASK: torch.from_numpy(attention_mask),
         }
 
     def _collate_evaluation(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -137,7 +135,6 @@ class SequenceCollator:
         history_length = max(1, max(len(items) for items, _, _ in rows))
         item_ids = np.full((batch_size, length), PAD_INDEX, dtype=np.int64)
         timestamps = np.zeros((batch_size, length), dtype=np.int64)
-        query_timestamps = np.zeros((batch_size, length), dtype=np.int64)
         ratings = np.zeros((batch_size, length), dtype=np.float32)
         attention_mask = np.zeros((batch_size, length), dtype=np.int64)
         history_item_ids = np.full((batch_size, history_length), PAD_INDEX, dtype=np.int64)
@@ -154,15 +151,12 @@ class SequenceCollator:
             timestamps[b, :n] = times[-n:]
             ratings[b, :n] = rates[-n:]
             attention_mask[b, :n] = 1
-            # The query time of a position is the time of the event it predicts; the last one predicts the target.
-            query_timestamps[b, : n - 1] = times[len(times) - n + 1 :]
-            query_timestamps[b, n - 1] = target_timestamps[b]
+        # The last real position predicts the held-out target: its query time is the target's time.
+        history = History.from_events(torch.from_numpy(item_ids), torch.from_numpy(attention_mask),
+                                      torch.from_numpy(timestamps), torch.from_numpy(target_timestamps))
         return {
-            ITEM_IDS: torch.from_numpy(item_ids),
-            TIMESTAMPS: torch.from_numpy(timestamps),
-            QUERY_TIMESTAMPS: torch.from_numpy(query_timestamps),
+            **history.model_inputs(),
             RATINGS: torch.from_numpy(ratings),
-            ATTENTION_MASK: torch.from_numpy(attention_mask),
             TARGET_ITEM_IDS: torch.from_numpy(target_item_ids),
             TARGET_RATINGS: torch.from_numpy(target_ratings),
             TARGET_TIMESTAMPS: torch.from_numpy(target_timestamps),

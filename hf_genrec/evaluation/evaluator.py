@@ -16,23 +16,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..data.columns import HISTORY_ITEM_IDS, HISTORY_REWARD_SUMS, TARGET_ITEM_IDS, TARGET_RATINGS
+from ..data.history import History
 from .metrics import DEFAULT_HIGH_REWARD_THRESHOLD, DEFAULT_KS, SUBSET_ALL
 from .ranking import per_user_ranking_metrics, ranking_metrics, subset_mask, target_ranks
 
-__all__ = ["RankingPredictions", "evaluate_ranking", "flatten_metrics", "predict_ranks"]
+__all__ = ["RankingPredictions", "evaluate_ranking", "flatten_metrics", "predict_ranks", "rank_batch"]
 
 logger = logging.getLogger(__name__)
-
-# Keys of an evaluation batch, as produced by `hf_genrec.data.SequenceCollator`.
-_ITEM_IDS = "item_ids"
-_ATTENTION_MASK = "attention_mask"
-_TIMESTAMPS = "timestamps"
-_QUERY_TIMESTAMPS = "query_timestamps"
-_TARGET_ITEM_IDS = "target_item_ids"
-_TARGET_RATINGS = "target_ratings"
-_HISTORY_ITEM_IDS = "history_item_ids"
-_HISTORY_REWARD_SUMS = "history_reward_sums"
-
 
 @dataclass
 class RankingPredictions:
@@ -63,6 +54,14 @@ class RankingPredictions:
 
     def __len__(self) -> int:
         return self.ranks.numel()
+
+    def reorder(self, index: torch.Tensor) -> "RankingPredictions":
+        """The users in the order `index` (e.g. the inverse of a length sort)."""
+        return RankingPredictions(self.ranks[index], self.target_ratings[index], self.trajectory_rewards[index])
+
+    def cpu(self) -> "RankingPredictions":
+        """The same predictions with every tensor on the CPU."""
+        return RankingPredictions(self.ranks.cpu(), self.target_ratings.cpu(), self.trajectory_rewards.cpu())
 
     @classmethod
     def concat(cls, predictions: Sequence["RankingPredictions"]) -> "RankingPredictions":
@@ -115,6 +114,37 @@ class RankingPredictions:
         return per_user_ranking_metrics(self.ranks[self.subset_mask(subset, high_reward_threshold)], ks)
 
 
+def rank_batch(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], history: History | None = None
+) -> tuple[RankingPredictions, torch.Tensor]:
+    """Rank each evaluation case's target over the full catalogue, the case's full history excluded.
+
+    The one place where targets are ranked: `predict_ranks`, `GenRecTrainer.predict_ranks` and the
+    benchmark's policy evaluation all call it per batch.
+
+    Args:
+        model: any module with `score_next_items(item_ids, attention_mask, timestamps=, query_timestamps=)`
+            returning (B, V + 1) scores (column 0 is padding).
+        batch: an evaluation batch of `SequenceCollator` (`target_item_ids`, `target_ratings`,
+            `history_item_ids`, `history_reward_sums` and the history columns), on the model's device.
+        history: what the model reads, when it differs from the batch's history columns (e.g. a shorter
+            window of them); default `History.from_batch(batch)`.
+
+    Returns:
+        The batch's `RankingPredictions` (on the device of the batch) and the (B, V + 1) fp32 scores.
+    """
+    history = History.from_batch(batch) if history is None else history
+    scores = model.score_next_items(**history.model_inputs()).float()  # (B, V + 1)
+    target_ratings = batch[TARGET_RATINGS].float()  # (B,)
+    predictions = RankingPredictions(
+        ranks=target_ranks(scores, batch[TARGET_ITEM_IDS], batch[HISTORY_ITEM_IDS]),
+        target_ratings=target_ratings,
+        # Accumulated reward of the trajectory: the history's ratings plus the target's.
+        trajectory_rewards=batch[HISTORY_REWARD_SUMS].float() + target_ratings,
+    )
+    return predictions, scores
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     # Parameters first, then buffers (a popularity baseline only has a buffer); CPU for a stateless module.
     for tensor in model.parameters():
@@ -163,23 +193,9 @@ def predict_ranks(
     try:
         parts: list[RankingPredictions] = []
         for batch in tqdm(loader, desc="ranking", disable=not show_progress):
-            timestamps = batch.get(_TIMESTAMPS)
-            query_timestamps = batch.get(_QUERY_TIMESTAMPS)
-            scores = model.score_next_items(
-                batch[_ITEM_IDS].to(device),
-                batch[_ATTENTION_MASK].to(device),
-                timestamps=timestamps.to(device) if timestamps is not None else None,
-                query_timestamps=query_timestamps.to(device) if query_timestamps is not None else None,
-            )  # (B, V+1)
-            ranks = target_ranks(scores, batch[_TARGET_ITEM_IDS], batch[_HISTORY_ITEM_IDS])  # (B,)
-            target_ratings = batch[_TARGET_RATINGS].to(torch.float32).cpu()  # (B,)
-            parts.append(
-                RankingPredictions(
-                    ranks=ranks.cpu(),
-                    target_ratings=target_ratings,
-                    trajectory_rewards=batch[_HISTORY_REWARD_SUMS].to(torch.float32).cpu() + target_ratings,
-                )
-            )
+            batch = {key: value.to(device) for key, value in batch.items()}
+            predictions, _ = rank_batch(model, batch)
+            parts.append(predictions.cpu())
     finally:
         model.train(was_training)
     predictions = RankingPredictions.concat(parts)

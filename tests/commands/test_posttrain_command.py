@@ -14,11 +14,11 @@ from hf_genrec import (
     HSTUForRewardModeling,
 )
 from hf_genrec.cli import main
-from hf_genrec.commands.posttrain import METHODS
-from hf_genrec.commands.prepare import prepare_dataset
 from hf_genrec.data import ItemVocabulary, generate_synthetic_interactions, write_movielens_file
+from hf_genrec.data.prepared import prepare_dataset
 from hf_genrec.recipes import build_training_config, load_recipe
 from hf_genrec.rewards import RewardEnsemble
+from hf_genrec.workflows.posttrain import METHODS
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "movielens-1m"
 TINY = dict(hidden_size=16, num_hidden_layers=1, attention_dim=8, linear_dim=8, max_seq_len=12,

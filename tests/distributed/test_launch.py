@@ -13,8 +13,8 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 
-from hf_genrec.commands.prepare import prepare_dataset
 from hf_genrec.data import generate_synthetic_interactions, write_movielens_file
+from hf_genrec.data.prepared import prepare_dataset
 from hf_genrec.models.hstu import modeling_hstu
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "recipes" / "accelerate"

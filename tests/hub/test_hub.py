@@ -9,7 +9,6 @@ import yaml
 
 from hf_genrec import AutoModelForNextItemPrediction, HSTUConfig, HSTUForNextItemPrediction
 from hf_genrec.cli import main as cli_main
-from hf_genrec.commands.prepare import prepare_dataset
 from hf_genrec.data import (
     ItemVocabulary,
     SequenceCollator,
@@ -18,6 +17,7 @@ from hf_genrec.data import (
     leave_one_out_split,
     write_movielens_file,
 )
+from hf_genrec.data.prepared import prepare_dataset
 from hf_genrec.hub import push_run_to_hub
 from hf_genrec.recipes import load_recipe
 from hf_genrec.trainers import PretrainConfig, PretrainTrainer

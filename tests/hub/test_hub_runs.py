@@ -7,8 +7,6 @@ import yaml
 
 from hf_genrec import AutoModelForNextItemPrediction
 from hf_genrec.cli import main as cli_main
-from hf_genrec.commands.prepare import prepare_dataset
-from hf_genrec.commands.pretrain import pretrain
 from hf_genrec.data import (
     ItemVocabulary,
     SequenceCollator,
@@ -16,6 +14,8 @@ from hf_genrec.data import (
     write_movielens_file,
 )
 from hf_genrec.data import split_sequences as split
+from hf_genrec.data.prepared import prepare_dataset
+from hf_genrec.workflows.pretrain import pretrain
 
 TINY_MODEL = {"hidden_size": 16, "attention_dim": 8, "linear_dim": 8, "max_seq_len": 20,
               "max_position_embeddings": 21, "num_negatives": 8}
@@ -63,7 +63,7 @@ def test_reward_ensemble_push_and_load(pretrained, fake_hub, tmp_path):
 
 
 def test_posttrained_model_push_and_load(pretrained, fake_hub, tmp_path):
-    pytest.importorskip("hf_genrec.commands.posttrain")
+    pytest.importorskip("hf_genrec.workflows.posttrain")
     data_dir, model_dir = pretrained
     output = tmp_path / "sft"
     code = cli_main(["posttrain", "--method", "sft", "--data", str(data_dir), "--model", str(model_dir),

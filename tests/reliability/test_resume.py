@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from hf_genrec.commands.prepare import prepare_dataset
 from hf_genrec.data import generate_synthetic_interactions, write_movielens_file
+from hf_genrec.data.prepared import prepare_dataset
 from hf_genrec.trainers.base import CHECKPOINT_COMPLETE, last_complete_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_job.py"

@@ -32,7 +32,7 @@ def tiny_pretrained(tmp_path_factory, tiny_data):
 
 @pytest.fixture(scope="session")
 def tiny_ensemble(tmp_path_factory, tiny_data, tiny_pretrained):
-    from hf_genrec.commands.reward import train_reward_ensemble
+    from hf_genrec.workflows.reward import train_reward_ensemble
 
     splits, vocabulary = tiny_data
     args = tiny_reward_args(tmp_path_factory.mktemp("reward"))

@@ -8,9 +8,9 @@ from reward_fixtures import TINY_MODEL, eval_batch, tiny_reward_args
 
 from hf_genrec import HSTUConfig, HSTUForNextItemPrediction, HSTUForRewardModeling
 from hf_genrec.cli import main
-from hf_genrec.commands.reward import bootstrap_users, train_plus_validation, train_reward_ensemble
 from hf_genrec.data import SequenceCollator, generate_synthetic_interactions, write_movielens_file
 from hf_genrec.rewards import RewardEnsemble, predict_targets, rmse
+from hf_genrec.workflows.reward import bootstrap_users, train_plus_validation, train_reward_ensemble
 from hf_genrec.trainers import RewardConfig, RewardTrainer
 
 

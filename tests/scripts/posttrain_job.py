@@ -4,7 +4,7 @@ import argparse
 
 from pretrain_job import KillAtStep  # this script's folder is on sys.path when it runs
 
-from hf_genrec.commands.posttrain import posttrain
+from hf_genrec.workflows.posttrain import posttrain
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import signal
 
 from transformers import TrainerCallback
 
-from hf_genrec.commands.pretrain import pretrain
+from hf_genrec.workflows.pretrain import pretrain
 
 
 class KillAtStep(TrainerCallback):

@@ -8,65 +8,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-from datasets import load_from_disk
-from transformers import TrainerCallback, set_seed
+from transformers import set_seed
 
-from ..data import ItemVocabulary, SequenceCollator, split_sequences
+from ..data import SequenceCollator
+from ..data.prepared import load_prepared
 from ..evaluation.metrics import SUBSETS
 from ..models import HSTUConfig, HSTUForNextItemPrediction
 from ..recipes import build_training_config, load_recipe
 from ..trainers import PretrainConfig, PretrainTrainer
 from ..trainers.base import last_complete_checkpoint
 from ..utils.runtime import keep_cpu_heap_warm
-from .common import (
-    SEQUENCES_DIR,
-    check_output_dir,
-    check_prepared_dir,
-    finish_run,
-    peak_memory_mb,
-)
+from ..utils.io import check_output_dir, peak_memory_mb
+from .common import CHECKPOINTS_DIR, METRICS_FILE, RECIPE_FILE, EpochTimer, finish_run, is_main_process, write_recipe
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-RECIPE_FILE = "recipe.yaml"
-CHECKPOINTS_DIR = "checkpoints"
-
-
-def is_main_process() -> bool:
-    """Rank 0 of a `torchrun` / `accelerate launch` job, or a plain single process."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def write_recipe(path: str | os.PathLike, recipe: dict[str, Any]) -> str:
-    """Save the recipe a run actually used (overrides applied) so `--recipe path` reproduces it."""
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(recipe, f, sort_keys=False)
-    return str(path)
-
-
-class EpochTimer(TrainerCallback):
-    """Wall seconds of each training epoch, evaluation excluded."""
-
-    def __init__(self):
-        self.seconds: list[float] = []
-        self._start = None
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        if self._start is not None:
-            self.seconds.append(time.perf_counter() - self._start)
-
-
-def load_prepared(data_dir: str | os.PathLike, split: str = "leave-one-out"):
-    """(splits, vocabulary) of a directory written by `hf-genrec prepare`."""
-    data_dir = check_prepared_dir(data_dir)
-    sequences = load_from_disk(str(data_dir / SEQUENCES_DIR))
-    vocabulary = ItemVocabulary.from_pretrained(data_dir)
-    return split_sequences(sequences, split), vocabulary
 
 
 def _best_epoch(trainer) -> float | None:

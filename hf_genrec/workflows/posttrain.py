@@ -32,9 +32,9 @@ from ..trainers import (
     SFTTrainer,
 )
 from ..trainers.base import last_complete_checkpoint
-from .common import PREPARE_MANIFEST, check_output_dir, finish_run, peak_memory_mb
-from .evaluate import check_same_vocabulary
-from .pretrain import CHECKPOINTS_DIR, METRICS_FILE, RECIPE_FILE, is_main_process, load_prepared, write_recipe
+from ..data.prepared import PREPARE_MANIFEST, check_same_vocabulary, load_prepared
+from ..utils.io import check_output_dir, peak_memory_mb
+from .common import CHECKPOINTS_DIR, METRICS_FILE, RECIPE_FILE, finish_run, is_main_process, write_recipe
 
 logger = logging.getLogger(__name__)
 

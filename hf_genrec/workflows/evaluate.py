@@ -10,18 +10,8 @@ from ..data import ItemVocabulary, SequenceCollator
 from ..evaluation import evaluate_ranking, flatten_metrics
 from ..evaluation.metrics import SUBSET_ALL
 from ..models import AutoModelForNextItemPrediction
-from .common import write_json
-from .pretrain import load_prepared
-
-
-def check_same_vocabulary(model_vocabulary: ItemVocabulary, data_vocabulary: ItemVocabulary, model_dir) -> None:
-    """Item indices only mean the same thing when both sides use the same vocabulary."""
-    if model_vocabulary != data_vocabulary:
-        raise ValueError(
-            f"The item vocabulary of {str(model_dir)!r} ({model_vocabulary.num_items} items) differs from the "
-            f"dataset's ({data_vocabulary.num_items} items): item indices would not match. Evaluate on data "
-            "prepared with the same vocabulary (the same input file and catalogue)."
-        )
+from ..data.prepared import check_same_vocabulary, load_prepared
+from ..utils.io import write_json
 
 
 def evaluate_model(

@@ -1,4 +1,8 @@
-"""`hf-genrec prepare`: raw interaction file -> sequence dataset (one row per user) + item vocabulary."""
+"""A prepared dataset folder: raw interaction file -> per-user sequences + item vocabulary, saved and loaded.
+
+`prepare_dataset` writes the folder (`sequences/`, `item_vocabulary.json`, `prepare.json`);
+`load_prepared` reads it back as splits and vocabulary. Every command and the benchmark load data this way.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,31 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..data import ItemVocabulary, build_sequences, read_delimited, read_movielens, read_movielens_catalog
-from .common import PREPARE_MANIFEST, SEQUENCES_DIR, check_output_dir, write_json
+from datasets import DatasetDict, load_from_disk
+
+from ..utils.io import check_output_dir, write_json
+from .loaders import read_delimited, read_movielens, read_movielens_catalog
+from .sequences import build_sequences
+from .splits import split_sequences
+from .vocabulary import ItemVocabulary
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "FORMATS",
+    "PREPARE_MANIFEST",
+    "SEQUENCES_DIR",
+    "check_prepared_dir",
+    "check_same_vocabulary",
+    "load_prepared",
+    "parse_columns",
+    "prepare_dataset",
+]
+
 FORMATS = ("movielens", "csv")
+SEQUENCES_DIR = "sequences"
+PREPARE_MANIFEST = "prepare.json"
+
 
 
 def parse_columns(spec: str | None) -> tuple[str, ...] | dict[str, str] | None:
@@ -95,3 +118,32 @@ def prepare_dataset(
     logger.info("prepared %s users, %s items, %s interactions in %s", manifest["num_users"],
                 manifest["num_items"], manifest["num_interactions"], output_dir)
     return manifest
+
+
+def check_prepared_dir(data_dir: str | os.PathLike) -> Path:
+    """The directory written by `hf-genrec prepare`, or a clear error."""
+    data_dir = Path(data_dir)
+    if not (data_dir / SEQUENCES_DIR).is_dir():
+        raise FileNotFoundError(
+            f"{str(data_dir)!r} is not a prepared dataset (no '{SEQUENCES_DIR}/' inside). "
+            "Create one with: hf-genrec prepare --input RATINGS --format movielens --output DIR"
+        )
+    return data_dir
+
+
+def load_prepared(data_dir: str | os.PathLike, split: str = "leave-one-out") -> tuple[DatasetDict, ItemVocabulary]:
+    """(splits, vocabulary) of a directory written by `hf-genrec prepare`."""
+    data_dir = check_prepared_dir(data_dir)
+    sequences = load_from_disk(str(data_dir / SEQUENCES_DIR))
+    vocabulary = ItemVocabulary.from_pretrained(data_dir)
+    return split_sequences(sequences, split), vocabulary
+
+
+def check_same_vocabulary(model_vocabulary: ItemVocabulary, data_vocabulary: ItemVocabulary, model_dir) -> None:
+    """Item indices only mean the same thing when both sides use the same vocabulary."""
+    if model_vocabulary != data_vocabulary:
+        raise ValueError(
+            f"The item vocabulary of {str(model_dir)!r} ({model_vocabulary.num_items} items) differs from the "
+            f"dataset's ({data_vocabulary.num_items} items): item indices would not match. Evaluate on data "
+            "prepared with the same vocabulary (the same input file and catalogue)."
+        )

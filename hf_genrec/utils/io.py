@@ -1,4 +1,4 @@
-"""Small helpers shared by the command functions: run directories, JSON outputs, resource usage."""
+"""Files every run writes: atomic JSON, output folders that refuse to mix runs, resource usage."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SEQUENCES_DIR = "sequences"
-PREPARE_MANIFEST = "prepare.json"
+__all__ = ["check_output_dir", "peak_memory_mb", "write_json"]
 
 
 def peak_memory_mb() -> float:
@@ -27,41 +26,6 @@ def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> str:
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return str(path)
-
-
-def finish_run(
-    output_dir: Path,
-    metrics_file: str,
-    report: dict[str, Any],
-    push_to_hub: str | None,
-    *,
-    hub_private: bool,
-    hub_token: str | bool | None,
-    commit_message: str,
-) -> dict[str, Any]:
-    """Write a run's metrics JSON, then push the run directory to the Hub when a repo id is given.
-
-    Returns `report`, plus `hub_commit_url` when pushed.
-    """
-    write_json(output_dir / metrics_file, report)
-    if push_to_hub:
-        from ..hub import push_run_to_hub
-
-        commit = push_run_to_hub(output_dir, push_to_hub, private=hub_private, token=hub_token,
-                                 commit_message=commit_message)
-        report = {**report, "hub_commit_url": commit.commit_url}
-    return report
-
-
-def check_prepared_dir(data_dir: str | os.PathLike) -> Path:
-    """The directory written by `hf-genrec prepare`, or a clear error."""
-    data_dir = Path(data_dir)
-    if not (data_dir / SEQUENCES_DIR).is_dir():
-        raise FileNotFoundError(
-            f"{str(data_dir)!r} is not a prepared dataset (no '{SEQUENCES_DIR}/' inside). "
-            "Create one with: hf-genrec prepare --input RATINGS --format movielens --output DIR"
-        )
-    return data_dir
 
 
 def check_output_dir(output_dir: str | os.PathLike, marker: str, overwrite: bool = False) -> Path:

@@ -20,9 +20,9 @@ from ..rewards.ensemble import member_directory
 from ..rewards.metrics import format_uncertainty
 from ..trainers import RewardConfig, RewardTrainer
 from ..utils.runtime import keep_cpu_heap_warm
-from .common import check_output_dir, finish_run, peak_memory_mb
-from .evaluate import check_same_vocabulary
-from .pretrain import load_prepared
+from ..data.prepared import check_same_vocabulary, load_prepared
+from ..utils.io import check_output_dir, peak_memory_mb
+from .common import finish_run
 
 logger = logging.getLogger(__name__)
 
