@@ -98,8 +98,8 @@ def _train_judge_on_train_validation(data_dir: Path, pretrained_dir: Path, outpu
 
     Validation RMSE can then no longer pick an epoch, so every member trains its full epochs.
     """
-    from ..workflows.reward import train_plus_validation, train_reward_ensemble
     from ..trainers import RewardConfig
+    from ..workflows.reward import train_plus_validation, train_reward_ensemble
 
     splits, vocabulary = load_prepared(data_dir, split)
     training = {**recipe["training"], "output_dir": str(output / "checkpoints"), "load_best_model_at_end": False}

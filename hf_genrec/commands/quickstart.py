@@ -13,8 +13,8 @@ from ..data import SequenceCollator, generate_synthetic_interactions, write_movi
 from ..data.prepared import load_prepared, prepare_dataset
 from ..evaluation import MostPopularRecommender, evaluate_ranking, flatten_metrics
 from ..evaluation.metrics import SUBSETS
-from ..workflows.pretrain import pretrain
 from ..utils.io import write_json
+from ..workflows.pretrain import pretrain
 
 # A small HSTU that learns the synthetic data in a couple of minutes on 2 CPU cores.
 QUICKSTART_RECIPE: dict[str, dict[str, Any]] = {

@@ -23,7 +23,8 @@ from ..data.collator import SequenceCollator
 from ..data.columns import LABELS
 from ..data.sampling import LengthBucketSampler, sequence_lengths
 from ..data.vocabulary import PAD_INDEX
-from ..evaluation import RankingPredictions, flatten_metrics, target_ranks
+from ..evaluation import RankingPredictions, flatten_metrics
+from ..evaluation.evaluator import rank_batch
 from ..evaluation.metrics import DEFAULT_HIGH_REWARD_THRESHOLD, SUBSET_ALL, SUBSETS
 from ..utils.runtime import release_cpu_heap
 
@@ -246,32 +247,19 @@ class GenRecTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
-        ranks, target_ratings, history_rewards = [], [], []
+        parts: list[RankingPredictions] = []
         hide_progress = self.args.disable_tqdm or not self.is_local_process_zero()
         for batch in tqdm(dataloader, desc="ranking", leave=False, disable=hide_progress):
             batch = self._prepare_inputs(batch)
             with self.autocast_smart_context_manager():
-                scores = model.score_next_items(
-                    batch["item_ids"],
-                    attention_mask=batch["attention_mask"],
-                    timestamps=batch.get("timestamps"),
-                    query_timestamps=batch.get("query_timestamps"),
-                )  # (B, V + 1), scored in fp32
-            batch_ranks = target_ranks(scores.float(), batch["target_item_ids"], batch["history_item_ids"])
+                predictions, _ = rank_batch(model, batch)  # scores are computed in fp32
             gathered = self.accelerator.gather_for_metrics(
-                (batch_ranks, batch["target_ratings"].float(), batch["history_reward_sums"].float())
+                (predictions.ranks, predictions.target_ratings, predictions.trajectory_rewards)
             )
-            ranks.append(gathered[0].cpu())
-            target_ratings.append(gathered[1].cpu())
-            history_rewards.append(gathered[2].cpu())
+            parts.append(RankingPredictions(*gathered).cpu())
         model.train(was_training)
         restore = order.argsort()  # scored order -> dataset order
-        target_ratings = torch.cat(target_ratings)[restore]
-        return RankingPredictions(
-            ranks=torch.cat(ranks)[restore],
-            target_ratings=target_ratings,
-            trajectory_rewards=torch.cat(history_rewards)[restore] + target_ratings,
-        )
+        return RankingPredictions.concat(parts).reorder(restore)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Full-catalogue ranking metrics (HR@k, NDCG@k, MRR) on `eval_dataset`, per `args.eval_subsets`.

@@ -1,7 +1,7 @@
 """Reward-model training: regress the logged reward of every next item (and the value of every context) on
 training sequences, with the epoch selected on validation RMSE.
 
-One trainer run trains one ensemble member; `hf_genrec.commands.reward.train_reward_ensemble` runs it K
+One trainer run trains one ensemble member; `hf_genrec.workflows.reward.train_reward_ensemble` runs it K
 times with different seeds and bootstrap resamples of users.
 """
 

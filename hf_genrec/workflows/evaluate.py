@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..data import ItemVocabulary, SequenceCollator
+from ..data.prepared import check_same_vocabulary, load_prepared
 from ..evaluation import evaluate_ranking, flatten_metrics
 from ..evaluation.metrics import SUBSET_ALL
 from ..models import AutoModelForNextItemPrediction
-from ..data.prepared import check_same_vocabulary, load_prepared
 from ..utils.io import write_json
 
 

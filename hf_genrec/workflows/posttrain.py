@@ -14,6 +14,7 @@ from typing import Any
 from transformers import set_seed
 
 from ..data import ItemVocabulary
+from ..data.prepared import PREPARE_MANIFEST, check_same_vocabulary, load_prepared
 from ..evaluation.metrics import SUBSETS
 from ..models import AutoModelForNextItemPrediction
 from ..recipes import RecipeError, build_training_config, load_recipe
@@ -32,7 +33,6 @@ from ..trainers import (
     SFTTrainer,
 )
 from ..trainers.base import last_complete_checkpoint
-from ..data.prepared import PREPARE_MANIFEST, check_same_vocabulary, load_prepared
 from ..utils.io import check_output_dir, peak_memory_mb
 from .common import CHECKPOINTS_DIR, METRICS_FILE, RECIPE_FILE, finish_run, is_main_process, write_recipe
 

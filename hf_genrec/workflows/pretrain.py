@@ -17,9 +17,17 @@ from ..models import HSTUConfig, HSTUForNextItemPrediction
 from ..recipes import build_training_config, load_recipe
 from ..trainers import PretrainConfig, PretrainTrainer
 from ..trainers.base import last_complete_checkpoint
-from ..utils.runtime import keep_cpu_heap_warm
 from ..utils.io import check_output_dir, peak_memory_mb
-from .common import CHECKPOINTS_DIR, METRICS_FILE, RECIPE_FILE, EpochTimer, finish_run, is_main_process, write_recipe
+from ..utils.runtime import keep_cpu_heap_warm
+from .common import (
+    CHECKPOINTS_DIR,
+    METRICS_FILE,
+    RECIPE_FILE,
+    EpochTimer,
+    finish_run,
+    is_main_process,
+    write_recipe,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -13,15 +13,15 @@ import numpy as np
 from transformers import set_seed
 
 from ..data import ITEM_IDS, RATINGS, TIMESTAMPS, USER_ID, ItemVocabulary
+from ..data.prepared import check_same_vocabulary, load_prepared
 from ..models import HSTUConfig, HSTUForRewardModeling
 from ..recipes import build_training_config, load_recipe
 from ..rewards import RewardEnsemble, format_reward_table, reward_table, uncertainty_by_popularity
 from ..rewards.ensemble import member_directory
 from ..rewards.metrics import format_uncertainty
 from ..trainers import RewardConfig, RewardTrainer
-from ..utils.runtime import keep_cpu_heap_warm
-from ..data.prepared import check_same_vocabulary, load_prepared
 from ..utils.io import check_output_dir, peak_memory_mb
+from ..utils.runtime import keep_cpu_heap_warm
 from .common import finish_run
 
 logger = logging.getLogger(__name__)

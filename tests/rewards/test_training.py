@@ -10,8 +10,8 @@ from hf_genrec import HSTUConfig, HSTUForNextItemPrediction, HSTUForRewardModeli
 from hf_genrec.cli import main
 from hf_genrec.data import SequenceCollator, generate_synthetic_interactions, write_movielens_file
 from hf_genrec.rewards import RewardEnsemble, predict_targets, rmse
-from hf_genrec.workflows.reward import bootstrap_users, train_plus_validation, train_reward_ensemble
 from hf_genrec.trainers import RewardConfig, RewardTrainer
+from hf_genrec.workflows.reward import bootstrap_users, train_plus_validation, train_reward_ensemble
 
 
 def _inputs(batch):
