@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .data import PAD_INDEX, ItemVocabulary, UnknownItemError
+from .data import PAD_INDEX, History, ItemVocabulary, UnknownItemError
 from .models import AutoModelForNextItemPrediction
 
 RawId = int | str
@@ -140,25 +140,17 @@ class Recommender:
             item_ids = torch.full((len(chunk), length), PAD_INDEX, dtype=torch.long)  # (B, N)
             exclude = torch.full((len(chunk), full), PAD_INDEX, dtype=torch.long)  # (B, H)
             times = torch.zeros((len(chunk), length), dtype=torch.long) if timestamps is not None else None
-            queries = torch.zeros((len(chunk), length), dtype=torch.long) if timestamps is not None else None
-            for b, (items, event_times, request) in enumerate(chunk):
+            for b, (items, event_times, _) in enumerate(chunk):
                 n = min(len(items), window)
                 item_ids[b, :n] = torch.tensor(items[-n:])
                 exclude[b, : len(items)] = torch.tensor(items)
                 if event_times is not None:
-                    kept = event_times[-n:]
-                    times[b, :n] = torch.tensor(kept)
-                    # Position i is asked about the time of event i + 1; the last one about the request time.
-                    queries[b, :n] = torch.tensor(kept[1:] + [request if request is not None else kept[-1]])
-            attention_mask = (item_ids != PAD_INDEX).long()
-            device = self.device
+                    times[b, :n] = torch.tensor(event_times[-n:])
+            # Without request times, the last position asks about its own time (the rule's default).
+            requests = torch.tensor([r for _, _, r in chunk]) if request_timestamps is not None else None  # (B,)
+            history = History.from_events(item_ids, (item_ids != PAD_INDEX).long(), times, requests)
             output = self.model.recommend(
-                item_ids.to(device),
-                attention_mask.to(device),
-                timestamps=times.to(device) if times is not None else None,
-                query_timestamps=queries.to(device) if queries is not None else None,
-                k=k,
-                exclude_item_ids=exclude.to(device),
+                **history.to(self.device).model_inputs(), k=k, exclude_item_ids=exclude.to(self.device)
             )
             top_items, top_scores = output.item_ids.cpu(), output.scores.float().cpu()  # (B, k)
             for row_items, row_scores in zip(top_items.tolist(), top_scores.tolist()):

@@ -1,5 +1,7 @@
 """`Recommender`: raw ids in and out, seen items excluded, truncation, batching and clear errors."""
 
+import inspect
+
 import pytest
 import torch
 
@@ -55,6 +57,27 @@ def test_timestamps(recommender):
         recommender.recommend([history], timestamps=[[1, 2]])
     with pytest.raises(ValueError, match="request_timestamps needs"):
         recommender.recommend([history], request_timestamps=[5])
+
+
+def test_query_times_are_the_next_event_then_the_request(recommender, monkeypatch):
+    # What the model is asked: position i about event i + 1's time, the last position about the request time
+    # (its own time without one), within the kept window of max_seq_len = 4 events; 0 on padding.
+    calls = []
+    original = recommender.model.recommend
+
+    def recording(*args, **kwargs):
+        calls.append(inspect.signature(original).bind(*args, **kwargs).arguments)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(recommender.model, "recommend", recording)
+    histories = [["m100", "m101", "m102"], RAW_IDS[:6]]
+    times = [[10, 3600, 90000], [1, 2, 3, 4, 5, 6]]
+    recommender.recommend(histories, k=3, timestamps=times, request_timestamps=[200000, 70])
+    recommender.recommend(histories, k=3, timestamps=times)
+    with_request, without_request = calls
+    assert with_request["timestamps"].tolist() == [[10, 3600, 90000, 0], [3, 4, 5, 6]]
+    assert with_request["query_timestamps"].tolist() == [[3600, 90000, 200000, 0], [4, 5, 6, 70]]
+    assert without_request["query_timestamps"].tolist() == [[3600, 90000, 90000, 0], [4, 5, 6, 6]]
 
 
 def test_errors(recommender):

@@ -7,8 +7,9 @@ from hstu_helpers import batch, tiny_config
 from transformers import AutoConfig, AutoModel
 
 from hf_genrec import AutoModelForNextItemPrediction, HSTUConfig, HSTUForNextItemPrediction, HSTUModel
+from hf_genrec.data.history import query_timestamps
 from hf_genrec.losses.next_item import MASKED_NEGATIVE_LOGIT, full_softmax_loss, sampled_softmax_loss
-from hf_genrec.models.hstu.modeling_hstu import HSTULayer, next_event_timestamps, time_bucket_indices
+from hf_genrec.models.hstu.modeling_hstu import HSTULayer, time_bucket_indices
 
 
 def test_auto_classes_and_save_load_round_trip(tmp_path):
@@ -61,7 +62,7 @@ def test_layer_matches_hand_written_reference():
     n = 7
     x = torch.randn(1, n, config.hidden_size, dtype=torch.float64)
     timestamps = torch.cumsum(torch.randint(1, 10**6, (1, n)), 1)
-    query = next_event_timestamps(timestamps, torch.ones_like(timestamps))
+    query = query_timestamps(timestamps, torch.ones_like(timestamps))
     buckets = time_bucket_indices(timestamps, query, 128, 0.301)
     causal_scale = torch.ones(n, n, dtype=torch.float64).tril() / config.max_position_embeddings
     got = layer(x, causal_scale, buckets)[0]
@@ -72,7 +73,7 @@ def test_layer_matches_hand_written_reference():
 def test_time_buckets_use_next_timestamp():
     timestamps = torch.tensor([[100, 200, 1200, 0]])
     mask = torch.tensor([[1, 1, 1, 0]])
-    query = next_event_timestamps(timestamps, mask)
+    query = query_timestamps(timestamps, mask)
     assert query.tolist() == [[200, 1200, 1200, 0]]  # last real position falls back to its own time
     buckets = time_bucket_indices(timestamps, query, 128, 0.301)
     # query 0 (t=200) vs key 0 (t=100): dt = 100 -> floor(ln 100 / 0.301) = 15

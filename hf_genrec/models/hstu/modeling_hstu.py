@@ -24,27 +24,11 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
+from ...data.history import History
+from ...data.history import query_timestamps as default_query_timestamps
 from ...losses.next_item import full_softmax_loss, sampled_softmax_loss
 from ...losses.reward import check_finite_rewards, reward_regression_loss
 from .configuration_hstu import HSTUConfig
-
-
-def next_event_timestamps(timestamps: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Default query times: position i asks about the time of event i + 1.
-
-    The last real position has no next event in the input; it falls back to its own time (pass
-    `query_timestamps` with the request time to do better, as the collator does at evaluation).
-
-    Args:
-        timestamps: (B, N) event times in seconds.
-        attention_mask: (B, N) 1 on real positions (right-padded).
-
-    Returns:
-        (B, N) query times.
-    """
-    shifted = torch.cat([timestamps[:, 1:], timestamps[:, -1:]], dim=1)  # (B, N)
-    next_is_real = torch.cat([attention_mask[:, 1:], torch.zeros_like(attention_mask[:, :1])], dim=1).bool()
-    return torch.where(next_is_real, shifted, timestamps)
 
 
 def time_bucket_indices(
@@ -148,6 +132,15 @@ def hstu_pointwise_attention(
     return output.reshape(batch_size, num_queries, num_heads * value_dim)
 
 
+class HSTUUVQKProjection(nn.Linear):
+    """The fused U/V/Q/K input projection of an HSTU layer (no bias). Its own type so that
+    `HSTUPreTrainedModel._init_weights` can give it the reference's initialisation."""
+
+
+class HSTUOutputProjection(nn.Linear):
+    """W_o, the output projection of an HSTU layer (with bias). Its own type for `_init_weights`."""
+
+
 class HSTULayer(GradientCheckpointingLayer):
     """One HSTU layer: pre-norm, one fused U/V/Q/K projection, pointwise attention, gated output.
 
@@ -168,9 +161,8 @@ class HSTULayer(GradientCheckpointingLayer):
             self.num_heads * self.attention_dim,  # q
             self.num_heads * self.attention_dim,  # k
         ]
-        self.uvqk = nn.Linear(config.hidden_size, sum(self.split_sizes), bias=False)
-        self.o_proj = nn.Linear(self.num_heads * self.linear_dim, config.hidden_size, bias=True)
-        self.uvqk._hstu_init, self.o_proj._hstu_init = "uvqk", "o_proj"
+        self.uvqk = HSTUUVQKProjection(config.hidden_size, sum(self.split_sizes), bias=False)
+        self.o_proj = HSTUOutputProjection(self.num_heads * self.linear_dim, config.hidden_size, bias=True)
         self.dropout = nn.Dropout(config.linear_dropout)
         self.relative_bias = HSTURelativeAttentionBias(config)
 
@@ -214,6 +206,9 @@ class HSTUPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["HSTULayer"]
     _supports_sdpa = False  # pointwise SiLU attention is not softmax attention
+    # The losses are means over the labelled positions and take no `num_items_in_batch`: `Trainer` must not pass
+    # one, and must itself divide by the gradient-accumulation steps (our trainers normalise in `compute_loss`).
+    accepts_loss_kwargs = False
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -237,33 +232,54 @@ class HSTUPreTrainedModel(PreTrainedModel):
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
-        # The reference: item table trunc-normal(0.02), U/V/Q/K normal(0.02), W_o xavier-uniform with
-        # PyTorch's default bias, rab weights normal(0.02), position table xavier-normal.
-        # transformers only passes modules that own parameters directly (leaves), so the leaves carry
-        # their role in `_hstu_init`.
+        """Initialise the parameters `module` owns itself, by the module's type, as the reference does.
+
+        `PreTrainedModel.initialize_weights` calls this on every submodule, children before parents, at
+        construction and for the weights `from_pretrained` did not find; the `transformers.initialization`
+        functions leave loaded tensors (`_is_hf_initialized`) alone. Modules that share a torch type but not an
+        initialisation have their own small subclass (`HSTUUVQKProjection`, ...). A module that owns parameters
+        and has no rule here raises instead of silently keeping some default.
+        """
         std = self.config.initializer_range
-        role = getattr(module, "_hstu_init", None)
-        if role == "item_embeddings":
-            if not getattr(module.weight, "_is_hf_initialized", False):  # never touch loaded weights
+        if isinstance(module, HSTUItemEmbeddings):  # normal(std) truncated at 2 std, padding row 0
+            # Loaded tables are left alone; checked here because zeroing a row slice would bypass the flag.
+            if not getattr(module.weight, "_is_hf_initialized", False):
                 init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
-                module.weight[0].zero_()  # padding row
-        elif role == "position_embeddings":
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, HSTUPositionEmbeddings):
             init.xavier_normal_(module.weight)
-        elif role == "uvqk":
+        elif isinstance(module, HSTUUVQKProjection):
             init.normal_(module.weight, std=std)
-        elif role == "o_proj":
+        elif isinstance(module, HSTUOutputProjection):  # xavier-uniform weight, PyTorch's default bias
             init.xavier_uniform_(module.weight)
             bound = 1.0 / math.sqrt(module.in_features)
             init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, HSTURelativeAttentionBias):
             init.normal_(module.position_weights, std=std)
             init.normal_(module.time_weights, std=std)
-        elif role == "reward_output":
+        elif isinstance(module, HSTURegressionHidden):
+            init.normal_(module.weight, std=std)
+            init.zeros_(module.bias)
+        elif isinstance(module, HSTURegressionOutput):
             # Reward and value heads start at the middle of the rating scale instead of 0, far outside it.
             init.normal_(module.weight, std=std)
             init.constant_(module.bias, (self.config.reward_min + self.config.reward_max) / 2)
-        else:
-            super()._init_weights(module)
+        elif any(True for _ in module.parameters(recurse=False)):
+            path = next((path for path, candidate in self.named_modules() if candidate is module), "?")
+            owned = ", ".join(f"{key} {tuple(p.shape)}" for key, p in module.named_parameters(recurse=False))
+            raise TypeError(
+                f"{type(self).__name__}._init_weights has no initialisation rule for the "
+                f"{type(module).__name__} module {path!r} ({owned}). Give it its own module type and a rule in "
+                "HSTUPreTrainedModel._init_weights."
+            )
+
+
+class HSTUItemEmbeddings(nn.Embedding):
+    """The item table (row 0 is padding), read at the input and, L2-normalised, to score items (tied)."""
+
+
+class HSTUPositionEmbeddings(nn.Embedding):
+    """Learned absolute position embeddings, one row per position of the input window."""
 
 
 @dataclass
@@ -285,12 +301,10 @@ class HSTUModel(HSTUPreTrainedModel):
 
     def __init__(self, config: HSTUConfig):
         super().__init__(config)
-        self.item_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=0)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.item_embeddings._hstu_init, self.position_embeddings._hstu_init = "item_embeddings", "position_embeddings"
+        self.item_embeddings = HSTUItemEmbeddings(config.vocab_size, config.hidden_size, padding_idx=0)
+        self.position_embeddings = HSTUPositionEmbeddings(config.max_position_embeddings, config.hidden_size)
         self.input_dropout = nn.Dropout(config.input_dropout)
         self.layers = nn.ModuleList([HSTULayer(config) for _ in range(config.num_hidden_layers)])
-        self.activation_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -307,7 +321,6 @@ class HSTUModel(HSTUPreTrainedModel):
         query_timestamps: torch.LongTensor | None = None,
         output_hidden_states: bool = False,
         last_position_only: bool = False,
-        **kwargs,
     ) -> HSTUModelOutput:
         r"""
         Args:
@@ -319,7 +332,10 @@ class HSTUModel(HSTUPreTrainedModel):
                 Event times in seconds. Without them the time term of the attention bias is skipped.
             query_timestamps (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 For each position, the time of the event it predicts (at serving time: the request
-                time at the last position). Defaults to the next event's time.
+                time at the last position). Defaults to `hf_genrec.data.history.query_timestamps` without a
+                request time: the next event's time, and at the last real position its own time.
+            output_hidden_states (`bool`, *optional*, defaults to `False`):
+                Also return the input embeddings and every layer's output.
             last_position_only (`bool`, *optional*, defaults to `False`):
                 Compute the last layer only at each history's last real position (what serving needs);
                 `last_hidden_state` is then `(batch_size, 1, hidden_size)`.
@@ -343,7 +359,7 @@ class HSTUModel(HSTUPreTrainedModel):
         time_buckets = None
         if timestamps is not None and self.config.use_time_bias:
             if query_timestamps is None:
-                query_timestamps = next_event_timestamps(timestamps, attention_mask)
+                query_timestamps = default_query_timestamps(timestamps, attention_mask)
             time_buckets = time_bucket_indices(
                 timestamps, query_timestamps, self.config.num_time_buckets, self.config.time_bucket_divisor
             )  # (B, N, N), computed once and reused by every layer
@@ -403,7 +419,21 @@ class HSTUItemScoringMixin:
 
     Shared by every head on an HSTU backbone held as `self.model` ([`HSTUForNextItemPrediction`],
     [`HSTUForRewardModeling`]), so they score items and compute the next-item loss identically.
+
+    The public methods take the history columns as keywords (`score_next_items(**history.model_inputs())`);
+    inside, they travel as one [`History`], and `run_backbone` is the one place that hands them to
+    `self.model`.
     """
+
+    def run_backbone(
+        self, history: History, output_hidden_states: bool = False, last_position_only: bool = False
+    ) -> HSTUModelOutput:
+        """The backbone's [`HSTUModel.forward`] on `history`: every head reaches its backbone through here."""
+        return self.model(
+            **history.model_inputs(),
+            output_hidden_states=output_hidden_states,
+            last_position_only=last_position_only,
+        )
 
     def normalized_item_embeddings(self) -> torch.Tensor:
         """(V + 1, d) L2-normalised item table (row 0, padding, is all zeros)."""
@@ -450,15 +480,10 @@ class HSTUItemScoringMixin:
         query_timestamps: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """(B, d) normalised user vector at each history's last real position."""
-        if attention_mask is None:
-            attention_mask = (item_ids != 0).long()
-        hidden = self.model(
-            item_ids,
-            attention_mask=attention_mask,
-            timestamps=timestamps,
-            query_timestamps=query_timestamps,
-            last_position_only=True,
-        ).last_hidden_state  # (B, 1, d)
+        return self._last_user_embeddings(History(item_ids, attention_mask, timestamps, query_timestamps))
+
+    def _last_user_embeddings(self, history: History) -> torch.Tensor:
+        hidden = self.run_backbone(history, last_position_only=True).last_hidden_state  # (B, 1, d)
         return self.user_embeddings(hidden[:, 0].float())  # (B, d)
 
 
@@ -485,7 +510,6 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_logits: bool = False,
         output_hidden_states: bool = False,
-        **kwargs,
     ) -> NextItemPredictionOutput:
         r"""
         Args:
@@ -497,13 +521,8 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
 
         Other arguments are those of [`HSTUModel.forward`].
         """
-        outputs = self.model(
-            item_ids,
-            attention_mask=attention_mask,
-            timestamps=timestamps,
-            query_timestamps=query_timestamps,
-            output_hidden_states=output_hidden_states,
-        )
+        history = History(item_ids, attention_mask, timestamps, query_timestamps)
+        outputs = self.run_backbone(history, output_hidden_states=output_hidden_states)
         user_embeddings = self.user_embeddings(outputs.last_hidden_state)  # (B, N, d)
 
         loss = None
@@ -532,7 +551,11 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
 
         `item_embeddings`: the normalised (V + 1, d) item table, if already computed (see `item_logits`).
         """
-        user = self.last_user_embeddings(item_ids, attention_mask, timestamps, query_timestamps)  # (B, d)
+        history = History(item_ids, attention_mask, timestamps, query_timestamps)
+        return self._score_next_items(history, item_embeddings)
+
+    def _score_next_items(self, history: History, item_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        user = self._last_user_embeddings(history)  # (B, d)
         # Rankings are read off these scores: compute them in fp32 even under bf16 autocast (ties otherwise).
         with torch.autocast(device_type=user.device.type, enabled=False):
             return self.item_logits(user, item_embeddings)
@@ -568,8 +591,8 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
         if item_ids.dim() != 2 or item_ids.shape[1] == 0:
             raise ValueError(f"item_ids must be a (batch, length) tensor with length >= 1, got shape {tuple(item_ids.shape)}.")
         k = min(k, self.config.num_items)
-        if attention_mask is None:
-            attention_mask = (item_ids != 0).long()
+        history = History(item_ids, attention_mask, timestamps, query_timestamps)
+        attention_mask = history.attention_mask  # (B, N)
         if (attention_mask.sum(dim=1) == 0).any():
             empty = (attention_mask.sum(dim=1) == 0).nonzero()[:, 0].tolist()
             raise ValueError(f"rows {empty[:10]} have an empty history; recommend needs at least one event per row.")
@@ -584,17 +607,10 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
         top_scores, top_items = [], []
         for start in range(0, item_ids.shape[0], chunk_size):  # bounded memory for large batches
             rows = order[start : start + chunk_size]
-            width = int(extents[rows].max())
-            chunk = item_ids[rows, :width]
-            scores = self.score_next_items(
-                chunk,
-                attention_mask[rows, :width],
-                timestamps[rows, :width] if timestamps is not None else None,
-                query_timestamps[rows, :width] if query_timestamps is not None else None,
-                item_embeddings=item_embeddings,
-            )  # (b, V + 1)
+            chunk = history.crop(int(extents[rows].max())).select(rows)  # (b, width)
+            scores = self._score_next_items(chunk, item_embeddings)  # (b, V + 1)
             if exclude_history:
-                scores.scatter_(1, chunk, float("-inf"))
+                scores.scatter_(1, chunk.item_ids, float("-inf"))
             if exclude_item_ids is not None:
                 scores.scatter_(1, exclude_item_ids[rows].to(scores.device), float("-inf"))
             chunk_scores, chunk_items = scores.topk(k, dim=-1)  # (b, k)
@@ -602,6 +618,15 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
             top_items.append(chunk_items)
         restore = torch.argsort(order)  # back to the caller's row order
         return RecommendationOutput(item_ids=torch.cat(top_items)[restore], scores=torch.cat(top_scores)[restore])
+
+
+class HSTURegressionHidden(nn.Linear):
+    """The hidden layer of an `HSTURegressionHead`. Its own type for `_init_weights`."""
+
+
+class HSTURegressionOutput(nn.Linear):
+    """The scalar output layer of an `HSTURegressionHead`. Its own type for `_init_weights`: its bias
+    starts at the middle of the rating scale."""
 
 
 class HSTURegressionHead(nn.Module):
@@ -612,9 +637,8 @@ class HSTURegressionHead(nn.Module):
 
     def __init__(self, in_features: int, config: HSTUConfig):
         super().__init__()
-        self.dense = nn.Linear(in_features, config.reward_head_hidden_size)
-        self.out_proj = nn.Linear(config.reward_head_hidden_size, 1)
-        self.out_proj._hstu_init = "reward_output"
+        self.dense = HSTURegressionHidden(in_features, config.reward_head_hidden_size)
+        self.out_proj = HSTURegressionOutput(config.reward_head_hidden_size, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(..., in_features) -> (...)"""
@@ -721,7 +745,6 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         labels: torch.LongTensor | None = None,
         label_ratings: torch.FloatTensor | None = None,
         output_hidden_states: bool = False,
-        **kwargs,
     ) -> RewardModelOutput:
         r"""
         Args:
@@ -736,13 +759,8 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         """
         if label_ratings is not None and labels is None:
             raise ValueError("label_ratings were passed without labels; pass the labelled items too.")
-        outputs = self.model(
-            item_ids,
-            attention_mask=attention_mask,
-            timestamps=timestamps,
-            query_timestamps=query_timestamps,
-            output_hidden_states=output_hidden_states,
-        )
+        history = History(item_ids, attention_mask, timestamps, query_timestamps)
+        outputs = self.run_backbone(history, output_hidden_states=output_hidden_states)
         user_embeddings = self.user_embeddings(outputs.last_hidden_state)  # (B, N, d)
         values = self.value_head(user_embeddings * math.sqrt(self.config.hidden_size))  # (B, N)
 
@@ -805,7 +823,8 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
                 f"{tuple(candidate_item_ids.shape)}."
             )
         self._check_items(candidate_item_ids, "candidate_item_ids")
-        user = self.last_user_embeddings(item_ids, attention_mask, timestamps, query_timestamps)  # (B, d)
+        history = History(item_ids, attention_mask, timestamps, query_timestamps)
+        user = self._last_user_embeddings(history)  # (B, d)
         items = self.normalized_item_embeddings()[candidate_item_ids]  # (B, C, d)
         features = self.reward_features(user[:, None, :].expand_as(items), items)  # (B, C, 3d)
         rewards = self.reward_head(features)  # (B, C)
@@ -823,7 +842,8 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         """(B, N) reward of the labelled next item at every position (0 where `labels` is 0)."""
         if labels is None:
             raise ValueError("score_positions needs labels: the item chosen after each position, 0 = none.")
-        rewards = self(item_ids, attention_mask, timestamps, query_timestamps, labels=labels).rewards  # (B, N)
+        history = History(item_ids, attention_mask, timestamps, query_timestamps)
+        rewards = self(**history.model_inputs(), labels=labels).rewards  # (B, N)
         rewards = self._clamp(rewards) if clamp else rewards
         return rewards.masked_fill(labels == 0, 0.0)
 
@@ -836,11 +856,10 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         clamp: bool = True,
     ) -> torch.Tensor:
         """(B, N) value estimate E[r | history up to each position] (0 on padding)."""
-        if attention_mask is None:
-            attention_mask = (item_ids != 0).long()
-        values = self(item_ids, attention_mask, timestamps, query_timestamps).values  # (B, N)
+        history = History(item_ids, attention_mask, timestamps, query_timestamps)
+        values = self(**history.model_inputs()).values  # (B, N)
         values = self._clamp(values) if clamp else values
-        return values.masked_fill(attention_mask == 0, 0.0)
+        return values.masked_fill(history.attention_mask == 0, 0.0)
 
     def value_last(
         self,
@@ -851,7 +870,8 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         clamp: bool = True,
     ) -> torch.Tensor:
         """(B,) value estimate at each history's last real position (the request being served)."""
-        user = self.last_user_embeddings(item_ids, attention_mask, timestamps, query_timestamps)  # (B, d)
+        history = History(item_ids, attention_mask, timestamps, query_timestamps)
+        user = self._last_user_embeddings(history)  # (B, d)
         values = self.value_head(user * math.sqrt(self.config.hidden_size))  # (B,)
         return self._clamp(values) if clamp else values
 
@@ -868,8 +888,13 @@ __all__ = [
     "NextItemPredictionOutput",
     "RecommendationOutput",
     "HSTULayer",
+    "HSTUItemEmbeddings",
+    "HSTUPositionEmbeddings",
+    "HSTUUVQKProjection",
+    "HSTUOutputProjection",
+    "HSTURegressionHidden",
+    "HSTURegressionOutput",
     "HSTURelativeAttentionBias",
     "hstu_pointwise_attention",
     "time_bucket_indices",
-    "next_event_timestamps",
 ]
