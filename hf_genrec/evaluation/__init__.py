@@ -12,14 +12,16 @@ from .metrics import (
     DEFAULT_KS,
     MRR,
     NUM_USERS,
-    RANKING_NAMESPACE,
+    RUNTIME,
     SUBSET_ALL,
     SUBSET_HIGH_REWARD_TARGET,
     SUBSET_HIGH_REWARD_TRAJECTORY,
     SUBSETS,
     hr_key,
+    metric_key,
     ndcg_key,
     ranking_metric_names,
+    strip_metric_prefix,
 )
 from .ranking import per_user_ranking_metrics, ranking_metrics, subset_mask, target_ranks
 from .statistics import bootstrap_mean_ci, bootstrap_relative_change_ci
@@ -29,7 +31,7 @@ __all__ = [
     "DEFAULT_KS",
     "MRR",
     "NUM_USERS",
-    "RANKING_NAMESPACE",
+    "RUNTIME",
     "SUBSETS",
     "SUBSET_ALL",
     "SUBSET_HIGH_REWARD_TARGET",
@@ -43,6 +45,7 @@ __all__ = [
     "flatten_metrics",
     "hr_key",
     "judge_score",
+    "metric_key",
     "ndcg_key",
     "per_user_ranking_metrics",
     "popularity_scores",
@@ -50,6 +53,7 @@ __all__ = [
     "ranking_metric_names",
     "ranking_metrics",
     "rollout_batch",
+    "strip_metric_prefix",
     "subset_mask",
     "target_ranks",
 ]

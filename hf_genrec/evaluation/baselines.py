@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-__all__ = ["MostPopularRecommender", "popularity_scores"]
+from ..data.columns import ITEM_IDS
 
-_ITEM_IDS = "item_ids"  # the sequence column of the train split (`hf_genrec.data`)
+__all__ = ["MostPopularRecommender", "popularity_scores"]
 
 
 def _count_items(item_ids: torch.Tensor, num_items: int) -> torch.Tensor:
@@ -44,11 +44,11 @@ def popularity_scores(train_dataset: Any, num_items: int) -> torch.Tensor:
         # Arrow batches avoid building a Python list per row (ML-20M has 20M events).
         for table in train_dataset.with_format("arrow").iter(batch_size=4096):
             # `astype` copies: Arrow buffers are read-only and torch wants writable memory.
-            flat = pc.list_flatten(table[_ITEM_IDS]).to_numpy().astype(np.int64)
+            flat = pc.list_flatten(table[ITEM_IDS]).to_numpy().astype(np.int64)
             counts += _count_items(torch.from_numpy(flat), num_items)
     else:
         for row in train_dataset:
-            counts += _count_items(torch.as_tensor(row[_ITEM_IDS], dtype=torch.long), num_items)
+            counts += _count_items(torch.as_tensor(row[ITEM_IDS], dtype=torch.long), num_items)
     scores = counts.to(torch.float32)
     scores[0] = float("-inf")
     return scores
@@ -78,15 +78,11 @@ class MostPopularRecommender(torch.nn.Module):
         """Build from the interaction counts of `train_dataset` (see `popularity_scores`)."""
         return cls(popularity_scores(train_dataset, num_items))
 
-    def score_next_items(
-        self,
-        item_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        timestamps: torch.Tensor | None = None,
-        query_timestamps: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def score_next_items(self, item_ids: torch.Tensor, *columns: Any, **named_columns: Any) -> torch.Tensor:
         """(B, V+1) scores: the popularity vector for every user, whatever the history.
 
+        Takes the model inputs of a `History` (`score_next_items(**history.model_inputs())`, or the columns
+        positionally); only the batch size of `item_ids` (B, N) is read, so any history column is accepted.
         Returned as a broadcast (expanded) view, so no (B, V+1) copy is made; do not write into it.
         """
         return self.item_scores.unsqueeze(0).expand(item_ids.shape[0], -1)  # (B, V+1)

@@ -18,12 +18,13 @@ from tqdm.auto import tqdm
 
 from ..data.columns import HISTORY_ITEM_IDS, HISTORY_REWARD_SUMS, TARGET_ITEM_IDS, TARGET_RATINGS
 from ..data.history import History
-from .metrics import DEFAULT_HIGH_REWARD_THRESHOLD, DEFAULT_KS, SUBSET_ALL
+from .metrics import DEFAULT_HIGH_REWARD_THRESHOLD, DEFAULT_KS, SUBSET_ALL, metric_key
 from .ranking import per_user_ranking_metrics, ranking_metrics, subset_mask, target_ranks
 
 __all__ = ["RankingPredictions", "evaluate_ranking", "flatten_metrics", "predict_ranks", "rank_batch"]
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class RankingPredictions:
@@ -224,15 +225,14 @@ def evaluate_ranking(
 
 
 def flatten_metrics(metrics_by_subset: dict[str, dict[str, float]], *, prefix: str = "") -> dict[str, float]:
-    """Flatten `{subset: {metric: value}}` into loggable keys.
+    """Flatten `{subset: {metric: value}}` into loggable keys, each built by `metric_key`.
 
     The `all` subset keeps the bare metric name (`hr@10`); other subsets are namespaced
-    (`high_reward_target/hr@10`). A non-empty `prefix` is joined with `/` (`prefix="ranking"` gives
-    `ranking/hr@10`, the style-guide scheme; `Trainer` adds `eval_` itself).
+    (`high_reward_target/hr@10`). A non-empty `prefix` is a `Trainer.evaluate` `metric_key_prefix`, joined
+    with `_` (`prefix="eval"` gives `eval_hr@10` and `eval_high_reward_target/hr@10`).
     """
-    flat: dict[str, float] = {}
-    for subset, metrics in metrics_by_subset.items():
-        for name, value in metrics.items():
-            key = name if subset == SUBSET_ALL else f"{subset}/{name}"
-            flat[f"{prefix}/{key}" if prefix else key] = value
-    return flat
+    return {
+        metric_key(name, subset, prefix): value
+        for subset, metrics in metrics_by_subset.items()
+        for name, value in metrics.items()
+    }

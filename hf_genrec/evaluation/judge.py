@@ -38,6 +38,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..data.columns import ATTENTION_MASK, HISTORY_ITEM_IDS, ITEM_IDS, LABELS, TARGET_TIMESTAMPS, TIMESTAMPS
+from ..data.history import History
+
 __all__ = [
     "DEFAULT_GAMMA",
     "DEFAULT_HORIZON",
@@ -119,6 +122,17 @@ class JudgeScores:
         )
 
 
+def _window_index(lengths: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the last `kept` of the `lengths` events of right-padded rows lie, W = the longest `kept`.
+
+    Returns `(index (B, W), keep (B, W))`: the position in the full row of each window position (not
+    clamped; it means nothing where `keep` is False) and whether the window position holds an event.
+    """
+    width = max(int(kept.max().item()) if kept.numel() else 1, 1)
+    positions = torch.arange(width, device=lengths.device)[None, :]  # (1, W)
+    return (lengths - kept)[:, None] + positions, positions < kept[:, None]
+
+
 def last_window(
     item_ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor, query_time: torch.Tensor, max_len: int
 ) -> dict[str, torch.Tensor]:
@@ -131,20 +145,45 @@ def last_window(
         max_len: events the model reads.
 
     Returns:
-        `item_ids`, `attention_mask`, `timestamps`, `query_timestamps`, each (B, W) with W = longest kept
-        length; a position's query time is the next event's time, the last real position's is `query_time`.
+        `History.model_inputs()` of the windows (`History(**last_window(...))` rebuilds it): `item_ids`,
+        `attention_mask`, `timestamps`, `query_timestamps`, each (B, W) with W = longest kept length; the
+        query times follow `query_timestamps`, with `query_time` at the last real position.
     """
     kept = lengths.clamp(max=max_len)  # (B,)
-    width = max(int(kept.max().item()) if kept.numel() else 1, 1)
-    positions = torch.arange(width, device=item_ids.device)[None, :]  # (1, W)
-    index = ((lengths - kept)[:, None] + positions).clamp(max=item_ids.shape[1] - 1)  # (B, W)
-    keep = positions < kept[:, None]  # (B, W)
-    items = item_ids.gather(1, index) * keep
-    times = timestamps.gather(1, index) * keep
-    following = torch.cat([times[:, 1:], torch.zeros_like(times[:, :1])], dim=1)  # (B, W)
-    query = torch.where(positions < (kept - 1)[:, None], following, torch.zeros_like(times))
-    query = torch.where(positions == (kept - 1)[:, None], query_time[:, None].to(times.dtype), query)
-    return {"item_ids": items, "attention_mask": keep.long(), "timestamps": times, "query_timestamps": query}
+    index, keep = _window_index(lengths, kept)
+    index = index.clamp(max=item_ids.shape[1] - 1)
+    window = History.from_events(
+        item_ids.gather(1, index) * keep, keep.long(), timestamps.gather(1, index) * keep, query_time
+    )
+    return window.model_inputs()
+
+
+def trajectory_positions(
+    item_ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor, max_len: int
+) -> dict[str, torch.Tensor]:
+    """Training-style inputs over the most recent `max_len + 1` events of right-padded sequences.
+
+    Position i reads events up to i and is labelled with the event after it (as `SequenceCollator` builds
+    training rows), so a reward model's `predict_positions` scores every event from the history before it.
+
+    Args:
+        item_ids, timestamps: (B, L) sequences, right-padded with 0.
+        lengths: (B,) real events per row (at least 2).
+        max_len: input events the model reads.
+
+    Returns:
+        `History.model_inputs()` of the inputs plus `labels`, each (B, W) with W the longest kept input;
+        the last real position of row b is labelled with its last event, and asks about that event's time.
+    """
+    inputs = (lengths - 1).clamp(min=0)  # (B,) events that have a successor
+    index, keep = _window_index(inputs, inputs.clamp(max=max_len))
+    last = item_ids.shape[1] - 1
+    current, following = index.clamp(max=last), (index + 1).clamp(max=last)
+    final_time = timestamps.gather(1, inputs[:, None])[:, 0]  # (B,) time of each row's last event
+    history = History.from_events(
+        item_ids.gather(1, current) * keep, keep.long(), timestamps.gather(1, current) * keep, final_time
+    )
+    return {**history.model_inputs(), LABELS: item_ids.gather(1, following) * keep}
 
 
 def _append(item_ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor, items: torch.Tensor,
@@ -166,38 +205,72 @@ def _model_device(model: Any) -> torch.device:
     return torch.device("cpu")
 
 
-def trajectory_positions(
-    item_ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor, max_len: int
-) -> dict[str, torch.Tensor]:
-    """Training-style inputs over the most recent `max_len + 1` events of right-padded sequences.
+def _window_length(model: Any, requested: int | None, unbounded: int) -> int:
+    """Events `model` reads: `requested`, else its `config.max_seq_len`, else all (`unbounded`)."""
+    return requested or getattr(getattr(model, "config", None), "max_seq_len", None) or unbounded
 
-    Position i reads events up to i and is labelled with the event after it (as `SequenceCollator` builds
-    training rows), so a reward model's `predict_positions` scores every event from the history before it.
 
-    Args:
-        item_ids, timestamps: (B, L) sequences, right-padded with 0.
-        lengths: (B,) real events per row (at least 2).
-        max_len: input events the model reads.
+@dataclass
+class _Trajectories:
+    """Histories extended by a rollout's recommendations: (B, L + T) right-padded, `lengths` real events."""
 
-    Returns:
-        `item_ids`, `attention_mask`, `timestamps`, `query_timestamps`, `labels`, each (B, W) with W the
-        longest kept input; the last real position of row b is labelled with its last event.
+    item_ids: torch.Tensor
+    timestamps: torch.Tensor
+    lengths: torch.Tensor
+    items: torch.Tensor  # (B, T) the recommendation of each step, 0 once the catalogue ran out
+
+
+def _policy_rollout(
+    policy: Any,
+    batch: dict[str, torch.Tensor],
+    horizon: int,
+    time_gap: int,
+    max_len: int,
+    first_scores: torch.Tensor | None,
+) -> _Trajectories:
+    """The policy's rollout: each step's top-1 unseen item, appended at the time of the request that chose it."""
+    item_ids = batch[ITEM_IDS]
+    timestamps = batch.get(TIMESTAMPS)
+    if timestamps is None:
+        timestamps = torch.zeros_like(item_ids)
+    lengths = batch[ATTENTION_MASK].sum(dim=1)  # (B,)
+    query_time = batch[TARGET_TIMESTAMPS].to(torch.long)  # (B,) step 0 asks at the real request time
+    seen = batch[HISTORY_ITEM_IDS]  # (B, H), 0 = padding
+    device = _model_device(policy)
+    active = torch.ones(item_ids.shape[0], dtype=torch.bool)
+    items_per_step = []
+    for step in range(horizon):
+        if step == 0 and first_scores is not None:
+            scores = first_scores.float().cpu().clone()
+        else:
+            window = History(**last_window(item_ids, timestamps, lengths, query_time, max_len)).to(device)
+            scores = policy.score_next_items(**window.model_inputs()).float().cpu()  # (B, V + 1)
+        scores[:, 0] = float("-inf")
+        scores.scatter_(1, seen, float("-inf"))  # seen items and this rollout's earlier recommendations
+        best, top = scores.max(dim=1)  # (B,), ties go to the lowest item index
+        active = active & torch.isfinite(best)  # a user with every item seen has nothing left
+        top = torch.where(active, top, torch.zeros_like(top))
+        items_per_step.append(top)
+        item_ids, timestamps, lengths = _append(item_ids, timestamps, lengths, top, query_time, active)
+        seen = torch.cat([seen, top[:, None]], dim=1)
+        query_time = query_time + time_gap
+    return _Trajectories(item_ids, timestamps, lengths, torch.stack(items_per_step, dim=1))
+
+
+def _judge_rewards(judge: Any, trajectories: _Trajectories, steps: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(K, B, T) each judge member's reward of each step's recommendation, 0 after a rollout stopped.
+
+    One pass per member over the trajectory: y_t is the label of the position just before it, so by
+    causality member k scores it from exactly the history and the earlier recommendations.
     """
-    inputs = (lengths - 1).clamp(min=0)  # (B,) events that have a successor
-    kept = inputs.clamp(max=max_len)  # (B,)
-    width = max(int(kept.max().item()) if kept.numel() else 1, 1)
-    positions = torch.arange(width, device=item_ids.device)[None, :]  # (1, W)
-    index = (inputs - kept)[:, None] + positions  # (B, W)
-    keep = positions < kept[:, None]  # (B, W)
-    last = item_ids.shape[1] - 1
-    current, following = index.clamp(max=last), (index + 1).clamp(max=last)
-    return {
-        "item_ids": item_ids.gather(1, current) * keep,
-        "attention_mask": keep.long(),
-        "timestamps": timestamps.gather(1, current) * keep,
-        "query_timestamps": timestamps.gather(1, following) * keep,
-        "labels": item_ids.gather(1, following) * keep,
-    }
+    inputs = trajectory_positions(trajectories.item_ids, trajectories.timestamps, trajectories.lengths, max_len)
+    members = judge.predict_positions(**inputs).members.double().cpu()  # (K, B, W)
+    kept = inputs[ATTENTION_MASK].sum(dim=1)  # (B,)
+    step_index = torch.arange(trajectories.items.shape[1])[None, :]  # (1, T)
+    columns = (kept - steps)[:, None] + step_index  # (B, T) input position holding the context of step t
+    valid = step_index < steps[:, None]  # (B, T)
+    columns = columns.clamp(min=0, max=members.shape[2] - 1)[None].expand(members.shape[0], -1, -1)
+    return members.gather(2, columns) * valid  # (K, B, T)
 
 
 @torch.no_grad()
@@ -224,10 +297,11 @@ def rollout_batch(
     whole context of every step; beyond, the first steps' contexts lose up to `horizon - 1` oldest events).
 
     Args:
-        policy: `score_next_items(item_ids, attention_mask, timestamps=, query_timestamps=) -> (B, V + 1)`
-            (an `HSTUForNextItemPrediction`, or anything with that method).
-        judge: `predict_positions(item_ids, attention_mask, timestamps, query_timestamps, labels)` returning
-            an object with `members` (K, B, N) (a `RewardEnsemble`).
+        policy: `score_next_items(item_ids=, attention_mask=, timestamps=, query_timestamps=) -> (B, V + 1)`
+            (an `HSTUForNextItemPrediction`, or anything with that method), called with
+            `**History.model_inputs()`.
+        judge: `predict_positions(item_ids=, attention_mask=, timestamps=, query_timestamps=, labels=)`
+            returning an object with `members` (K, B, N) (a `RewardEnsemble`).
         batch: an evaluation batch of `SequenceCollator` (`item_ids`, `attention_mask`, `timestamps`,
             `target_timestamps`, `history_item_ids`) built with a `max_seq_len` at least as long as both
             models' windows. Every history must hold at least one event.
@@ -245,62 +319,20 @@ def rollout_batch(
         raise ValueError(f"horizon must be >= 1, got {horizon}.")
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must lie in [0, 1], got {gamma}.")
-    item_ids = batch["item_ids"]
-    timestamps = batch.get("timestamps")
-    if timestamps is None:
-        timestamps = torch.zeros_like(item_ids)
-    lengths = batch["attention_mask"].sum(dim=1)  # (B,)
-    if (lengths < 1).any():
+    if (batch[ATTENTION_MASK].sum(dim=1) < 1).any():
         raise ValueError("the judge rollout needs at least one history event per test context.")
-    query_time = batch["target_timestamps"].to(torch.long)  # (B,) step 0 asks at the real request time
-    seen = batch["history_item_ids"]  # (B, H), 0 = padding
-    batch_size = item_ids.shape[0]
-    unbounded = item_ids.shape[1] + horizon
-    policy_max_len = policy_max_len or getattr(getattr(policy, "config", None), "max_seq_len", None) or unbounded
-    judge_max_len = judge_max_len or getattr(getattr(judge, "config", None), "max_seq_len", None) or unbounded
-    policy_device = _model_device(policy)
-
-    # 1. The policy's rollout: top-1 unseen item, appended at the time of the request that recommended it.
-    active = torch.ones(batch_size, dtype=torch.bool)
-    items_per_step = []
-    for step in range(horizon):
-        if step == 0 and first_scores is not None:
-            scores = first_scores.float().cpu().clone()
-        else:
-            inputs = last_window(item_ids, timestamps, lengths, query_time, policy_max_len)
-            scores = policy.score_next_items(
-                inputs["item_ids"].to(policy_device), inputs["attention_mask"].to(policy_device),
-                timestamps=inputs["timestamps"].to(policy_device),
-                query_timestamps=inputs["query_timestamps"].to(policy_device),
-            ).float().cpu()  # (B, V + 1)
-        scores[:, 0] = float("-inf")
-        scores.scatter_(1, seen, float("-inf"))  # seen items and this rollout's earlier recommendations
-        best, top = scores.max(dim=1)  # (B,), ties go to the lowest item index
-        active = active & torch.isfinite(best)  # a user with every item seen has nothing left
-        top = torch.where(active, top, torch.zeros_like(top))
-        items_per_step.append(top)
-        item_ids, timestamps, lengths = _append(item_ids, timestamps, lengths, top, query_time, active)
-        seen = torch.cat([seen, top[:, None]], dim=1)
-        query_time = query_time + time_gap
-    items = torch.stack(items_per_step, dim=1)  # (B, T)
-    steps = (items > 0).sum(dim=1)  # (B,) the rollout stops for good once the catalogue is exhausted
-
-    # 2. The judge: one pass per member over the trajectory; y_t is scored at the position before it.
-    inputs = trajectory_positions(item_ids, timestamps, lengths, judge_max_len)
-    members = judge.predict_positions(**inputs).members.double().cpu()  # (K, B, W)
-    kept = inputs["attention_mask"].sum(dim=1)  # (B,)
-    step_index = torch.arange(horizon)[None, :]  # (1, T)
-    columns = (kept - steps)[:, None] + step_index  # (B, T) input position holding the context of step t
-    valid = step_index < steps[:, None]  # (B, T)
-    rewards = members.gather(2, columns.clamp(min=0, max=members.shape[2] - 1)[None].expand(members.shape[0], -1, -1))
-    rewards = rewards * valid  # (K, B, T)
+    unbounded = batch[ITEM_IDS].shape[1] + horizon
+    policy_max_len = _window_length(policy, policy_max_len, unbounded)
+    trajectories = _policy_rollout(policy, batch, horizon, time_gap, policy_max_len, first_scores)
+    steps = (trajectories.items > 0).sum(dim=1)  # (B,) the rollout stops for good once the catalogue is exhausted
+    rewards = _judge_rewards(judge, trajectories, steps, _window_length(judge, judge_max_len, unbounded))
 
     discounts = gamma ** torch.arange(horizon, dtype=torch.float64)  # (T,)
     member_scores = (rewards * discounts).sum(dim=-1)  # (K, B)
     return JudgeScores(
         scores=member_scores.mean(dim=0),
         member_scores=member_scores,
-        items=items,
+        items=trajectories.items,
         rewards=rewards.mean(dim=0),
         steps=steps,
     )
@@ -354,4 +386,4 @@ def history_lengths(dataset: Any) -> np.ndarray:
         from ..data.sampling import sequence_lengths
 
         return sequence_lengths(dataset)
-    return np.array([len(row["item_ids"]) for row in dataset], dtype=np.int64)
+    return np.array([len(row[ITEM_IDS]) for row in dataset], dtype=np.int64)

@@ -1,26 +1,35 @@
-"""Names of the evaluation metrics and test subsets, defined once for the evaluator, trainers and CLI.
+"""Names of the evaluation metrics and test subsets, and the one rule that builds a logged metric key.
 
-Metric keys are lowercase (`hr@10`, `ndcg@10`, `mrr`, `num_users`). When they are logged they are
-namespaced as `ranking/<key>` (style guide 6.8; `Trainer` adds the `eval_` prefix itself), and keys of
-a subset other than `all` get the subset as a further namespace (`ranking/high_reward_target/hr@10`),
-see `hf_genrec.evaluation.evaluator.flatten_metrics`.
+Metric names are lowercase (`hr@10`, `ndcg@10`, `mrr`, `num_users`; the reward trainer's are namespaced,
+`reward/rmse`, see `hf_genrec.rewards.metrics`). `metric_key` builds the key a metric is logged under:
+
+- subset `all`: the bare name, `hr@10`;
+- any other subset: the subset as a namespace, `high_reward_target/hr@10`;
+- under a `Trainer` `metric_key_prefix` (`eval`, `validation`, `test`): the prefix joined with `_`, as
+  `transformers.Trainer` does, `eval_hr@10`, `validation_high_reward_target/hr@10`, `eval_reward/rmse`.
+
+`flatten_metrics` and the trainers' `evaluate` and `log` build their keys with `metric_key`; code that reads
+logged keys back (e.g. the split metrics written to `metrics.json`) uses `strip_metric_prefix`.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 __all__ = [
     "DEFAULT_HIGH_REWARD_THRESHOLD",
     "DEFAULT_KS",
     "MRR",
     "NUM_USERS",
-    "RANKING_NAMESPACE",
+    "RUNTIME",
     "SUBSETS",
     "SUBSET_ALL",
     "SUBSET_HIGH_REWARD_TARGET",
     "SUBSET_HIGH_REWARD_TRAJECTORY",
     "hr_key",
+    "metric_key",
     "ndcg_key",
     "ranking_metric_names",
+    "strip_metric_prefix",
 ]
 
 # The cut-offs the HSTU paper reports (HR@10/50/200, NDCG@10/200; the reference README adds NDCG@50).
@@ -28,9 +37,8 @@ DEFAULT_KS: tuple[int, ...] = (10, 50, 200)
 
 MRR = "mrr"
 NUM_USERS = "num_users"
-
-# Namespace of the ranking metrics in logs (`ranking/ndcg@10`).
-RANKING_NAMESPACE = "ranking"
+# Seconds an evaluation took (`Trainer.evaluate` reports `{prefix}_runtime`).
+RUNTIME = "runtime"
 
 # Test subsets (brief, section 5).
 SUBSET_ALL = "all"
@@ -74,3 +82,31 @@ def ranking_metric_names(ks: Iterable[int] = DEFAULT_KS) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate cut-offs in ks={ks!r}")
     return names + [MRR]
+
+
+def metric_key(name: str, subset: str = SUBSET_ALL, prefix: str = "") -> str:
+    """The key metric `name` of test subset `subset` is logged under, below `prefix` (see the module docstring).
+
+    Args:
+        name: the metric, e.g. `hr@10`, `num_users`, `reward/rmse`.
+        subset: the test subset; `all` adds nothing, another subset is a namespace (`high_reward_target/hr@10`).
+        prefix: a `Trainer.evaluate` `metric_key_prefix` (`eval`, `validation`, `test`), joined with `_`;
+            empty for none.
+
+    Example: `metric_key("hr@10", "high_reward_target", "validation") == "validation_high_reward_target/hr@10"`.
+    """
+    key = name if subset == SUBSET_ALL else f"{subset}/{name}"
+    return f"{prefix}_{key}" if prefix else key
+
+
+_Value = TypeVar("_Value")
+
+
+def strip_metric_prefix(metrics: Mapping[str, _Value], prefix: str) -> dict[str, _Value]:
+    """The entries of `metrics` logged under `prefix`, keyed without it: the inverse of `metric_key(..., prefix=)`.
+
+    `strip_metric_prefix({"test_hr@10": 0.5, "test_runtime": 1.2, "eval_mrr": 0.1}, "test")` is
+    `{"hr@10": 0.5, "runtime": 1.2}`.
+    """
+    head = metric_key("", prefix=prefix)  # "test_"
+    return {key[len(head) :]: value for key, value in metrics.items() if key.startswith(head) and len(key) > len(head)}

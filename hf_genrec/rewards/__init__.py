@@ -1,9 +1,10 @@
 """Reward models as used by post-training: ensembles with uncertainty, naive baselines and the reward table.
 
 ```python
+>>> from hf_genrec.data import History
 >>> from hf_genrec.rewards import RewardEnsemble, reward_table
 >>> ensemble = RewardEnsemble.from_pretrained("runs/ml1m-reward")
->>> prediction = ensemble.predict_candidates(item_ids, attention_mask, timestamps, query_timestamps, candidates)
+>>> prediction = ensemble.predict_candidates(History.from_batch(batch), candidate_item_ids=candidates)
 >>> prediction.mean, prediction.std, prediction.members  # (B, C), (B, C), (K, B, C)
 ```
 """

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.history import History
 from ..data.vocabulary import VOCABULARY_FILE, ItemVocabulary
 from ..models import HSTUConfig, HSTUForRewardModeling
 
@@ -83,7 +84,8 @@ class RewardEnsemble(nn.Module):
 
     ```python
     >>> ensemble = RewardEnsemble.from_pretrained("runs/ml1m-reward")
-    >>> prediction = ensemble.predict_candidates(item_ids, attention_mask, timestamps, query_timestamps, candidates)
+    >>> history = History.from_batch(batch)  # a `SequenceCollator` batch
+    >>> prediction = ensemble.predict_candidates(history, candidate_item_ids=candidates)
     >>> prediction.mean.shape, prediction.members.shape  # (B, C), (K, B, C)
     ```
     """
@@ -143,15 +145,31 @@ class RewardEnsemble(nn.Module):
     def device(self) -> torch.device:
         return next(self.members[0].parameters()).device
 
-    def _to_device(self, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-        device = self.device
-        return [t.to(device) if t is not None else None for t in tensors]
+    def _history(
+        self,
+        item_ids: torch.LongTensor | History,
+        attention_mask: torch.Tensor | None,
+        timestamps: torch.LongTensor | None,
+        query_timestamps: torch.LongTensor | None,
+    ) -> History:
+        """The histories a prediction method was given, as a `History` on the members' device."""
+        if isinstance(item_ids, History):
+            if attention_mask is not None or timestamps is not None or query_timestamps is not None:
+                raise ValueError(
+                    "got a History and separate history columns; pass one or the other (with a History, pass "
+                    "candidate_item_ids / labels by name)."
+                )
+            return item_ids.to(self.device)
+        return History(item_ids, attention_mask, timestamps, query_timestamps).to(self.device)
 
     # ---------------------------------------------------------------------------------- prediction
+    # Each method takes the histories as a `History` (`predict_candidates(history, candidate_item_ids=...)`),
+    # or as its four columns, positionally or by name. Members read them as `**history.model_inputs()`, so a
+    # new feature column travels in a `History` without any change here.
     @torch.no_grad()
     def predict_candidates(
         self,
-        item_ids: torch.LongTensor,
+        item_ids: torch.LongTensor | History,
         attention_mask: torch.Tensor | None = None,
         timestamps: torch.LongTensor | None = None,
         query_timestamps: torch.LongTensor | None = None,
@@ -160,53 +178,56 @@ class RewardEnsemble(nn.Module):
         """Rewards of C candidate items after each history; each member runs its backbone once per batch.
 
         Args:
-            item_ids, attention_mask, timestamps, query_timestamps: (B, N) histories (see `HSTUModel`).
+            item_ids: (B, N) histories (see `HSTUModel`), or a `History` holding all their columns.
+            attention_mask, timestamps, query_timestamps: (B, N) the other history columns (None with a `History`).
             candidate_item_ids: (B, C) item indices.
 
         Returns:
             `RewardPrediction` with (B, C) `mean` and `std`, (K, B, C) `members`, clamped to the reward scale.
         """
-        inputs = self._to_device(item_ids, attention_mask, timestamps, query_timestamps, candidate_item_ids)
-        members = [member.score_candidates(*inputs) for member in self.members]
+        inputs = self._history(item_ids, attention_mask, timestamps, query_timestamps).model_inputs()
+        candidates = candidate_item_ids.to(self.device) if candidate_item_ids is not None else None
+        members = [member.score_candidates(**inputs, candidate_item_ids=candidates) for member in self.members]
         return RewardPrediction.from_members(torch.stack(members))  # (K, B, C)
 
     @torch.no_grad()
     def predict_positions(
         self,
-        item_ids: torch.LongTensor,
+        item_ids: torch.LongTensor | History,
         attention_mask: torch.Tensor | None = None,
         timestamps: torch.LongTensor | None = None,
         query_timestamps: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
     ) -> RewardPrediction:
         """Reward of the labelled next item at every position: (B, N) fields, 0 where `labels` is 0."""
-        inputs = self._to_device(item_ids, attention_mask, timestamps, query_timestamps, labels)
-        members = [member.score_positions(*inputs) for member in self.members]
+        inputs = self._history(item_ids, attention_mask, timestamps, query_timestamps).model_inputs()
+        labels = labels.to(self.device) if labels is not None else None
+        members = [member.score_positions(**inputs, labels=labels) for member in self.members]
         return RewardPrediction.from_members(torch.stack(members))  # (K, B, N)
 
     @torch.no_grad()
     def value_positions(
         self,
-        item_ids: torch.LongTensor,
+        item_ids: torch.LongTensor | History,
         attention_mask: torch.Tensor | None = None,
         timestamps: torch.LongTensor | None = None,
         query_timestamps: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """(B, N) ensemble-mean value estimate E[r | history up to each position] (0 on padding)."""
-        inputs = self._to_device(item_ids, attention_mask, timestamps, query_timestamps)
-        return torch.stack([member.value_positions(*inputs) for member in self.members]).mean(dim=0)
+        inputs = self._history(item_ids, attention_mask, timestamps, query_timestamps).model_inputs()
+        return torch.stack([member.value_positions(**inputs) for member in self.members]).mean(dim=0)
 
     @torch.no_grad()
     def value_last(
         self,
-        item_ids: torch.LongTensor,
+        item_ids: torch.LongTensor | History,
         attention_mask: torch.Tensor | None = None,
         timestamps: torch.LongTensor | None = None,
         query_timestamps: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """(B,) ensemble-mean value estimate at each history's last real position."""
-        inputs = self._to_device(item_ids, attention_mask, timestamps, query_timestamps)
-        return torch.stack([member.value_last(*inputs) for member in self.members]).mean(dim=0)
+        inputs = self._history(item_ids, attention_mask, timestamps, query_timestamps).model_inputs()
+        return torch.stack([member.value_last(**inputs) for member in self.members]).mean(dim=0)
 
     def forward(self, *args, **kwargs) -> RewardPrediction:
         """Same as `predict_candidates`."""

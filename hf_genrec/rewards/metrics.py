@@ -4,7 +4,8 @@ Pure functions over arrays (`rmse`, `mae`, `binary_auc`, `pairwise_accuracy`), t
 which runs the reward heads and the naive baselines on the held-out events and computes them all, and
 `uncertainty_by_popularity`, which checks where the ensemble disagrees.
 
-Metric names are defined once here and shared with `RewardTrainer` (logged as `eval_reward/rmse`, ...).
+Metric names are defined once here and shared with `RewardTrainer`, which logs them under
+`hf_genrec.evaluation.metrics.metric_key` (`eval_reward/rmse`, ...).
 
 Shapes: U evaluation cases, K ensemble members, C candidates per case, V items.
 """
@@ -18,16 +19,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.collator import SequenceCollator
-from ..data.columns import (
-    ATTENTION_MASK,
-    ITEM_IDS,
-    QUERY_TIMESTAMPS,
-    TARGET_ITEM_ID,
-    TARGET_ITEM_IDS,
-    TARGET_RATING,
-    TIMESTAMPS,
-    USER_ID,
-)
+from ..data.columns import ITEM_IDS, TARGET_ITEM_ID, TARGET_ITEM_IDS, TARGET_RATING, USER_ID
+from ..data.history import History
 from .baselines import ItemMeanReward, fit_reward_baselines, target_column
 from .ensemble import RewardEnsemble, RewardPrediction
 
@@ -35,6 +28,7 @@ __all__ = [
     "HIGH_REWARD_THRESHOLD",
     "LOW_REWARD_THRESHOLD",
     "NEXT_ITEM_LOSS",
+    "NUM_CASES",
     "PREDICTORS",
     "REWARD_AUC",
     "REWARD_MAE",
@@ -56,7 +50,7 @@ __all__ = [
     "uncertainty_by_popularity",
 ]
 
-# Metric names (namespaced; `Trainer` adds `eval_` / `test_` itself).
+# Metric names (namespaced; logged as `metric_key(name, prefix=...)`, e.g. `eval_reward/rmse`).
 REWARD_RMSE = "reward/rmse"
 REWARD_MAE = "reward/mae"
 REWARD_MSE = "reward/mse"
@@ -65,6 +59,8 @@ REWARD_PAIRWISE_ACCURACY = "reward/pairwise_accuracy"
 VALUE_MSE = "value/mse"
 VALUE_RMSE = "value/rmse"
 NEXT_ITEM_LOSS = "next_item/loss"
+# Evaluation cases a reward evaluation scored.
+NUM_CASES = "num_cases"
 
 # Directional score: how well predictions separate liked (>= 4 stars) from disliked (<= 2 stars) events.
 HIGH_REWARD_THRESHOLD = 4.0
@@ -198,8 +194,7 @@ def predict_candidate_rewards(
     for batch in loader:
         size = batch[ITEM_IDS].shape[0]
         prediction = ensemble.predict_candidates(
-            batch[ITEM_IDS], batch[ATTENTION_MASK], batch[TIMESTAMPS], batch[QUERY_TIMESTAMPS],
-            candidates[offset : offset + size],
+            History.from_batch(batch), candidate_item_ids=candidates[offset : offset + size]
         )  # (K, B, C)
         members.append(prediction.members.float().cpu())
         offset += size
@@ -371,9 +366,7 @@ def uncertainty_by_popularity(
             1, ensemble.config.num_items + 1, (batch[ITEM_IDS].shape[0], num_candidates), generator=generator
         )
         candidates = torch.cat([batch[TARGET_ITEM_IDS][:, None], uniform], dim=1)  # (B, 1 + C)
-        prediction = ensemble.predict_candidates(
-            batch[ITEM_IDS], batch[ATTENTION_MASK], batch[TIMESTAMPS], batch[QUERY_TIMESTAMPS], candidates
-        )
+        prediction = ensemble.predict_candidates(History.from_batch(batch), candidate_item_ids=candidates)
         stds.append(prediction.std.float().cpu().numpy())
         items.append(candidates.numpy())
     std, item_ids = np.concatenate(stds), np.concatenate(items)  # (U, 1 + C)

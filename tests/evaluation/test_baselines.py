@@ -4,6 +4,7 @@ import datasets
 import pytest
 import torch
 
+from hf_genrec.data import History
 from hf_genrec.evaluation import MostPopularRecommender, popularity_scores, predict_ranks
 
 INF = float("inf")
@@ -30,6 +31,11 @@ def test_most_popular_ranks(eval_collate):
     assert model.config.num_items == 5
     scores = model.score_next_items(torch.tensor([[1, 0], [2, 3]]), torch.tensor([[1, 0], [1, 1]]))
     assert scores.shape == (2, 6)
+    # Called like every model, with the columns of a `History` by name (a new column needs no change here).
+    history = History.from_events(torch.tensor([[1, 0], [2, 3]]), torch.tensor([[1, 0], [1, 1]]),
+                                  torch.tensor([[5, 0], [6, 7]]), torch.tensor([9, 9]))
+    assert torch.equal(model.score_next_items(**history.model_inputs()), scores)
+    assert scores[0].tolist() == [-INF, 1.0, 4.0, 2.0, 0.0, 1.0]
     test = datasets.Dataset.from_dict(
         {
             "user_id": [1, 2, 3],

@@ -9,11 +9,14 @@ import torch
 
 from hf_genrec.evaluation import (
     NUM_USERS,
+    SUBSET_HIGH_REWARD_TRAJECTORY,
     SUBSETS,
     RankingPredictions,
     evaluate_ranking,
     flatten_metrics,
+    metric_key,
     predict_ranks,
+    strip_metric_prefix,
 )
 
 NUM_ITEMS = 6
@@ -162,9 +165,27 @@ def test_flatten_metrics():
         "high_reward_target/hr@10": 0.25,
         "high_reward_target/num_users": 2,
     }
-    assert flatten_metrics(nested, prefix="ranking") == {
-        "ranking/hr@10": 0.5,
-        "ranking/num_users": 4,
-        "ranking/high_reward_target/hr@10": 0.25,
-        "ranking/high_reward_target/num_users": 2,
+    # A prefix is a `Trainer.evaluate` metric_key_prefix: joined with "_", as in the logs and metrics.json.
+    assert flatten_metrics(nested, prefix="validation") == {
+        "validation_hr@10": 0.5,
+        "validation_num_users": 4,
+        "validation_high_reward_target/hr@10": 0.25,
+        "validation_high_reward_target/num_users": 2,
     }
+
+
+def test_metric_keys_and_reading_them_back():
+    assert metric_key("hr@10") == "hr@10"
+    assert metric_key("ndcg@10", SUBSET_HIGH_REWARD_TRAJECTORY) == "high_reward_trajectory/ndcg@10"
+    assert metric_key("hr@10", "high_reward_target", "validation") == "validation_high_reward_target/hr@10"
+    assert metric_key("reward/rmse", prefix="eval") == "eval_reward/rmse"
+    logged = {
+        metric_key("hr@10", prefix="test"): 0.5,
+        metric_key("mrr", SUBSET_HIGH_REWARD_TRAJECTORY, "test"): 0.25,
+        metric_key("runtime", prefix="test"): 1.5,
+        metric_key("hr@10", prefix="validation"): 0.75,
+        "testing_hr@10": 0.0,  # another prefix that merely starts like this one
+        "epoch": 2.0,
+    }
+    assert strip_metric_prefix(logged, "test") == {"hr@10": 0.5, "high_reward_trajectory/mrr": 0.25, "runtime": 1.5}
+    assert strip_metric_prefix(logged, "validation") == {"hr@10": 0.75}

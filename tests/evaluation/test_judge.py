@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from hf_genrec.data import SequenceCollator
-from hf_genrec.evaluation.judge import JudgeScores, judge_score, last_window, rollout_batch
+from hf_genrec.data import History, SequenceCollator
+from hf_genrec.evaluation.judge import (
+    JudgeScores,
+    judge_score,
+    last_window,
+    rollout_batch,
+    trajectory_positions,
+)
 from hf_genrec.rewards import RewardPrediction
 
 NUM_ITEMS = 5
@@ -149,6 +155,73 @@ def test_last_window_query_times():
     assert window["item_ids"].tolist() == [[8, 9], [4, 0]]
     assert window["query_timestamps"].tolist() == [[30, 40], [6, 0]]
     assert window["attention_mask"].tolist() == [[1, 1], [1, 0]]
+    # The same windows as a `History`, the form the policy is called with.
+    assert History(**window).timestamps.tolist() == [[20, 30], [5, 0]]
+
+
+def _padded(rows: list[list[int]], width: int) -> list[list[int]]:
+    return [row + [0] * (width - len(row)) for row in rows]
+
+
+def _windows_row_by_row(items, times, lengths, query_time, max_len):
+    """The judge's windows built one row at a time in plain Python (the rule before `query_timestamps`):
+    the last `max_len` events; each asks about the next event's time, the last one about `query_time`."""
+    rows = {name: [] for name in ("item_ids", "timestamps", "query_timestamps")}
+    for row_items, row_times, length, query in zip(items.tolist(), times.tolist(), lengths.tolist(), query_time.tolist()):
+        start = max(length - max_len, 0)
+        rows["item_ids"].append(row_items[start:length])
+        rows["timestamps"].append(row_times[start:length])
+        rows["query_timestamps"].append(row_times[start + 1 : length] + [query] if length else [])
+    return rows
+
+
+def _positions_row_by_row(items, times, lengths, max_len):
+    """Training-style rows in plain Python: inputs are the last `max_len` events that have a successor,
+    each labelled with (and asking about the time of) the event after it."""
+    rows = {name: [] for name in ("item_ids", "timestamps", "query_timestamps", "labels")}
+    for row_items, row_times, length in zip(items.tolist(), times.tolist(), lengths.tolist()):
+        start = max(length - 1 - max_len, 0)
+        rows["item_ids"].append(row_items[start : max(length - 1, 0)])
+        rows["timestamps"].append(row_times[start : max(length - 1, 0)])
+        rows["query_timestamps"].append(row_times[start + 1 : length])
+        rows["labels"].append(row_items[start + 1 : length])
+    return rows
+
+
+def _check_against_rows(inputs: dict, expected: dict) -> None:
+    width = inputs["item_ids"].shape[1]
+    for name, rows in expected.items():
+        assert inputs[name].tolist() == _padded(rows, width), name
+    assert inputs["attention_mask"].tolist() == _padded([[1] * len(row) for row in expected["item_ids"]], width)
+
+
+def test_judge_windows_equal_the_row_by_row_rule():
+    """`last_window` and `trajectory_positions` (built on `query_timestamps`) give the rows of the old rule."""
+    items = torch.tensor([[7, 8, 9, 6, 0], [4, 0, 0, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]])
+    times = torch.tensor([[10, 20, 30, 45, 0], [5, 0, 0, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]])
+    lengths, query_time = torch.tensor([4, 1, 5, 0]), torch.tensor([50, 6, 9, 7])
+    for max_len in (1, 2, 3, 4, 5, 8):
+        window = last_window(items, times, lengths, query_time, max_len)
+        _check_against_rows(window, _windows_row_by_row(items, times, lengths, query_time, max_len))
+        positions = trajectory_positions(items, times, lengths, max_len)
+        _check_against_rows(positions, _positions_row_by_row(items, times, lengths, max_len))
+    # One case by hand: the last 2 events of row 0 with a successor are 8 and 9, labelled 9 and 6.
+    positions = trajectory_positions(items[:1], times[:1], lengths[:1], max_len=2)
+    assert positions["item_ids"].tolist() == [[8, 9]] and positions["labels"].tolist() == [[9, 6]]
+    assert positions["query_timestamps"].tolist() == [[30, 45]]
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        lengths = torch.randint(0, 7, (5,), generator=generator)
+        real = torch.arange(6)[None, :] < lengths[:, None]
+        items = torch.randint(1, 30, (5, 6), generator=generator) * real
+        times = torch.randint(1, 100, (5, 6), generator=generator).cumsum(dim=1) * real
+        query_time = times.max(dim=1).values + 7
+        max_len = int(torch.randint(1, 8, (1,), generator=generator))
+        _check_against_rows(last_window(items, times, lengths, query_time, max_len),
+                            _windows_row_by_row(items, times, lengths, query_time, max_len))
+        _check_against_rows(trajectory_positions(items, times, lengths, max_len),
+                            _positions_row_by_row(items, times, lengths, max_len))
 
 
 def test_judge_score_over_a_dataset_is_batched_in_order():

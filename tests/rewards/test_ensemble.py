@@ -5,6 +5,7 @@ import torch
 from reward_fixtures import TINY_MODEL, eval_batch
 
 from hf_genrec import AutoModelForRewardModeling, HSTUConfig, HSTUForRewardModeling
+from hf_genrec.data import History
 from hf_genrec.rewards import RewardEnsemble, RewardPrediction, uncertainty_by_popularity
 
 
@@ -43,6 +44,27 @@ def test_position_and_value_predictions(tiny_ensemble, tiny_data):
     torch.testing.assert_close(tiny_ensemble.value_last(**_inputs(batch)), values[torch.arange(8), last])
     assert tiny_ensemble.num_members == 2 and tiny_ensemble.config.num_items == vocabulary.num_items
     assert (tiny_ensemble.reward_min, tiny_ensemble.reward_max) == (1.0, 5.0)
+
+
+def test_history_form_equals_the_column_form(tiny_ensemble, tiny_data):
+    """Each prediction method takes a `History` (what callers pass) or its four columns, with equal results."""
+    splits, vocabulary = tiny_data
+    batch = eval_batch(splits, vocabulary)
+    history = History.from_batch(batch)
+    columns = [batch[k] for k in ("item_ids", "attention_mask", "timestamps", "query_timestamps")]
+    candidates = torch.randint(1, vocabulary.num_items + 1, (8, 3), generator=torch.Generator().manual_seed(1))
+    labels = torch.roll(batch["item_ids"], -1, 1) * batch["attention_mask"]
+    assert torch.equal(tiny_ensemble.predict_candidates(history, candidate_item_ids=candidates).members,
+                       tiny_ensemble.predict_candidates(*columns, candidates).members)
+    assert torch.equal(tiny_ensemble.predict_positions(history, labels=labels).members,
+                       tiny_ensemble.predict_positions(*columns, labels).members)
+    assert torch.equal(tiny_ensemble.value_positions(history), tiny_ensemble.value_positions(*columns))
+    assert torch.equal(tiny_ensemble.value_last(history), tiny_ensemble.value_last(*columns))
+    # The history's columns are what the members read: other query times give other rewards.
+    later = history.replace(query_timestamps=history.query_timestamps + 10**7 * history.attention_mask)
+    assert not torch.equal(tiny_ensemble.value_last(later), tiny_ensemble.value_last(history))
+    with pytest.raises(ValueError, match="History and separate history columns"):
+        tiny_ensemble.predict_candidates(history, candidates)
 
 
 def test_save_load_round_trip_gives_identical_predictions(tiny_ensemble, tiny_data, tmp_path):
