@@ -131,6 +131,21 @@ class History:
         """The first `width` positions (dropping trailing padding changes nothing under a causal mask)."""
         return self._map(lambda tensor: tensor[:, :width])
 
+    def prefixes(self, rows: torch.Tensor, positions: torch.Tensor) -> History:
+        """The prefixes of histories `rows` that end at `positions` ((C,) each): C right-padded histories of
+        width max(positions) + 1 whose last real position is the given one.
+
+        Each position keeps its query time, so the last one asks about the time of the logged next event
+        (the rule of `query_timestamps`, applied to the full histories when they carry none).
+        """
+        width = int(positions.max().item()) + 1 if positions.numel() else 1
+        keep = torch.arange(width, device=positions.device)[None, :] <= positions[:, None]  # (C, width)
+        full = self
+        if self.timestamps is not None and self.query_timestamps is None:
+            full = self.replace(query_timestamps=query_timestamps(self.timestamps, self.attention_mask))
+        cropped = full.select(rows).crop(width)._map(lambda tensor: tensor * keep)
+        return cropped.replace(attention_mask=keep.long())
+
     def replace(self, **changes: torch.Tensor | None) -> History:
         """A copy with some columns replaced."""
         return dataclasses.replace(self, **changes)

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from ..data.columns import ATTENTION_MASK, LABEL_RATINGS, LABELS, QUERY_TIMESTAMPS, RATINGS, TIMESTAMPS
+from ..data.columns import ATTENTION_MASK, LABEL_RATINGS, LABELS, RATINGS
+from ..data.history import History
 from ..losses.asft import advantage_weights, user_mean_baseline
 from .policy import PREPARED, PostTrainConfig, supervised_mask
 from .sft import POSITION_WEIGHTS, SFTTrainer
@@ -103,23 +104,17 @@ class ASFTTrainer(SFTTrainer):
     def needs_reward_model(cls, args) -> bool:
         return args.baseline == "value" or args.reward_source == "model"
 
-    def _reward_model_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "item_ids": inputs["item_ids"],
-            "attention_mask": inputs[ATTENTION_MASK],
-            "timestamps": inputs.get(TIMESTAMPS),
-            "query_timestamps": inputs.get(QUERY_TIMESTAMPS),
-        }
-
     def _position_weights(self, inputs: dict[str, Any], supervised: torch.Tensor) -> torch.Tensor:
         args = self.args
         if args.reward_source == "model":
-            rewards = self.reward_model.predict_positions(**self._reward_model_inputs(inputs), labels=inputs[LABELS])
+            history = History.from_batch(inputs).model_inputs()
+            rewards = self.reward_model.predict_positions(**history, labels=inputs[LABELS])
             rewards = rewards.mean[supervised].float()
         else:
             rewards = inputs[LABEL_RATINGS][supervised].float()
         if args.baseline == "value":
-            baselines = self.reward_model.value_positions(**self._reward_model_inputs(inputs))[supervised].float()
+            baselines = self.reward_model.value_positions(**History.from_batch(inputs).model_inputs())
+            baselines = baselines[supervised].float()
         elif args.baseline == "user_mean":
             # Every supervised position has at least its own input event, so the fallback is never used.
             baselines = user_mean_baseline(inputs[RATINGS], inputs[ATTENTION_MASK])[supervised]
@@ -135,7 +130,7 @@ class ASFTTrainer(SFTTrainer):
         self._record_mean("train", "weights/clipped_frac", clipped.float())
         return weights
 
-    def _loss_denominator(self, inputs):
+    def _loss_units(self, inputs):
         if self.args.normalize_weights:
             return inputs[PREPARED][POSITION_WEIGHTS].sum()
         return supervised_mask(inputs[LABELS]).sum()

@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from transformers.utils import is_torch_bf16_gpu_available
+from transformers.utils import is_torch_bf16_gpu_available, is_torch_fp16_available_on_device
 
 from ..data.collator import SequenceCollator
 from ..data.columns import LABELS
@@ -25,8 +27,9 @@ from ..data.sampling import LengthBucketSampler, sequence_lengths
 from ..data.vocabulary import PAD_INDEX
 from ..evaluation import RankingPredictions, flatten_metrics
 from ..evaluation.evaluator import rank_batch
-from ..evaluation.metrics import DEFAULT_HIGH_REWARD_THRESHOLD, SUBSET_ALL, SUBSETS
+from ..evaluation.metrics import DEFAULT_HIGH_REWARD_THRESHOLD, RUNTIME, SUBSET_ALL, SUBSETS, metric_key
 from ..utils.runtime import release_cpu_heap
+from .model_card import build_model_card
 
 CHECKPOINT_COMPLETE = "checkpoint_complete.json"
 
@@ -49,6 +52,14 @@ def _has_accelerator() -> bool:
     return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
+def _accelerator_supports_fp16() -> bool:
+    """Whether the accelerator torch sees runs fp16 matmuls and LayerNorm (transformers' own check)."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    device = accelerator.current_accelerator() if accelerator is not None else None
+    device_type = device.type if device is not None else ("cuda" if torch.cuda.is_available() else None)
+    return device_type is not None and is_torch_fp16_available_on_device(device_type)
+
+
 @dataclass
 class GenRecConfig(TrainingArguments):
     r"""
@@ -65,9 +76,10 @@ class GenRecConfig(TrainingArguments):
             Target reward at or above which a case is in the `high_reward_target` subset.
 
     Defaults that differ from `TrainingArguments`: `remove_unused_columns=False` (the collator needs the
-    sequence columns), `report_to="none"`, and `use_cpu` is switched on when `bf16=True` is asked for on a
-    machine without a bf16 GPU (bf16 autocast then runs on the CPU, which is faster there too) and on a
-    machine without any accelerator (so that `torchrun` / `accelerate launch` give data parallelism on gloo).
+    sequence columns), `report_to="none"`, and `use_cpu` is switched on on a machine without any accelerator
+    (so that `torchrun` / `accelerate launch` give data parallelism on gloo; `bf16=True` then runs bf16
+    autocast on the CPU, which is faster there too). `bf16=True` on a GPU without bf16 keeps the GPU and
+    trains in fp16 if it has fp16, else in fp32, with a warning.
     """
 
     bucket_by_length: bool = field(
@@ -86,8 +98,8 @@ class GenRecConfig(TrainingArguments):
     report_to: str | list[str] = field(default="none", metadata={"help": "Logging integrations."})
 
     def __post_init__(self):
-        if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
-            self.use_cpu = True
+        if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available() and _has_accelerator():
+            self._replace_bf16()
         if not self.use_cpu and not _has_accelerator():
             # Without use_cpu, `torchrun` / `accelerate launch` on a machine with no GPU starts N processes
             # that each train alone on all the data (DistributedType.NO); with it they form a gloo group.
@@ -100,6 +112,19 @@ class GenRecConfig(TrainingArguments):
         if self.bucket_batches < 1:
             raise ValueError(f"bucket_batches must be at least 1, got {self.bucket_batches}.")
         super().__post_init__()
+
+    def _replace_bf16(self) -> None:
+        """`bf16=True` on an accelerator without bf16: train on it in fp16 when it has fp16, else in fp32 (the
+        CPU would be far slower than the GPU in any precision)."""
+        self.bf16 = False
+        self.fp16 = _accelerator_supports_fp16()
+        precision = "fp16 mixed precision" if self.fp16 else "fp32"
+        warnings.warn(
+            f"bf16=True, but this accelerator has no bf16: training on it in {precision} instead. Set "
+            "use_cpu=True to train in bf16 on the CPU.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class _ReleaseHeapCallback(TrainerCallback):
@@ -120,8 +145,9 @@ class GenRecTrainer(Trainer):
     _tag_names: list[str] = ["hf_genrec"]
     _name: str = "GenRec"
     _paper: dict | None = None
-    # Our losses are batch means; Trainer must still divide them by the accumulation steps.
-    loss_is_scaled_for_ga = False
+    # `compute_loss` returns the micro-batch's share of the optimizer step's mean (`step_loss`): Trainer must
+    # not divide it by the accumulation steps again.
+    loss_is_scaled_for_ga = True
 
     def __init__(
         self,
@@ -167,34 +193,89 @@ class GenRecTrainer(Trainer):
         )
 
     # ------------------------------------------------------------------------------ loss normalisation
-    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
-        """Supervised positions (`labels != 0`) in all micro-batches of this optimiser step, summed over
-        processes when `average_tokens_across_devices` (the default). Trainer counts `labels != -100`,
-        but our padding label is `PAD_INDEX` (0)."""
-        if not batch_samples or LABELS not in batch_samples[0]:
-            return None
-        count = sum((batch[LABELS] != PAD_INDEX).sum() for batch in batch_samples).to(device)
-        if self.args.average_tokens_across_devices and self.args.world_size > 1:
-            count = self.accelerator.gather(count.reshape(1)).sum()
-        return count
+    def _loss_units(self, inputs: dict[str, Any]) -> int | float | torch.Tensor:
+        """The units a micro-batch's loss is a sum (or mean) over: its supervised positions (`labels` not
+        `PAD_INDEX`). Post-training methods count their own (kept pairs, contexts, the sum of weights)."""
+        return (inputs[LABELS] != PAD_INDEX).sum()
 
-    def scale_to_step_mean(
-        self, loss: torch.Tensor, num_positions: torch.Tensor | int, num_items_in_batch: torch.Tensor | None
+    def _step_units(self, batch_samples: list[dict[str, Any]]) -> torch.Tensor:
+        """The loss units of one optimizer step: `_loss_units` summed over its micro-batches and, when
+        `average_tokens_across_devices` (the default), over processes. A float32 scalar on the device."""
+        units = sum(torch.as_tensor(self._loss_units(inputs), dtype=torch.float32) for inputs in batch_samples)
+        units = torch.as_tensor(units, dtype=torch.float32, device=self.accelerator.device)
+        return self._sum_over_processes(units) if self.args.average_tokens_across_devices else units
+
+    def _sum_over_processes(self, value: float | torch.Tensor) -> torch.Tensor:
+        """Sum a per-process number over processes (a collective: every process must call it)."""
+        total = torch.as_tensor(value, dtype=torch.float32, device=self.accelerator.device).reshape(1)
+        if self.accelerator.num_processes > 1:
+            total = self.accelerator.gather(total).sum().reshape(1)
+        return total[0]
+
+    def _prepare_step(self, batch_samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """No-gradient work on all micro-batches of an optimizer step before any forward (post-training
+        stores reference log-probabilities, samples, rollouts there). Runs under `no_grad` and autocast."""
+        return batch_samples
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
+        """The optimizer step's micro-batches, after `_prepare_step`, and the step's loss units (`_step_units`),
+        which Trainer hands to `compute_loss` as `num_items_in_batch`."""
+        batch_samples = []
+        for _ in range(num_batches):
+            try:
+                batch_samples.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        if not batch_samples:
+            return batch_samples, None
+        with torch.no_grad(), self.autocast_smart_context_manager():
+            batch_samples = self._prepare_step(batch_samples)
+        return batch_samples, self._step_units(batch_samples)
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> None:
+        # Trainer's count (`labels != -100`) fits neither our padding label (0) nor post-training's units.
+        # `get_batch_samples` counts ours after `_prepare_step`; anywhere else (`prediction_step`),
+        # `step_loss` counts the batch it is given.
+        return None
+
+    def step_loss(
+        self,
+        loss: torch.Tensor,
+        inputs: dict[str, Any],
+        num_items_in_batch: torch.Tensor | None,
+        mean_over: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
-        """Turn a mean over this micro-batch's `num_positions` supervised positions into its share of the
-        mean over every position of the optimiser step (all accumulation micro-batches, all processes).
+        """THE loss normalisation of every hf_genrec trainer. A micro-batch's loss is
 
-        Trainer divides the loss by the accumulation steps and DDP averages gradients over processes, so a
-        per-micro-batch mean would weight a short batch's positions more than a long one's: 2 processes with
-        batch B would not train like 1 process with batch 2B. Multiplying by
-        `num_positions * processes * accumulation_steps / num_items_in_batch` makes them equal. A no-op in
-        evaluation or when Trainer passed no count.
+            (sum of its per-unit losses) / (units of the whole optimizer step) × processes
+
+        with the units counted by `_step_units` over all accumulation micro-batches and processes. Gradient
+        accumulation adds the micro-batches' gradients and DDP averages them over processes, so the step's
+        gradient is exactly that of the mean over all its units, however they are split into micro-batches
+        and processes (a mean of per-micro-batch means would weight a short batch's units more).
+
+        Args:
+            loss: the sum of the micro-batch's per-unit losses or, with `mean_over`, their mean.
+            inputs: the micro-batch (counted alone when `num_items_in_batch` is None, i.e. outside the
+                training loop: the batch is then the whole step).
+            num_items_in_batch: the step's units, from `get_batch_samples`.
+            mean_over: P, when `loss` is a mean over the micro-batch's P units (mean × P is their sum).
+
+        No term is added to make every parameter reach the loss for DDP (`ddp_find_unused_parameters=False`
+        needs each trainable parameter's gradient in every backward): each method's loss is computed from
+        the model's outputs through an indexing of its units, which back-propagates (zero) gradients to
+        every parameter even when a micro-batch keeps no unit (`test_every_parameter_gets_a_gradient`).
         """
-        if num_items_in_batch is None or not self.model.training:
-            return loss
+        if num_items_in_batch is None:
+            num_items_in_batch = self._step_units([inputs])
         processes = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
-        steps = getattr(self, "current_gradient_accumulation_steps", 1)
-        return loss * (num_positions * processes * steps / num_items_in_batch)
+        dtype = torch.promote_types(loss.dtype, torch.float32)
+        units = torch.as_tensor(num_items_in_batch, dtype=dtype, device=loss.device).clamp(min=1e-12)
+        if mean_over is not None:
+            # The ratio first: it is exactly 1 when this micro-batch is the whole step on one process, so the
+            # model's mean loss then passes unchanged, bit for bit.
+            return loss * (mean_over * processes / units)
+        return loss * processes / units
 
     # ------------------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, model, trial) -> None:
@@ -220,11 +301,16 @@ class GenRecTrainer(Trainer):
             value = self.accelerator.gather_for_metrics(value.detach().reshape(1)).float().mean().item()
         self._metrics[mode][name].append(float(value))
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "train" if self.model.training else "eval"
+    def log(self, logs: dict[str, float], start_time: float | None = None, mode: str = "train") -> None:
+        """Log `logs` with the averages of the metrics buffered for `mode`, and clear that buffer.
+
+        `evaluate` passes `mode="eval"`; every other log (Trainer's training logs) is a training one. The mode
+        is never read from `model.training`: an evaluation inside training runs with the model back in
+        training mode, and would take (and clear) the training window's metrics.
+        """
         buffered = {name: sum(v) / len(v) for name, v in self._metrics[mode].items() if v}
         if mode == "eval":
-            buffered = {f"eval_{name}": value for name, value in buffered.items()}
+            buffered = {metric_key(name, prefix="eval"): value for name, value in buffered.items()}
         logs = {**logs, **buffered}
         self._metrics[mode].clear()
         super().log(logs, start_time)
@@ -274,9 +360,9 @@ class GenRecTrainer(Trainer):
         by_subset = predictions.metrics(
             subsets=tuple(self.args.eval_subsets), high_reward_threshold=self.args.high_reward_threshold
         )
-        metrics = {f"{metric_key_prefix}_{name}": value for name, value in flatten_metrics(by_subset).items()}
-        metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
-        self.log(metrics)
+        metrics = flatten_metrics(by_subset, prefix=metric_key_prefix)
+        metrics[metric_key(RUNTIME, prefix=metric_key_prefix)] = round(time.time() - start, 4)
+        self.log(metrics, mode="eval")
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
@@ -289,8 +375,6 @@ class GenRecTrainer(Trainer):
         """
         if not self.is_world_process_zero():
             return
-        from .model_card import build_model_card
-
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         card = build_model_card(
             self,
@@ -299,6 +383,7 @@ class GenRecTrainer(Trainer):
             base_model=kwargs.get("finetuned_from"),
             tags=[tags] if isinstance(tags, str) else tags,
             license=kwargs.get("license"),
+            common_config=GenRecConfig,
         )
         os.makedirs(output_dir, exist_ok=True)
         card.save(os.path.join(output_dir, "README.md"))

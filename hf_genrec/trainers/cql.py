@@ -6,8 +6,8 @@ The Q function over the catalogue is the recommender's own scoring, affinely res
 
 with u_x the (fine-tuned) backbone's user vector and e_a the item embedding, i.e. Q = s·τ_sim·logits + b.
 `s` starts at 1/τ_sim (so softmax(Q) is exactly the pretrained policy and the conservative penalty starts
-as the SFT loss) and `b` at the mean of r − s·cos(x, y) over the first optimizer step's logged items (so
-that Q(x, y) starts on the reward scale). The loss per supervised position is
+as the SFT loss) and `b` at the mean of r − s·cos(x, y) over the training data's logged items (so that
+Q(x, y) starts on the reward scale), set when the trainer is built. The loss per supervised position is
 
     (Q(x, y) − r)² + α · (logsumexp_a Q(x, a) − Q(x, y)).
 
@@ -26,19 +26,18 @@ from torch import nn
 
 from ..data.columns import LABEL_RATINGS, LABELS
 from ..losses.cql import cql_loss
-from .policy import PolicyTrainer, PostTrainConfig, policy_forward, supervised_mask
+from .policy import PolicyHead, PolicyTrainer, PostTrainConfig, policy_forward, supervised_mask
 
 CQL_HEAD = "cql_head"
 
 
-class CQLHead(nn.Module):
+class CQLHead(PolicyHead):
     """Q(x, a) = exp(log_scale) · cos(u_x, e_a) + bias: two learnable scalars over the recommender's cosines."""
 
     def __init__(self, scale: float, bias: float = 0.0):
         super().__init__()
         self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
         self.bias = nn.Parameter(torch.tensor(float(bias)))
-        self.register_buffer("bias_initialized", torch.tensor(False))
 
     @property
     def scale(self) -> torch.Tensor:
@@ -100,21 +99,17 @@ class CQLTrainer(PolicyTrainer):
         q_values = self.head(CQL_HEAD)(cosines)
         return q_values.masked_fill(torch.arange(q_values.shape[-1], device=q_values.device) == 0, float("-inf"))
 
-    def _prepare_step(self, batch_samples):
-        batch_samples = super()._prepare_step(batch_samples)
-        head = self.head(CQL_HEAD)
-        if not bool(head.bias_initialized):
-            # b = mean(r − s·cos(x, y)) over the step's logged items, so Q(x, y) starts on the reward scale.
-            total, count = 0.0, 0.0
-            for inputs in batch_samples:
-                supervised = supervised_mask(inputs[LABELS])
-                user = policy_forward(self.model, inputs).user_embeddings[supervised]
-                cosines = self._cosines(user).gather(1, inputs[LABELS][supervised][:, None]).squeeze(1)
-                residual = inputs[LABEL_RATINGS][supervised].float() - head.scale * cosines
-                total, count = total + residual.sum(), count + residual.numel()
-            head.bias.data.fill_((self._step_total(total) / self._step_total(count).clamp(min=1)).item())
-            head.bias_initialized.fill_(True)
-        return batch_samples
+    def _initialize_heads(self):
+        # b = mean(r − s·cos(x, y)) over the logged items, so that Q(x, y) starts on the reward scale.
+        self.head(CQL_HEAD).bias.fill_(self._mean_over_training_rows(self._reward_residuals))
+
+    def _reward_residuals(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(P,) r − s·cos(x, y) of the batch's logged items (Q(x, y) − b for the reward r)."""
+        supervised = supervised_mask(batch[LABELS])
+        labels = batch[LABELS][supervised]
+        cosines = self._cosines(policy_forward(self.policy, batch).user_embeddings[supervised])  # (P, V + 1)
+        logged = cosines.gather(1, labels[:, None]).squeeze(1)  # (P,)
+        return batch[LABEL_RATINGS][supervised].float() - self.head(CQL_HEAD).scale * logged
 
     def _loss_sum(self, model, inputs, mode):
         outputs = policy_forward(model, inputs)

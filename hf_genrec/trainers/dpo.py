@@ -139,7 +139,7 @@ class DPOTrainer(PolicyTrainer):
             ref_log_probs = catalogue_log_probs(reference, user)  # (C, V + 1)
 
         # Candidates: M distinct items from π_ref with the history excluded, plus the logged item.
-        exclude = seen_item_mask(prefixes["item_ids"], ref_log_probs.shape[1])
+        exclude = seen_item_mask(prefixes.item_ids, ref_log_probs.shape[1])
         candidates, valid = sample_items(ref_log_probs.masked_fill(exclude, float("-inf")), args.num_candidates)
         if args.include_logged_item:
             logged = labels[rows, positions]
@@ -147,7 +147,7 @@ class DPOTrainer(PolicyTrainer):
             valid = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
 
         # Score with the ensemble; keep the most separated pair when its intervals are separated.
-        scores = self.reward_model.predict_candidates(**prefixes, candidate_item_ids=candidates)
+        scores = self.reward_model.predict_candidates(**prefixes.model_inputs(), candidate_item_ids=candidates)
         chosen_col, rejected_col, keep = separated_pairs(
             scores.mean.float(), scores.std.float(), args.confidence_z, valid
         )
@@ -170,8 +170,8 @@ class DPOTrainer(PolicyTrainer):
         }
         return inputs
 
-    def _loss_denominator(self, inputs):
-        return inputs[PREPARED][CHOSEN].numel()
+    def _loss_units(self, inputs):
+        return inputs[PREPARED][CHOSEN].numel()  # kept pairs
 
     def _loss_sum(self, model, inputs, mode):
         prepared = inputs[PREPARED]

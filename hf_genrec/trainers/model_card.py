@@ -3,7 +3,8 @@
 Every trainer writes its card through `GenRecTrainer.create_model_card`, which calls `build_model_card`:
 the method (`_name`, `_paper` of the trainer class), its hyperparameters (the config's own fields plus the
 main optimisation settings), the base model, the dataset and the evaluation metrics logged so far.
-Trainer code writes no card prose.
+Trainer code writes no card prose. This module reads the trainer it is given and never imports the
+trainers (the trainers import it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import TrainingArguments
+
+from ..evaluation.metrics import RUNTIME, strip_metric_prefix
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "templates" / "model_card.md"
 # Optimisation settings shown for every method, next to the method's own fields.
@@ -33,16 +36,16 @@ COMMON_HYPERPARAMETERS = (
 )
 # Prefixes of logged evaluation metrics, as `Trainer.evaluate(metric_key_prefix=...)` writes them.
 METRIC_PREFIXES = ("validation", "test", "eval")
-_NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "loss")
+_NOT_METRICS = (RUNTIME, "samples_per_second", "steps_per_second", "loss")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def method_hyperparameters(args: TrainingArguments) -> dict[str, Any]:
-    """The config's method fields (those `TrainingArguments` and `GenRecConfig` do not have) plus
+def method_hyperparameters(
+    args: TrainingArguments, common_config: type[TrainingArguments] = TrainingArguments
+) -> dict[str, Any]:
+    """The config's method fields (those `common_config`, the configs' shared base, does not have) plus
     `COMMON_HYPERPARAMETERS` (`max_steps` only when set)."""
-    from .base import GenRecConfig
-
-    shared = {f.name for f in dataclasses.fields(GenRecConfig)}
+    shared = {f.name for f in dataclasses.fields(common_config)}
     values = {name: getattr(args, name) for name in COMMON_HYPERPARAMETERS if hasattr(args, name)}
     if values.get("max_steps", -1) <= 0:
         values.pop("max_steps", None)
@@ -56,11 +59,10 @@ def logged_metrics(log_history: list[dict[str, Any]]) -> dict[str, dict[str, flo
     """`{split: {metric: value}}` from the latest logged `validation_*`, `test_*` and `eval_*` values."""
     metrics: dict[str, dict[str, float]] = {}
     for entry in log_history:
-        for key, value in entry.items():
-            prefix, _, name = key.partition("_")
-            if prefix not in METRIC_PREFIXES or not name or name.endswith(_NOT_METRICS):
-                continue
-            if isinstance(value, (int, float)):
+        for prefix in METRIC_PREFIXES:
+            for name, value in strip_metric_prefix(entry, prefix).items():
+                if name.endswith(_NOT_METRICS) or not isinstance(value, (int, float)):
+                    continue
                 metrics.setdefault(prefix, {})[name] = round(float(value), 4) if isinstance(value, float) else value
     return metrics
 
@@ -85,6 +87,7 @@ def build_model_card(
     tags: list[str] | None = None,
     license: str | None = None,
     extra_files: list[str] | None = None,
+    common_config: type[TrainingArguments] = TrainingArguments,
 ) -> ModelCard:
     """Render the card of `trainer`'s model.
 
@@ -97,6 +100,8 @@ def build_model_card(
         tags: more Hub tags.
         license: a license identifier for the metadata.
         extra_files: files saved beside the model worth naming (e.g. extra heads).
+        common_config: the config class every method's config extends (`GenRecConfig`); only the fields it
+            lacks are shown as the method's hyperparameters.
     """
     args = trainer.args
     model = trainer.accelerator.unwrap_model(trainer.model) if hasattr(trainer, "accelerator") else trainer.model
@@ -142,7 +147,7 @@ def build_model_card(
         dataset_name=dataset_name,
         peft=peft,
         extra_files=", ".join(f"`{name}`" for name in extra_files) if extra_files else None,
-        hyperparameters=method_hyperparameters(args),
+        hyperparameters=method_hyperparameters(args, common_config),
         metrics=metrics,
         metric_splits=metric_splits,
         metric_names=metric_names,

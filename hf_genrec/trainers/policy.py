@@ -10,15 +10,13 @@ The policy π_θ(·|x) of a recommender at a position is the softmax of its item
 
 **How a post-training trainer runs one optimizer step** (`PolicyTrainer`):
 
-1. `get_batch_samples` receives all `gradient_accumulation_steps` micro-batches of the step at once (the
-   `Trainer` loop prefetches them). `_prepare_step` then runs everything that needs no gradient (frozen
-   reference policy, reward ensemble, candidate sampling, rollouts) and stores the results in each
-   micro-batch under the `PREPARED_*` keys, and `_loss_denominator` counts the step's units (supervised
-   positions, kept pairs, contexts, or the sum of weights), summed over micro-batches and processes.
-2. `compute_loss` returns Σ(per-unit losses of the micro-batch) / (units of the whole step), times the
-   number of processes (DDP averages gradients over processes). The step's gradient is then exactly the
-   gradient of the mean over the step's units, whatever the split into micro-batches and processes, so
-   `loss_is_scaled_for_ga = True`: `Trainer` must not divide by the accumulation steps again.
+1. `get_batch_samples` (`GenRecTrainer`) receives all `gradient_accumulation_steps` micro-batches of the
+   step at once (the `Trainer` loop prefetches them). `_prepare_step` then runs everything that needs no
+   gradient (frozen reference policy, reward ensemble, candidate sampling, rollouts) and stores the results
+   in each micro-batch under `inputs[PREPARED]`, and `_step_units` counts the step's units (`_loss_units`:
+   supervised positions, kept pairs, contexts, or the sum of weights) over micro-batches and processes.
+2. `compute_loss` returns `GenRecTrainer.step_loss` of Σ(per-unit losses of the micro-batch): that sum over
+   the units of the whole step, times the number of processes, the one normalisation of every trainer.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,9 +33,8 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Sampler
 
-from ..data.columns import ATTENTION_MASK, ITEM_IDS, LABELS, QUERY_TIMESTAMPS, TIMESTAMPS
+from ..data.history import History
 from ..models import AutoModelForNextItemPrediction
 from .base import GenRecConfig, GenRecTrainer
 
@@ -46,8 +43,10 @@ logger = logging.getLogger(__name__)
 # Sub-directory of a saved PEFT run holding the adapter (the directory itself holds the merged recommender,
 # so `from_pretrained(dir)` never mistakes it for an adapter checkpoint).
 ADAPTER_DIR = "adapter"
-# Keys under which `_prepare_step` stores its no-gradient results in a micro-batch.
+# Key under which `_prepare_step` stores its no-gradient results in a micro-batch.
 PREPARED = "prepared"
+# Training rows on which the extra heads' initial biases are estimated (spread evenly over the training set).
+HEAD_INIT_ROWS = 1024
 
 
 # --------------------------------------------------------------------------------------------------- config
@@ -125,12 +124,7 @@ def logged_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, labels: t
 
 def policy_forward(model: nn.Module, inputs: dict[str, torch.Tensor]):
     """Forward a training batch through `model` (possibly DDP/PEFT-wrapped) without a loss."""
-    return model(
-        item_ids=inputs[ITEM_IDS],
-        attention_mask=inputs[ATTENTION_MASK],
-        timestamps=inputs.get(TIMESTAMPS),
-        query_timestamps=inputs.get(QUERY_TIMESTAMPS),
-    )
+    return model(**History.from_batch(inputs).model_inputs())
 
 
 # ----------------------------------------------------------------------------- contexts and sampling
@@ -162,19 +156,10 @@ def sample_contexts(labels: torch.Tensor, per_sequence: int | None) -> tuple[tor
     return rows, positions
 
 
-def context_batch(inputs: dict[str, torch.Tensor], rows: torch.Tensor, positions: torch.Tensor):
-    """The history prefixes of contexts as a right-padded batch whose last real position is the context.
-
-    Returns a dict with `item_ids`, `attention_mask`, `timestamps`, `query_timestamps`, each (C, L) with
-    L = max(positions) + 1. The query time of the last position is the time of the logged next event.
-    """
-    length = int(positions.max().item()) + 1 if positions.numel() else 1
-    keep = torch.arange(length, device=rows.device)[None, :] <= positions[:, None]  # (C, L)
-    out = {ITEM_IDS: inputs[ITEM_IDS][rows, :length] * keep, ATTENTION_MASK: keep.long()}
-    for key in (TIMESTAMPS, QUERY_TIMESTAMPS):
-        if inputs.get(key) is not None:
-            out[key] = inputs[key][rows, :length] * keep
-    return out
+def context_batch(inputs: dict[str, torch.Tensor], rows: torch.Tensor, positions: torch.Tensor) -> History:
+    """The history prefixes of contexts (`History.prefixes`): (C, L) right-padded histories, L =
+    max(positions) + 1, whose last real position is the context and asks about the logged next event's time."""
+    return History.from_batch(inputs).prefixes(rows, positions)
 
 
 def seen_item_mask(item_ids: torch.Tensor, num_columns: int) -> torch.Tensor:
@@ -233,6 +218,18 @@ def is_peft_model(model: nn.Module) -> bool:
     return isinstance(model, PeftModel)
 
 
+class PolicyHead(nn.Module):
+    """Base of the extra modules a post-training method attaches to the recommender (CQL's Q scalars, PPO's
+    value head). The trainer sets their initial biases from the training data when it builds them
+    (`PolicyTrainer._mean_over_training_rows`)."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Heads saved while their biases were still set lazily, at the first step, carry a `bias_initialized`
+        # flag; it is no longer state, and an old `<head>.safetensors` still loads.
+        state_dict.pop(prefix + "bias_initialized", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 REWARD_MODEL_METHODS = ("predict_candidates", "predict_positions", "value_positions")
 
 
@@ -251,34 +248,6 @@ def load_reward_model(reward_model: Any) -> Any:
     return reward_model
 
 
-class RepeatBatchesSampler(Sampler[int]):
-    """Yields each consecutive group of `chunk_size` indices of `sampler` `repeats` times in a row.
-
-    PPO uses it so that one rollout batch (one optimizer step's worth of rows) comes back for `ppo_epochs`
-    consecutive optimizer steps. A last group shorter than `chunk_size` is dropped, so that every repeated
-    group maps onto whole micro-batches.
-    """
-
-    def __init__(self, sampler: Sampler[int] | list[int], chunk_size: int, repeats: int):
-        self.sampler, self.chunk_size, self.repeats = sampler, chunk_size, repeats
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return (len(self.sampler) // self.chunk_size) * self.chunk_size * self.repeats
-
-    def __iter__(self) -> Iterator[int]:
-        chunk: list[int] = []
-        for index in self.sampler:
-            chunk.append(int(index))
-            if len(chunk) == self.chunk_size:
-                for _ in range(self.repeats):
-                    yield from chunk
-                chunk = []
-
-
 # ------------------------------------------------------------------------------------------ the trainer
 class PolicyTrainer(GenRecTrainer):
     """Base of the post-training trainers: the reference policy, the reward ensemble, extra heads, PEFT and
@@ -286,8 +255,10 @@ class PolicyTrainer(GenRecTrainer):
 
     A method trainer implements:
     - `_prepare_micro_batch(inputs)` (optional): no-gradient work, stored in `inputs[PREPARED]`;
-    - `_loss_denominator(inputs)`: the micro-batch's units (a float or 0-d tensor);
-    - `_loss_sum(model, inputs, mode)`: (sum of the micro-batch's per-unit losses, model outputs).
+    - `_loss_units(inputs)` (optional, default: supervised positions): the micro-batch's units;
+    - `_loss_sum(model, inputs, mode)`: (sum of the micro-batch's per-unit losses, model outputs);
+    - `_build_heads(model, args)` and `_initialize_heads()` (optional): extra modules and their initial
+      values, set from the training data when the trainer is built.
 
     Args:
         model: a next-item recommender ([`HSTUForNextItemPrediction`]) or the directory/Hub id of one.
@@ -306,7 +277,6 @@ class PolicyTrainer(GenRecTrainer):
     checkpoint's top level). The post-training defaults save no checkpoints.
     """
 
-    loss_is_scaled_for_ga = True
     # Extra modules the method attaches to the model (trained with it, saved beside it as `<name>.safetensors`).
     _head_names: tuple[str, ...] = ()
 
@@ -352,6 +322,8 @@ class PolicyTrainer(GenRecTrainer):
             )
         self.reward_model = load_reward_model(reward_model) if reward_model is not None else None
 
+        # Built before `Trainer.__init__` seeds torch, so their random initial weights do not shift the random
+        # stream of training; `_initialize_heads` sets their data-dependent values at the end.
         for name, head in self._build_heads(model, args).items():
             setattr(model, name, head)
 
@@ -372,6 +344,8 @@ class PolicyTrainer(GenRecTrainer):
         if self.reward_model is not None:
             self.reward_model = self.reward_model.to(device)
             self.reward_model.eval()
+        with torch.no_grad():
+            self._initialize_heads()
 
     # -------------------------------------------------------------------------------- method hooks
     @classmethod
@@ -385,7 +359,12 @@ class PolicyTrainer(GenRecTrainer):
         return False
 
     def _build_heads(self, model: nn.Module, args) -> dict[str, nn.Module]:
+        """The method's extra modules (`PolicyHead`s) by attribute name (default: none)."""
         return {}
+
+    def _initialize_heads(self) -> None:
+        """Set the heads' initial values that depend on the training data, once, at the end of `__init__`
+        (the models are then on the device; see `_mean_over_training_rows`)."""
 
     def _prepare_micro_batch(self, inputs: dict[str, Any]) -> dict[str, Any]:
         inputs[PREPARED] = {}
@@ -393,9 +372,6 @@ class PolicyTrainer(GenRecTrainer):
 
     def _prepare_step(self, batch_samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self._prepare_micro_batch(inputs) for inputs in batch_samples]
-
-    def _loss_denominator(self, inputs: dict[str, Any]) -> float | torch.Tensor:
-        return supervised_mask(inputs[LABELS]).sum()
 
     def _loss_sum(self, model, inputs: dict[str, Any], mode: str):
         raise NotImplementedError
@@ -435,34 +411,43 @@ class PolicyTrainer(GenRecTrainer):
         if stats[1].item() > 0:
             self._metrics[mode][name].append((stats[0] / stats[1]).item())
 
-    def _step_total(self, value: float | torch.Tensor) -> torch.Tensor:
-        """Sum a per-process number over processes."""
-        total = torch.as_tensor(value, dtype=torch.float32, device=self.accelerator.device).reshape(1)
-        if self.accelerator.num_processes > 1:
-            total = self.accelerator.gather(total).sum().reshape(1)
-        return total[0]
+    @torch.no_grad()
+    def _mean_over_training_rows(self, unit_values: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> float:
+        """The mean of `unit_values(batch)` ((U,) values of a batch's units) over up to `HEAD_INIT_ROWS`
+        training rows spread evenly over the training set, with the policy in eval mode (no dropout).
+
+        This sets the extra heads' initial biases when they are built: deterministic (no RNG, so the
+        training's random stream is untouched), the same on every process without any communication, and
+        independent of the batch order and of where a run resumes. 0.0 without training rows.
+        """
+        dataset, policy = self.train_dataset, self.policy
+        if dataset is None or len(dataset) == 0:
+            return 0.0
+        count = min(len(dataset), HEAD_INIT_ROWS)
+        rows = torch.linspace(0, len(dataset) - 1, count, dtype=torch.float64).round().long().tolist()
+        device, was_training, batch_size = next(policy.parameters()).device, policy.training, self.args.eval_batch_size
+        total, count = 0.0, 0
+        policy.eval()
+        try:
+            for start in range(0, len(rows), batch_size):
+                batch = self.data_collator([dataset[i] for i in rows[start : start + batch_size]])
+                batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+                with self.autocast_smart_context_manager():
+                    values = unit_values(batch).double()
+                total, count = total + values.sum().item(), count + values.numel()
+        finally:
+            policy.train(was_training)
+        return total / max(count, 1)
 
     # ------------------------------------------------------------------------------ training loop
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
-        if not batch_samples:
-            return batch_samples, None
-        with torch.no_grad(), self.autocast_smart_context_manager():
-            batch_samples = self._prepare_step(batch_samples)
-        units = sum(torch.as_tensor(self._loss_denominator(b), dtype=torch.float32) for b in batch_samples)
-        return batch_samples, self._step_total(units)
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
         if PREPARED not in inputs:  # called outside the training loop: this batch alone is the step
             with torch.no_grad(), self.autocast_smart_context_manager():
                 inputs = self._prepare_step([inputs])[0]
-            num_items_in_batch = self._step_total(self._loss_denominator(inputs))
+            num_items_in_batch = None  # `step_loss` counts the prepared batch
         loss_sum, outputs = self._loss_sum(model, inputs, mode)
-        # Every parameter of the forward must reach the loss (DDP), even when a step keeps no unit.
-        loss_sum = loss_sum + 0.0 * outputs.user_embeddings.sum()
-        denominator = torch.as_tensor(num_items_in_batch, dtype=loss_sum.dtype, device=loss_sum.device)
-        loss = loss_sum * self.accelerator.num_processes / denominator.clamp(min=1e-12)
+        loss = self.step_loss(loss_sum, inputs, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
     # ------------------------------------------------------------------------------------- saving
@@ -499,10 +484,11 @@ class PolicyTrainer(GenRecTrainer):
 
 __all__ = [
     "ADAPTER_DIR",
+    "HEAD_INIT_ROWS",
     "PREPARED",
+    "PolicyHead",
     "PolicyTrainer",
     "PostTrainConfig",
-    "RepeatBatchesSampler",
     "catalogue_log_probs",
     "item_logits_fp32",
     "context_batch",

@@ -7,6 +7,9 @@ How it fits `transformers.Trainer` (no loop of its own):
   so one rollout batch is optimised for `ppo_epochs` consecutive optimizer steps. Each step is a normal
   `Trainer` step: gradient accumulation, clipping, the LR scheduler, logging and DDP are untouched;
   `global_step` counts PPO updates and an epoch is `ppo_epochs` passes over the data.
+- Every row carries the rollout id of its group (`ROLLOUT_ID`, set by the sampler and kept by
+  `RolloutRows` / `RolloutCollator`): a step whose rows carry the id of the stored rollout reuses it, any
+  other step rolls out.
 - The rollout runs when a step's rows arrive for the first time (`_prepare_step`, no gradient):
   `contexts_per_sequence` random supervised positions per row; `samples_per_context` items y ~ π_θ(·|x)
   drawn from the current policy over the catalogue (items of the history excluded: the policy is the
@@ -17,55 +20,124 @@ How it fits `transformers.Trainer` (no loop of its own):
   `kl_coef` · KL(π_θ(·|x) ‖ π_ref(·|x)) computed exactly over the catalogue, plus `vf_coef` · ½(V(x) − R̂)².
 
 The value head is a small MLP on the detached last hidden state at the context (it does not move the
-policy's features). It is a submodule of the trained model, so it reaches the loss and DDP syncs it; it is
-saved beside the recommender as `value_head.safetensors` and `from_pretrained` ignores it.
+policy's features). Its output bias starts at the reward ensemble's mean value estimate E[r | x] over the
+training contexts (the logging policy's expected reward, which the pretrained policy imitates). It is a
+submodule of the trained model, so it reaches the loss and DDP syncs it; it is saved beside the
+recommender as `value_head.safetensors` and `from_pretrained` ignores it.
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset, Sampler
 
-from ..data.columns import ITEM_IDS, LABELS
+from ..data.columns import LABELS
+from ..data.history import History
 from ..losses.ppo import categorical_kl, clipped_policy_loss, value_loss
 from .policy import (
     PREPARED,
+    PolicyHead,
     PolicyTrainer,
     PostTrainConfig,
-    RepeatBatchesSampler,
     catalogue_log_probs,
     context_batch,
     policy_forward,
     sample_contexts,
     sample_items,
     seen_item_mask,
+    supervised_mask,
 )
 
-logger = logging.getLogger(__name__)
-
 VALUE_HEAD = "value_head"
+# Batch key of each row's rollout id: the rows of one repeated group (one optimizer step) share it.
+ROLLOUT_ID = "rollout_id"
 # Keys of `inputs[PREPARED]`.
 ROWS, POSITIONS, EXCLUDE, ACTIONS = "rows", "positions", "exclude", "actions"
 OLD_LOGPS, REF_LOG_PROBS, REWARDS, ADVANTAGES = "old_logps", "ref_log_probs", "rewards", "advantages"
 
 
-class ValueHead(nn.Module):
+class ValueHead(PolicyHead):
     """V(x): Linear(d, d) → SiLU → Linear(d, 1) on the hidden state at the context."""
 
     def __init__(self, hidden_size: int):
         super().__init__()
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.out = nn.Linear(hidden_size, 1)
-        self.register_buffer("bias_initialized", torch.tensor(False))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(..., d) -> (...) values."""
         return self.out(nn.functional.silu(self.dense(hidden_states))).squeeze(-1)
 
 
+# ------------------------------------------------------------------------------------------ rollout ids
+class RepeatBatchesSampler(Sampler[tuple[int, int]]):
+    """Yields each consecutive group of `chunk_size` indices of `sampler` `repeats` times in a row, as
+    `(index, rollout_id)` pairs.
+
+    PPO uses it so that one rollout batch (one optimizer step's worth of rows) comes back for `ppo_epochs`
+    consecutive optimizer steps. All passes over a group carry the group's rollout id, which is never
+    reused over the sampler's life (epochs included), so the trainer knows a repeat by its id. A last
+    group shorter than `chunk_size` is dropped, so that every repeated group maps onto whole micro-batches.
+    """
+
+    def __init__(self, sampler: Sampler[int] | list[int], chunk_size: int, repeats: int):
+        self.sampler, self.chunk_size, self.repeats = sampler, chunk_size, repeats
+        self._next_rollout_id = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return (len(self.sampler) // self.chunk_size) * self.chunk_size * self.repeats
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        chunk: list[int] = []
+        for index in self.sampler:
+            chunk.append(int(index))
+            if len(chunk) == self.chunk_size:
+                rollout_id, self._next_rollout_id = self._next_rollout_id, self._next_rollout_id + 1
+                for _ in range(self.repeats):
+                    yield from ((row, rollout_id) for row in chunk)
+                chunk = []
+
+
+class RolloutRows(Dataset):
+    """The rows of `dataset` addressed by `RepeatBatchesSampler`'s `(index, rollout_id)` pairs; each row comes
+    back with its `ROLLOUT_ID`."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        index, rollout_id = key
+        return {**self.dataset[index], ROLLOUT_ID: rollout_id}
+
+
+class RolloutCollator:
+    """`collator` on the rows without their rollout ids, plus the (B,) `ROLLOUT_ID` tensor when the rows have
+    one (training rows from `RolloutRows`; evaluation rows have none)."""
+
+    def __init__(self, collator: Callable[[list[dict[str, Any]]], dict[str, Any]]):
+        self.collator = collator
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        if not features or ROLLOUT_ID not in features[0]:
+            return self.collator(features)
+        batch = self.collator([{k: v for k, v in row.items() if k != ROLLOUT_ID} for row in features])
+        batch[ROLLOUT_ID] = torch.tensor([row[ROLLOUT_ID] for row in features], dtype=torch.long)
+        return batch
+
+
+# ------------------------------------------------------------------------------------------ config
 @dataclass
 class PPOConfig(PostTrainConfig):
     r"""
@@ -138,9 +210,10 @@ class PPOTrainer(PolicyTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.data_collator = RolloutCollator(self.data_collator)
+        # The last rollout (one `PREPARED` dict per micro-batch) and the rollout id of its rows.
         self._rollouts: list[dict] | None = None
-        self._rollout_inputs: list[torch.Tensor] | None = None
-        self._reuses_left = 0
+        self._rollout_id: int | None = None
         members = getattr(self.reward_model, "num_members", None)
         if self.args.reward_member is not None and members is not None and self.args.reward_member >= members:
             raise ValueError(f"reward_member={self.args.reward_member} but the ensemble has {members} members.")
@@ -155,6 +228,28 @@ class PPOTrainer(PolicyTrainer):
 
     def _build_heads(self, model, args):
         return {VALUE_HEAD: ValueHead(model.config.hidden_size)}
+
+    def _initialize_heads(self):
+        # V(x) starts at the ensemble's mean value estimate over the training contexts: the logging policy's
+        # expected reward, which the pretrained policy imitates (advantages are centred from the first step).
+        self.head(VALUE_HEAD).out.bias.fill_(self._mean_over_training_rows(self._context_values))
+
+    def _context_values(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(P,) the reward ensemble's value estimate E[r | x] at the batch's supervised positions."""
+        values = self.reward_model.value_positions(**History.from_batch(batch).model_inputs())  # (B, N)
+        return values[supervised_mask(batch[LABELS]).to(values.device)].float()
+
+    def get_train_dataloader(self):
+        """Training batches whose rows carry their rollout id (`RepeatBatchesSampler`, `RolloutRows`)."""
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        return self._get_dataloader(
+            dataset=RolloutRows(self.train_dataset),
+            description="Training",
+            batch_size=self._train_batch_size,
+            sampler_fn=lambda _: self._get_train_sampler(),  # built on the training rows themselves
+            is_training=True,
+        )
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -171,30 +266,32 @@ class PPOTrainer(PolicyTrainer):
 
     # --------------------------------------------------------------------------------------- rollouts
     def _prepare_step(self, batch_samples):
-        item_ids = [inputs[ITEM_IDS] for inputs in batch_samples]
-        same_rows = self._rollout_inputs is not None and len(item_ids) == len(self._rollout_inputs) and all(
-            a.shape == b.shape and torch.equal(a, b) for a, b in zip(item_ids, self._rollout_inputs)
-        )
-        if self._reuses_left > 0 and same_rows:
-            self._reuses_left -= 1
+        rollout_id = self._step_rollout_id(batch_samples)
+        if rollout_id is not None and rollout_id == self._rollout_id and len(batch_samples) == len(self._rollouts):
             for inputs, prepared in zip(batch_samples, self._rollouts):
                 inputs[PREPARED] = prepared
             return batch_samples
-        if self._reuses_left > 0:
-            logger.warning("PPO: a rollout batch came back with different rows; rolling out again.")
 
         batch_samples = [self._rollout(inputs) for inputs in batch_samples]
         if self.args.whiten_advantages:
             advantages = torch.cat([inputs[PREPARED][ADVANTAGES].reshape(-1) for inputs in batch_samples])
-            count = self._step_total(advantages.numel())
-            mean = self._step_total(advantages.sum()) / count.clamp(min=1)
-            variance = self._step_total(((advantages - mean) ** 2).sum()) / (count - 1).clamp(min=1)
+            count = self._sum_over_processes(advantages.numel())
+            mean = self._sum_over_processes(advantages.sum()) / count.clamp(min=1)
+            variance = self._sum_over_processes(((advantages - mean) ** 2).sum()) / (count - 1).clamp(min=1)
             for inputs in batch_samples:
                 inputs[PREPARED][ADVANTAGES] = (inputs[PREPARED][ADVANTAGES] - mean) / (variance.sqrt() + 1e-8)
         self._rollouts = [inputs[PREPARED] for inputs in batch_samples]
-        self._rollout_inputs = item_ids
-        self._reuses_left = self.args.ppo_epochs - 1
+        self._rollout_id = rollout_id
         return batch_samples
+
+    @staticmethod
+    def _step_rollout_id(batch_samples: list[dict[str, Any]]) -> int | None:
+        """The rollout id all rows of the step share, or None (rows without ids, e.g. outside training, or
+        from several groups: the step then rolls out and its rollout is never reused)."""
+        if any(ROLLOUT_ID not in inputs for inputs in batch_samples):
+            return None
+        ids = torch.cat([inputs[ROLLOUT_ID].reshape(-1) for inputs in batch_samples]).unique()
+        return int(ids[0]) if ids.numel() == 1 else None
 
     def _rollout(self, inputs):
         args = self.args
@@ -203,22 +300,17 @@ class PPOTrainer(PolicyTrainer):
         outputs = policy_forward(self.model, inputs)
         user = outputs.user_embeddings[rows, positions]  # (C, d)
         num_columns = self.policy.config.num_items + 1
-        exclude = seen_item_mask(prefixes[ITEM_IDS], num_columns) if args.exclude_seen_items else None
+        exclude = seen_item_mask(prefixes.item_ids, num_columns) if args.exclude_seen_items else None
         log_probs = catalogue_log_probs(self.policy, user, exclude)  # (C, V + 1)
         actions, _ = sample_items(log_probs, args.samples_per_context, replacement=True)  # (C, S)
         with self.reference_policy() as reference:
             ref_user = policy_forward(reference, inputs).user_embeddings[rows, positions]
             ref_log_probs = catalogue_log_probs(reference, ref_user, exclude)  # (C, V + 1)
 
-        scores = self.reward_model.predict_candidates(**prefixes, candidate_item_ids=actions)
+        scores = self.reward_model.predict_candidates(**prefixes.model_inputs(), candidate_item_ids=actions)
         rewards = (scores.mean if args.reward_member is None else scores.members[args.reward_member]).float()
 
-        value_head = self.head(VALUE_HEAD)
-        if not bool(value_head.bias_initialized):  # start V(x) at the mean reward of the first rollout
-            mean_reward = self._step_total(rewards.sum()) / self._step_total(rewards.numel()).clamp(min=1)
-            value_head.out.bias.data.fill_(mean_reward.item())
-            value_head.bias_initialized.fill_(True)
-        values = value_head(outputs.last_hidden_state[rows, positions].float())  # (C,)
+        values = self.head(VALUE_HEAD)(outputs.last_hidden_state[rows, positions].float())  # (C,)
 
         # Log the metrics
         self._record_mean("train", "objective/scores", rewards)
@@ -237,8 +329,8 @@ class PPOTrainer(PolicyTrainer):
         return inputs
 
     # ------------------------------------------------------------------------------------------- loss
-    def _loss_denominator(self, inputs):
-        return inputs[PREPARED][ROWS].numel()
+    def _loss_units(self, inputs):
+        return inputs[PREPARED][ROWS].numel()  # contexts
 
     def _loss_sum(self, model, inputs, mode):
         args, prepared = self.args, inputs[PREPARED]
@@ -266,4 +358,13 @@ class PPOTrainer(PolicyTrainer):
         return losses.sum(), outputs
 
 
-__all__ = ["PPOConfig", "PPOTrainer", "ValueHead", "VALUE_HEAD"]
+__all__ = [
+    "PPOConfig",
+    "PPOTrainer",
+    "ROLLOUT_ID",
+    "RepeatBatchesSampler",
+    "RolloutCollator",
+    "RolloutRows",
+    "VALUE_HEAD",
+    "ValueHead",
+]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..data.columns import LABELS
+from ..data.history import History
+from ..evaluation.metrics import ndcg_key
 from .base import GenRecConfig, GenRecTrainer
 
 
@@ -37,7 +40,7 @@ class PretrainConfig(GenRecConfig):
     logging_strategy: str = field(default="steps", metadata={"help": "Log every `logging_steps`."})
     logging_steps: float = field(default=10, metadata={"help": "Steps between logs."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the validation-best epoch."})
-    metric_for_best_model: str = field(default="ndcg@10", metadata={"help": "Validation metric selecting the epoch."})
+    metric_for_best_model: str = field(default=ndcg_key(10), metadata={"help": "Validation metric selecting the epoch."})
     greater_is_better: bool = field(default=True, metadata={"help": "Higher metric_for_best_model is better."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (the best and the last)."})
 
@@ -77,16 +80,9 @@ class PretrainTrainer(GenRecTrainer):
         super().__init__(model=model, args=args, callbacks=callbacks, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(
-            item_ids=inputs["item_ids"],
-            attention_mask=inputs["attention_mask"],
-            timestamps=inputs.get("timestamps"),
-            query_timestamps=inputs.get("query_timestamps"),
-            labels=inputs["labels"],
-        )
-        # The model averages over this micro-batch's positions; weight it as one process with the whole
-        # step's batch would (see `scale_to_step_mean`).
-        loss = self.scale_to_step_mean(outputs.loss, (inputs["labels"] != 0).sum(), num_items_in_batch)
+        outputs = model(**History.from_batch(inputs).model_inputs(), labels=inputs[LABELS])
+        # The model's loss is a mean over the micro-batch's supervised positions (its loss units).
+        loss = self.step_loss(outputs.loss, inputs, num_items_in_batch, mean_over=self._loss_units(inputs))
         return (loss, outputs) if return_outputs else loss
 
 

@@ -19,16 +19,17 @@ from ..data.columns import (
     ITEM_IDS,
     LABEL_RATINGS,
     LABELS,
-    QUERY_TIMESTAMPS,
     RATINGS,
     TARGET_ITEM_IDS,
     TARGET_RATING,
     TARGET_RATINGS,
-    TIMESTAMPS,
 )
+from ..data.history import History
+from ..evaluation.metrics import RUNTIME, metric_key
 from ..rewards.baselines import flat_list_column, target_column
 from ..rewards.metrics import (
     NEXT_ITEM_LOSS,
+    NUM_CASES,
     REWARD_MAE,
     REWARD_MSE,
     REWARD_RMSE,
@@ -156,14 +157,7 @@ class RewardTrainer(GenRecTrainer):
                 "sequences with a 'ratings' column, collated by SequenceCollator."
             )
         labels, label_ratings = inputs[LABELS], inputs[LABEL_RATINGS]
-        outputs = model(
-            item_ids=inputs[ITEM_IDS],
-            attention_mask=inputs[ATTENTION_MASK],
-            timestamps=inputs.get(TIMESTAMPS),
-            query_timestamps=inputs.get(QUERY_TIMESTAMPS),
-            labels=labels,
-            label_ratings=label_ratings,
-        )
+        outputs = model(**History.from_batch(inputs).model_inputs(), labels=labels, label_ratings=label_ratings)
 
         # Log the metrics
         mode = "train" if model.training else "eval"
@@ -174,7 +168,8 @@ class RewardTrainer(GenRecTrainer):
             self._record(mode, VALUE_MSE, outputs.value_loss)
             if outputs.next_item_loss is not None:
                 self._record(mode, NEXT_ITEM_LOSS, outputs.next_item_loss)
-        loss = self.scale_to_step_mean(outputs.loss, supervised.sum(), num_items_in_batch)
+        # The model's loss is a mean over the micro-batch's supervised positions.
+        loss = self.step_loss(outputs.loss, inputs, num_items_in_batch, mean_over=supervised.sum())
         return (loss, outputs) if return_outputs else loss
 
     # -------------------------------------------------------------------------------------- evaluation
@@ -200,9 +195,7 @@ class RewardTrainer(GenRecTrainer):
             labels = torch.zeros_like(batch[ITEM_IDS])
             labels[rows, last] = batch[TARGET_ITEM_IDS]
             with self.autocast_smart_context_manager():
-                outputs = model(
-                    batch[ITEM_IDS], mask, batch.get(TIMESTAMPS), batch.get(QUERY_TIMESTAMPS), labels=labels
-                )
+                outputs = model(**History.from_batch(batch).model_inputs(), labels=labels)
             gathered = self.accelerator.gather_for_metrics(
                 (outputs.rewards[rows, last].float(), outputs.values[rows, last].float(), batch[TARGET_RATINGS].float())
             )
@@ -229,17 +222,13 @@ class RewardTrainer(GenRecTrainer):
         predictions = self.predict_rewards(dataset)
         targets = predictions["targets"]
         metrics = {
-            f"{metric_key_prefix}_{REWARD_RMSE}": rmse(predictions["rewards"], targets),
-            f"{metric_key_prefix}_{REWARD_MAE}": mae(predictions["rewards"], targets),
-            f"{metric_key_prefix}_{VALUE_RMSE}": rmse(predictions["values"], targets),
-            f"{metric_key_prefix}_num_cases": int(targets.numel()),
-            f"{metric_key_prefix}_runtime": round(time.time() - start, 4),
+            metric_key(REWARD_RMSE, prefix=metric_key_prefix): rmse(predictions["rewards"], targets),
+            metric_key(REWARD_MAE, prefix=metric_key_prefix): mae(predictions["rewards"], targets),
+            metric_key(VALUE_RMSE, prefix=metric_key_prefix): rmse(predictions["values"], targets),
+            metric_key(NUM_CASES, prefix=metric_key_prefix): int(targets.numel()),
+            metric_key(RUNTIME, prefix=metric_key_prefix): round(time.time() - start, 4),
         }
-        # `log` files buffered metrics by the model's mode: log these as evaluation ones.
-        was_training = self.model.training
-        self.model.eval()
-        self.log(metrics)
-        self.model.train(was_training)
+        self.log(metrics, mode="eval")
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 

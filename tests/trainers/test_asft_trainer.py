@@ -1,4 +1,5 @@
-"""A-SFT's two limits: λ → ∞ is SFT; small λ moves probability mass toward high-reward logged items."""
+"""A-SFT's two limits: λ → ∞ is SFT; small λ moves probability mass toward high-reward logged items, far
+more than reward-weighted BC does."""
 
 import math
 
@@ -55,6 +56,7 @@ def test_small_temperature_moves_mass_to_high_reward_items(tmp_path):
     results = {}
     for name, method, settings in [
         ("sft", "sft", {}),
+        ("rwbc", "rwbc", {}),
         ("asft", "asft", {"temperature": 0.5, "baseline": "user_mean"}),
         ("asft_zero", "asft", {"temperature": 0.5, "baseline": "zero"}),
     ]:
@@ -63,12 +65,15 @@ def test_small_temperature_moves_mass_to_high_reward_items(tmp_path):
                                     num_train_epochs=15, learning_rate=1e-2, **settings)
         trainer.train()
         results[name] = log_odds_good_vs_bad(model)
-    # SFT clones the 50/50 logging policy: log-odds 0. A-SFT's fixed point is π ∝ π_logging · w, so the
-    # log-odds become log(w_good / w_bad): with the user-mean baseline (3) w = min(e^(2/0.5), 20) = 20 vs
-    # e^(-2/0.5), log-odds log 20 + 4 ≈ 7.0; with b = 0, w = 20 vs e^(1/0.5), log-odds log 20 − 2 ≈ 1.0.
+    # SFT clones the 50/50 logging policy: log-odds 0. A weighted method's fixed point is π ∝ π_logging · w,
+    # so the log-odds become log(w_good / w_bad): RW-BC (w = r) log 5 ≈ 1.6 (approached from above, slowly);
+    # A-SFT with the user-mean baseline (3) w = min(e^(2/0.5), 20) = 20 vs e^(-2/0.5), log-odds
+    # log 20 + 4 ≈ 7.0; with b = 0, w = 20 vs e^(1/0.5), log-odds log 20 − 2 ≈ 1.0.
     assert abs(results["sft"]) < 0.3
     assert abs(results["asft"] - (math.log(20) + 4)) < 0.5
     assert abs(results["asft_zero"] - (math.log(20) - 2)) < 0.3
+    # A-SFT moves the mass toward the high-advantage item far more than reward-weighted BC does.
+    assert 1.0 < results["rwbc"] < results["asft"] - 4
 
 
 def test_asft_weights_are_wired_to_rewards_and_baselines(tmp_path, train_rows, fake_reward_model):

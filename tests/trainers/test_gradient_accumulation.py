@@ -1,4 +1,5 @@
-"""Gradient accumulation gives the update of the equivalent larger batch.
+"""Gradient accumulation gives the update of the equivalent larger batch, for every trainer (they share
+one loss normalisation, `GenRecTrainer.step_loss`).
 
 One SGD step (plain SGD, no clipping: the update is proportional to the gradient, so a wrongly scaled loss
 shows; Adam's first step would hide it) with 2 micro-batches of 2 rows must equal one step on the 4 rows
@@ -7,15 +8,19 @@ would weight them wrongly; DPO keeps a random-looking number of pairs per micro-
 """
 
 import pytest
+import torch
 from posttrain_helpers import (
     FakeRewardEnsemble,
     max_abs_difference,
     posttrain_trainer,
+    tiny_config,
     tiny_model,
     trainable_state,
 )
 
+from hf_genrec import HSTUForNextItemPrediction, HSTUForRewardModeling
 from hf_genrec.data import SequenceCollator
+from hf_genrec.trainers import GenRecTrainer, PretrainConfig, PretrainTrainer, RewardConfig, RewardTrainer
 
 SETTINGS = {
     "sft": {},
@@ -28,23 +33,36 @@ SETTINGS = {
 }
 
 
+SGD_STEP = dict(max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0, disable_tqdm=True, seed=0)
+
+
 def one_step(method, tmp_path, rows, batch_size, accumulation, **settings):
-    model = tiny_model(seed=1)
-    trainer = posttrain_trainer(
-        method.split("_")[0], tmp_path, rows, model=model, reward_model=FakeRewardEnsemble(),
-        per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation, max_steps=1,
-        optim="sgd", learning_rate=0.5, max_grad_norm=0.0, **settings,
-    )
+    sizes = dict(per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation)
+    if method in ("pretrain", "reward"):  # the model's own loss, a mean over the micro-batch's positions
+        torch.manual_seed(1)
+        # Full softmax: sampled negatives would differ between the two splits of the step.
+        model_class, config_class, trainer_class = {
+            "pretrain": (HSTUForNextItemPrediction, PretrainConfig, PretrainTrainer),
+            "reward": (HSTUForRewardModeling, RewardConfig, RewardTrainer),
+        }[method]
+        model = model_class(tiny_config(loss_type="full_softmax"))
+        args = config_class(str(tmp_path), eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                            **sizes, **SGD_STEP)
+        trainer = trainer_class(model=model, args=args, train_dataset=rows)
+    else:
+        model = tiny_model(seed=1)
+        trainer = posttrain_trainer(method.split("_")[0], tmp_path, rows, model=model,
+                                    reward_model=FakeRewardEnsemble(), **sizes, **SGD_STEP, **settings)
     before = trainable_state(model)
     trainer.train()
     return before, trainable_state(model)
 
 
-@pytest.mark.parametrize("method", list(SETTINGS))
+@pytest.mark.parametrize("method", ["pretrain", "reward", *SETTINGS])
 def test_accumulated_step_equals_large_batch_step(method, tmp_path, train_rows):
     rows = variable_length_rows(train_rows)
-    start, large = one_step(method, tmp_path / "large", rows, 4, 1, **SETTINGS[method])
-    _, accumulated = one_step(method, tmp_path / "accumulated", rows, 2, 2, **SETTINGS[method])
+    start, large = one_step(method, tmp_path / "large", rows, 4, 1, **SETTINGS.get(method, {}))
+    _, accumulated = one_step(method, tmp_path / "accumulated", rows, 2, 2, **SETTINGS.get(method, {}))
     update = max_abs_difference(start, large)
     assert update > 1e-3  # the step moved the weights
     assert max_abs_difference(large, accumulated) < 1e-4 * update
@@ -53,9 +71,7 @@ def test_accumulated_step_equals_large_batch_step(method, tmp_path, train_rows):
 def test_the_comparison_detects_a_wrongly_scaled_loss(tmp_path, train_rows, monkeypatch):
     """With `loss_is_scaled_for_ga = False`, Trainer divides the step-normalised loss by the accumulation
     steps again: the accumulated update is then half the large-batch one, and the test above would fail."""
-    from hf_genrec.trainers.policy import PolicyTrainer
-
-    monkeypatch.setattr(PolicyTrainer, "loss_is_scaled_for_ga", False)
+    monkeypatch.setattr(GenRecTrainer, "loss_is_scaled_for_ga", False)
     rows = variable_length_rows(train_rows)
     start, large = one_step("sft", tmp_path / "large", rows, 4, 1)
     _, accumulated = one_step("sft", tmp_path / "accumulated", rows, 2, 2)
