@@ -25,6 +25,8 @@ import yaml
 from .models.hstu.configuration_hstu import HSTUConfig
 
 RECIPE_SECTIONS = ("description", "model", "training", "data", "method")
+# The sections that map field names to values (`description` is free text); a loaded recipe has every one.
+CONFIG_SECTIONS = ("model", "training", "data", "method")
 DATA_FIELDS = ("split",)
 
 
@@ -49,7 +51,7 @@ def _check_keys(section: str, values: dict, valid: list[str], source: str) -> No
 def load_recipe(path: str | os.PathLike | None) -> dict[str, Any]:
     """Read and check a recipe; `None` gives the empty recipe (every default)."""
     if path is None:
-        return {section: {} for section in ("model", "training", "data")}
+        return {section: {} for section in CONFIG_SECTIONS}
     if not os.path.isfile(path):
         raise RecipeError(f"Recipe file {str(path)!r} does not exist. Pass a YAML file, e.g. recipes/movielens-1m/hstu.yaml.")
     with open(path, encoding="utf-8") as f:
@@ -60,12 +62,21 @@ def load_recipe(path: str | os.PathLike | None) -> dict[str, Any]:
     if not isinstance(recipe, dict):
         raise RecipeError(f"{path}: a recipe is a mapping with sections {RECIPE_SECTIONS}, got {type(recipe).__name__}.")
     _check_keys("top level", recipe, list(RECIPE_SECTIONS), str(path))
-    for section in ("model", "training", "data", "method"):
+    for section in CONFIG_SECTIONS:
         recipe.setdefault(section, {})
         if not isinstance(recipe[section], dict):
             raise RecipeError(f"{path}: section '{section}' must be a mapping of field: value.")
     _check_keys("model", recipe["model"], model_config_fields(), str(path))
     _check_keys("data", recipe["data"], list(DATA_FIELDS), str(path))
+    return recipe
+
+
+def resolve_recipe(recipe: str | os.PathLike | dict | None) -> dict[str, Any]:
+    """The recipe a run uses: a YAML file (read and checked by `load_recipe`), a recipe dict (copied, so the
+    caller's stays as it was) or `None` (every default); every section of `CONFIG_SECTIONS` is present."""
+    recipe = dict(recipe) if isinstance(recipe, dict) else load_recipe(recipe)
+    for section in CONFIG_SECTIONS:
+        recipe.setdefault(section, {})
     return recipe
 
 
@@ -82,4 +93,5 @@ def build_training_config(config_class, values: dict[str, Any], source: str = "r
     return config_class(**values)
 
 
-__all__ = ["RecipeError", "load_recipe", "build_training_config", "model_config_fields"]
+__all__ = ["CONFIG_SECTIONS", "RecipeError", "build_training_config", "load_recipe", "model_config_fields",
+           "resolve_recipe"]

@@ -1,62 +1,67 @@
-"""Benchmark presets: model sizes, training budgets and ensemble sizes of `hf-genrec benchmark --preset`.
+"""Benchmark presets: what `hf-genrec benchmark --preset` trains, built from the recipe files.
 
-- `tiny`: a smoke test, about a minute on 2 CPU cores on the embedded synthetic data (~100k ratings): a
-  small HSTU, a few epochs, 2-member ensembles, a few optimizer steps per method.
-- `quick`: MovieLens-1M in well under an hour on 2 CPU cores: the reference HSTU shape with a shorter
-  pretraining (pass `--pretrained` to reuse a converged checkpoint), 3-member ensembles of one epoch, and
-  about half an epoch of post-training per method.
-- `full`: the faithful configuration: the `recipes/movielens-1m/` recipes (HSTU reference recipe, 5-member
-  reward ensembles of 6 epochs, 3 epochs of post-training per method) and a 5-member judge.
+The recipes in `recipes/movielens-1m/` are the one source of truth: `hstu.yaml` (pretraining),
+`reward.yaml` (the reward ensembles) and `<method>.yaml` (post-training, one per method). A preset is
+those recipes plus the overrides it declares (`from_recipes`):
 
-Post-training budgets are the same for every method (the same passes over the training rows); PPO gets
+- `full`: the recipes exactly as written (HSTU reference recipe, 5-member reward ensembles of 6 epochs, one
+  epoch of post-training per method, as the method recipes say) and a 5-member judge. An earlier copy of
+  the recipes in this module post-trained 3 epochs; the recipes, which are what users run, win.
+- `quick`: MovieLens-1M in well under an hour on 2 CPU cores. Overrides: 15 epochs of pretraining without
+  early stopping (pass `--pretrained` to reuse a converged checkpoint), 3-member ensembles of one epoch, and
+  24 optimizer steps of post-training per method (about half an epoch); the λ sweep on the first seed.
+- `tiny`: a smoke test, about a minute on 2 CPU cores on the embedded synthetic data (~100k ratings).
+  Overrides: a small HSTU (d = 32, 64 events), 12 epochs of pretraining, 2-member ensembles of 2 epochs,
+  16 optimizer steps of 64 rows per method, 8 candidates for RS-DPO/IPO.
+
+Post-training budgets are the same for every method (the same passes over the training rows); PPO takes
 `ppo_epochs` optimizer steps per rollout batch, so under a `max_steps` budget its steps are multiplied by
 `ppo_epochs` to see the same rows.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchmarkPreset", "PRESETS", "get_preset"]
+from ..recipes import load_recipe
 
-# Training values of each method, as in recipes/movielens-1m/<method>.yaml (besides the shared budget).
-METHOD_TRAINING: dict[str, dict[str, Any]] = {
-    "sft": {},
-    "rwbc": {"weighting": "reward"},
-    "asft": {"temperature": 1.0, "max_weight": 20.0, "baseline": "value", "reward_source": "observed",
-             "normalize_weights": False},
-    "dpo": {"loss_type": "sigmoid", "beta": 0.1, "num_candidates": 16, "include_logged_item": True,
-            "confidence_z": 1.0, "contexts_per_sequence": 2},
-    "ipo": {"loss_type": "ipo", "beta": 0.1, "num_candidates": 16, "include_logged_item": True,
-            "confidence_z": 1.0, "contexts_per_sequence": 2},
-    "cql": {"alpha": 10.0},  # chosen on ML-1M validation NDCG@10 among {1, 3, 10} (recipes/movielens-1m/cql.yaml)
-    "ppo": {"ppo_epochs": 4, "cliprange": 0.2, "kl_coef": 0.05, "vf_coef": 0.1, "contexts_per_sequence": 2,
-            "samples_per_context": 4, "whiten_advantages": True},
-}
+__all__ = ["BenchmarkPreset", "DEFAULT_METHODS", "PRESETS", "REFERENCE_METHOD", "from_recipes", "get_preset",
+           "recipe_path"]
+
 DEFAULT_METHODS = ("sft", "rwbc", "asft", "dpo", "ipo", "cql", "ppo")
 REFERENCE_METHOD = "rwbc"
+RECIPE_SET = "movielens-1m"
+PRETRAIN_RECIPE, REWARD_RECIPE = "hstu", "reward"
+# Recipe sections a preset takes; `description` is prose and `data.split` comes from `--split`.
+_SECTIONS = ("model", "training")
 
-# recipes/movielens-1m/hstu.yaml
-_HSTU_MODEL = {"hidden_size": 50, "num_hidden_layers": 2, "num_attention_heads": 1, "attention_dim": 50,
-               "linear_dim": 50, "max_seq_len": 200, "max_position_embeddings": 211, "input_dropout": 0.2,
-               "linear_dropout": 0.2, "similarity_temperature": 0.05, "loss_type": "sampled_softmax",
-               "num_negatives": 128}
-_HSTU_TRAINING = {"learning_rate": 1.0e-3, "adam_beta1": 0.9, "adam_beta2": 0.98, "weight_decay": 0.0,
-                  "per_device_train_batch_size": 128, "per_device_eval_batch_size": 128, "num_train_epochs": 100,
-                  "early_stopping_patience": 15, "bf16": True, "seed": 42}
-# recipes/movielens-1m/reward.yaml
-_REWARD_MODEL = {"reward_head_hidden_size": 64, "reward_min": 1.0, "reward_max": 5.0, "reward_loss_type": "mse",
-                 "value_loss_weight": 1.0}
-_REWARD_TRAINING = {"ensemble_size": 5, "bootstrap": True, "freeze_backbone": False, "next_item_loss_weight": 0.1,
-                    "learning_rate": 1.0e-3, "adam_beta2": 0.98, "weight_decay": 0.0, "lr_scheduler_type": "cosine",
-                    "per_device_train_batch_size": 128, "per_device_eval_batch_size": 512, "num_train_epochs": 6,
-                    "bf16": True, "seed": 42, "logging_steps": 10}
-# recipes/movielens-1m/sft.yaml (the budget every method shares there)
-_POSTTRAIN_TRAINING = {"learning_rate": 1.0e-4, "per_device_train_batch_size": 128, "num_train_epochs": 1,
-                       "bf16": True, "seed": 42, "logging_steps": 5}
+
+def _recipes_root() -> Path:
+    """The recipe folder: the package `hf_genrec._recipes` (the top-level `recipes/` mapped into the wheel
+    and the editable install by `pyproject.toml`), or, in a checkout used without installing, `recipes/`."""
+    try:
+        return Path(str(resources.files("hf_genrec._recipes")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "recipes"
+
+
+def recipe_path(name: str, recipe_set: str = RECIPE_SET) -> Path:
+    """Path of the recipe file `recipes/<recipe_set>/<name>.yaml`, e.g. `recipe_path("asft")`."""
+    path = _recipes_root() / recipe_set / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no recipe {recipe_set}/{name}.yaml in {path.parent}.")
+    return path
+
+
+@functools.cache
+def _recipe(name: str) -> dict[str, dict[str, Any]]:
+    recipe = load_recipe(recipe_path(name))
+    return {section: recipe[section] for section in _SECTIONS}
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,9 @@ class BenchmarkPreset:
         synthetic: `generate_synthetic_interactions` arguments for the embedded data (no `--input`).
         pretrain: the pretraining recipe (`model`, `training`).
         reward: the recipe of the reward ensemble the methods train against (`model`, `training`).
+        posttrain: the `training` section of each method's recipe, budget included.
         judge_training: training values that differ for the judge ensemble (e.g. `ensemble_size`).
         judge_seed: seed of judge member 0 (member k: + k); far from the training ensemble's seeds.
-        posttrain: training values shared by every method (the budget).
-        method_training: per-method training values (method flags).
         lambdas: A-SFT temperatures λ of the sweep.
         sweep_seeds: how many seeds the λ sweep runs (None: all of `--seeds`).
         horizon, gamma, time_gap: the judge rollout (see `hf_genrec.evaluation.judge`).
@@ -83,9 +87,8 @@ class BenchmarkPreset:
     synthetic: dict[str, Any]
     pretrain: dict[str, Any]
     reward: dict[str, Any]
-    judge_training: dict[str, Any]
-    posttrain: dict[str, Any]
-    method_training: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(METHOD_TRAINING))
+    posttrain: dict[str, dict[str, Any]]
+    judge_training: dict[str, Any] = dataclasses.field(default_factory=dict)
     lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     sweep_seeds: int | None = None
     judge_seed: int = 1000
@@ -98,11 +101,14 @@ class BenchmarkPreset:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def seed(self) -> int:
+        """Post-training seed 0 of the benchmark (seed i is this + i): the reference method's recipe seed."""
+        return int(self.posttrain[REFERENCE_METHOD]["seed"])
+
     def method_recipe(self, method: str, split: str, **overrides: Any) -> dict[str, Any]:
-        """The `posttrain` recipe of `method`: the shared budget, the method's values, then `overrides`."""
-        training = {**self.posttrain, **self.method_training.get(method, {}), **overrides}
-        if method == "ppo" and "max_steps" in training:  # same rows as the others: ppo_epochs steps per batch
-            training["max_steps"] = training["max_steps"] * training.get("ppo_epochs", 4)
+        """The `posttrain` recipe of `method`: the method's training values, then `overrides`."""
+        training = {**self.posttrain[method], **overrides}
         return {"model": {}, "training": training, "data": {"split": split}, "method": {"name": method}}
 
     def pretrain_recipe(self, split: str) -> dict[str, Any]:
@@ -117,50 +123,90 @@ class BenchmarkPreset:
         return {"model": dict(self.reward["model"]), "training": training, "data": {"split": split}, "method": {}}
 
 
-_TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "attention_dim": 32, "linear_dim": 32, "max_seq_len": 64,
-               "max_position_embeddings": 75, "num_negatives": 64}
+def _override(recipe: dict[str, dict[str, Any]], overrides: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    overrides = overrides or {}
+    unknown = set(overrides) - set(_SECTIONS)
+    if unknown:
+        raise ValueError(f"overrides of a recipe take the sections {_SECTIONS}, got {sorted(unknown)}.")
+    return {section: {**recipe[section], **overrides.get(section, {})} for section in _SECTIONS}
+
+
+def _posttrain(budget: dict[str, Any], methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each method's recipe `training` section, then the shared `budget`, then the method's own overrides."""
+    unknown = set(methods) - set(DEFAULT_METHODS)
+    if unknown:
+        raise ValueError(f"method overrides for unknown method(s) {sorted(unknown)}; valid: {DEFAULT_METHODS}.")
+    posttrain = {}
+    for method in DEFAULT_METHODS:
+        training = {**_recipe(method)["training"], **budget, **methods.get(method, {})}
+        if "ppo_epochs" in training and "max_steps" in budget and "max_steps" not in methods.get(method, {}):
+            # The same rows as the other methods: PPO takes ppo_epochs optimizer steps per rollout batch.
+            training["max_steps"] = budget["max_steps"] * training["ppo_epochs"]
+        posttrain[method] = training
+    return posttrain
+
+
+def from_recipes(
+    name: str,
+    *,
+    synthetic: dict[str, Any],
+    pretrain: dict[str, dict[str, Any]] | None = None,
+    reward: dict[str, dict[str, Any]] | None = None,
+    posttrain: dict[str, Any] | None = None,
+    methods: dict[str, dict[str, Any]] | None = None,
+    **settings: Any,
+) -> BenchmarkPreset:
+    """A preset: the `recipes/movielens-1m/` recipes with the given overrides on top (none: as written).
+
+    Args:
+        name: the preset's name.
+        synthetic: the embedded synthetic data's `generate_synthetic_interactions` arguments.
+        pretrain: `{"model": {...}, "training": {...}}` values replacing those of `hstu.yaml`.
+        reward: the same for `reward.yaml` (the judge takes them too, plus `judge_training`).
+        posttrain: training values replacing those of every method's recipe (the shared budget). A
+            `max_steps` budget is multiplied by `ppo_epochs` for PPO (the same rows as the others).
+        methods: `{method: training values}` replacing those of one method's recipe.
+        settings: the other `BenchmarkPreset` fields (`lambdas`, `judge_training`, ...).
+    """
+    return BenchmarkPreset(
+        name=name,
+        synthetic=synthetic,
+        pretrain=_override(_recipe(PRETRAIN_RECIPE), pretrain),
+        reward=_override(_recipe(REWARD_RECIPE), reward),
+        posttrain=_posttrain(posttrain or {}, methods or {}),
+        **settings,
+    )
+
+
+_ML1M_SCALE = {"num_users": 6000, "num_items": 3000, "mean_events": 160, "seed": 0}
 
 PRESETS: dict[str, BenchmarkPreset] = {
-    "tiny": BenchmarkPreset(
-        name="tiny",
+    "tiny": from_recipes(
+        "tiny",
         synthetic={"num_users": 1000, "num_items": 400, "mean_events": 100, "seed": 0},
-        pretrain={"model": _TINY_MODEL,
-                  "training": {"num_train_epochs": 12, "per_device_train_batch_size": 64,
-                               "per_device_eval_batch_size": 512, "bf16": True, "seed": 42, "logging_steps": 10}},
-        reward={"model": {"reward_head_hidden_size": 32, "reward_min": 1.0, "reward_max": 5.0},
-                "training": {"ensemble_size": 2, "bootstrap": True, "next_item_loss_weight": 0.1,
-                             "learning_rate": 1.0e-3, "num_train_epochs": 2, "per_device_train_batch_size": 64,
-                             "per_device_eval_batch_size": 512, "bf16": True, "seed": 42, "logging_steps": 10}},
+        pretrain={"model": {"hidden_size": 32, "attention_dim": 32, "linear_dim": 32, "max_seq_len": 64,
+                            "max_position_embeddings": 75, "num_negatives": 64},
+                  "training": {"num_train_epochs": 12, "early_stopping_patience": None,
+                               "per_device_train_batch_size": 64, "per_device_eval_batch_size": 512}},
+        reward={"model": {"reward_head_hidden_size": 32},
+                "training": {"ensemble_size": 2, "num_train_epochs": 2, "per_device_train_batch_size": 64}},
+        posttrain={"max_steps": 16, "per_device_train_batch_size": 64, "logging_steps": 4},
+        methods={"dpo": {"num_candidates": 8}, "ipo": {"num_candidates": 8}},
         judge_training={"ensemble_size": 2},
-        posttrain={"learning_rate": 1.0e-4, "per_device_train_batch_size": 64, "max_steps": 16, "bf16": True,
-                   "seed": 42, "logging_steps": 4},
-        method_training={**copy.deepcopy(METHOD_TRAINING),
-                         "dpo": {**METHOD_TRAINING["dpo"], "num_candidates": 8},
-                         "ipo": {**METHOD_TRAINING["ipo"], "num_candidates": 8}},
         lambdas=(0.5, 1.0, 2.0),
         eval_batch_size=512,
         bootstrap_resamples=500,
     ),
-    "quick": BenchmarkPreset(
-        name="quick",
-        synthetic={"num_users": 6000, "num_items": 3000, "mean_events": 160, "seed": 0},
-        pretrain={"model": _HSTU_MODEL,
-                  "training": {**_HSTU_TRAINING, "num_train_epochs": 15, "early_stopping_patience": None}},
-        reward={"model": _REWARD_MODEL,
-                "training": {**_REWARD_TRAINING, "ensemble_size": 3, "num_train_epochs": 1}},
+    "quick": from_recipes(
+        "quick",
+        synthetic=_ML1M_SCALE,
+        pretrain={"training": {"num_train_epochs": 15, "early_stopping_patience": None}},
+        reward={"training": {"ensemble_size": 3, "num_train_epochs": 1}},
+        posttrain={"max_steps": 24},
         judge_training={"ensemble_size": 3},
-        posttrain={**_POSTTRAIN_TRAINING, "num_train_epochs": 1, "max_steps": 24},
         sweep_seeds=1,
     ),
-    "full": BenchmarkPreset(
-        name="full",
-        synthetic={"num_users": 6000, "num_items": 3000, "mean_events": 160, "seed": 0},
-        pretrain={"model": _HSTU_MODEL, "training": _HSTU_TRAINING},
-        reward={"model": _REWARD_MODEL, "training": _REWARD_TRAINING},
-        judge_training={},
-        posttrain={**_POSTTRAIN_TRAINING, "num_train_epochs": 3},
-        bootstrap_resamples=2000,
-    ),
+    "full": from_recipes("full", synthetic=_ML1M_SCALE, bootstrap_resamples=2000),
 }
 
 

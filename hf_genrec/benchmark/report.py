@@ -25,7 +25,16 @@ from typing import Any
 import numpy as np
 
 from ..evaluation import bootstrap_mean_ci, bootstrap_relative_change_ci
-from ..evaluation.metrics import DEFAULT_KS, SUBSETS, ranking_metric_names
+from ..evaluation.metrics import (
+    DEFAULT_KS,
+    NUM_USERS,
+    SUBSET_ALL,
+    SUBSET_HIGH_REWARD_TRAJECTORY,
+    SUBSETS,
+    hr_key,
+    ndcg_key,
+    ranking_metric_names,
+)
 from .evaluation import PolicyEvaluation
 
 __all__ = [
@@ -48,8 +57,9 @@ LAMBDA_FIGURE = "asft_lambda_sweep.png"
 SCHEMA_VERSION = 1
 JUDGE = "judge"
 METRICS: tuple[str, ...] = (*ranking_metric_names(DEFAULT_KS), JUDGE)
-LABELS = {"hr@10": "HR@10", "ndcg@10": "NDCG@10", "hr@50": "HR@50", "ndcg@50": "NDCG@50", "hr@200": "HR@200",
-          "ndcg@200": "NDCG@200", "mrr": "MRR", JUDGE: "judge"}
+LABELS = {**{name: name.upper() for name in ranking_metric_names(DEFAULT_KS)}, JUDGE: "judge"}
+# The λ sweep's table and figure: NDCG@10 and HR@10 on every test user and on the post's test subset.
+SWEEP_METRICS, SWEEP_SUBSETS = (ndcg_key(10), hr_key(10)), (SUBSET_ALL, SUBSET_HIGH_REWARD_TRAJECTORY)
 METHOD_LABELS = {"pretrained": "pretrained (no post-training)", "sft": "SFT", "rwbc": "reward-weighted BC",
                  "asft": "A-SFT", "dpo": "RS-DPO", "ipo": "RS-IPO", "cql": "CQL", "ppo": "PPO"}
 
@@ -107,7 +117,7 @@ def _summarize_row(row: BenchmarkRow, reference: BenchmarkRow, subset: str, resa
             entry["spread_per_seed"] = spreads
             entry["ci95_value"] = list(bootstrap_mean_ci(averaged, num_resamples=resamples)[1:])
         metrics[metric] = entry
-    return {"num_users": int(arrays[0][JUDGE].size), "metrics": metrics}
+    return {NUM_USERS: int(arrays[0][JUDGE].size), "metrics": metrics}
 
 
 def summarize(rows: list[BenchmarkRow], reference: str = "rwbc", *, resamples: int = 1000,
@@ -130,7 +140,7 @@ def summarize(rows: list[BenchmarkRow], reference: str = "rwbc", *, resamples: i
             "hyperparameters": row.hyperparameters,
             "subsets": {subset: _summarize_row(row, reference_row, subset, resamples) for subset in subsets},
         }
-    summary["num_users"] = {subset: summary["rows"][reference]["subsets"][subset]["num_users"] for subset in subsets}
+    summary[NUM_USERS] = {subset: summary["rows"][reference]["subsets"][subset][NUM_USERS] for subset in subsets}
     return summary
 
 
@@ -211,11 +221,11 @@ def results_markdown(results: dict[str, Any]) -> str:
               f"H={config['horizon']}, γ={config['gamma']}. Wall time {results['wall_time_s'] / 60:.1f} min "
               f"(this invocation); all stages, reused ones at the time they took when they ran: "
               f"{results.get('stage_time_s', results['wall_time_s']) / 60:.1f} min.",
-              "", "Test users per subset: " + ", ".join(f"`{s}` {n}" for s, n in results["num_users"].items()) + ".",
+              "", "Test users per subset: " + ", ".join(f"`{s}` {n}" for s, n in results[NUM_USERS].items()) + ".",
               ""]
     main_rows = results["methods"]
     for subset in results["subsets"]:
-        n = results["num_users"][subset]
+        n = results[NUM_USERS][subset]
         lines += [f"## `{subset}` ({n} test users)", "",
                   "Values: mean over test users" + (", ± std across seeds" if len(seeds) > 1 else "") +
                   "; judge: discounted judge-ensemble reward (spread = std across judge members).", ""]
@@ -225,15 +235,14 @@ def results_markdown(results: dict[str, Any]) -> str:
                         lambda entry, metric: _pct_cell(entry)) + [""]
     if results["lambda_sweep"]:
         lines += ["## A-SFT λ sweep", "",
-                  "| λ | seeds | " + " | ".join(f"{LABELS[m]} ({s})" for s in ("all", "high_reward_trajectory")
-                                                for m in ("ndcg@10", "hr@10")) + " | judge (all) | % NDCG@10 vs rwbc (hrt) |",
+                  "| λ | seeds | " + " | ".join(f"{LABELS[m]} ({s})" for s in SWEEP_SUBSETS
+                                                for m in SWEEP_METRICS) + " | judge (all) | % NDCG@10 vs rwbc (hrt) |",
                   "|---|---|" + "---:|" * 6]
         for entry in results["lambda_sweep"]:
             subsets = entry["subsets"]
-            cells = [_value_cell(subsets[s]["metrics"][m], m) for s in ("all", "high_reward_trajectory")
-                     for m in ("ndcg@10", "hr@10")]
-            cells.append(_value_cell(subsets["all"]["metrics"][JUDGE], JUDGE))
-            cells.append(_pct_cell(subsets["high_reward_trajectory"]["metrics"]["ndcg@10"]))
+            cells = [_value_cell(subsets[s]["metrics"][m], m) for s in SWEEP_SUBSETS for m in SWEEP_METRICS]
+            cells.append(_value_cell(subsets[SUBSET_ALL]["metrics"][JUDGE], JUDGE))
+            cells.append(_pct_cell(subsets[SUBSET_HIGH_REWARD_TRAJECTORY]["metrics"][SWEEP_METRICS[0]]))
             lines.append(f"| {entry['temperature']:g} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
         lines.append("")
     for key, title in (("reward_table", "Reward ensemble the methods train against"),
@@ -297,27 +306,28 @@ def plot_lambda_sweep(results: dict[str, Any], path: str | os.PathLike) -> str:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     lambdas = [entry["temperature"] for entry in sweep]
     methods = results["methods"]
-    for subset, marker in (("all", "o"), ("high_reward_trajectory", "s")):
-        values = [entry["subsets"][subset]["metrics"]["ndcg@10"]["value"] for entry in sweep]
-        errors = [entry["subsets"][subset]["metrics"]["ndcg@10"]["std"] or 0.0 for entry in sweep]
+    ndcg = SWEEP_METRICS[0]
+    for subset, marker in zip(SWEEP_SUBSETS, ("o", "s")):
+        values = [entry["subsets"][subset]["metrics"][ndcg]["value"] for entry in sweep]
+        errors = [entry["subsets"][subset]["metrics"][ndcg]["std"] or 0.0 for entry in sweep]
         line = left.errorbar(lambdas, values, yerr=errors, marker=marker, capsize=3, label=f"A-SFT ({subset})")
         for reference, style in (("rwbc", "--"), ("sft", ":")):
             if reference in methods:
-                left.axhline(methods[reference]["subsets"][subset]["metrics"]["ndcg@10"]["value"], linestyle=style,
+                left.axhline(methods[reference]["subsets"][subset]["metrics"][ndcg]["value"], linestyle=style,
                              linewidth=0.9, color=line.lines[0].get_color(), alpha=0.7)
     left.set_xscale("log", base=2)
     left.set_xlabel("λ (A-SFT temperature)")
     left.set_ylabel("NDCG@10")
     left.set_title("ranking; error bars: std over seeds\n(dashed: reward-weighted BC, dotted: SFT, same colour)")
     left.legend(fontsize=8)
-    judge = [entry["subsets"]["all"]["metrics"][JUDGE] for entry in sweep]
+    judge = [entry["subsets"][SUBSET_ALL]["metrics"][JUDGE] for entry in sweep]
     values = [j["value"] for j in judge]
     low = [j["value"] - (j["ci95_value"][0] if j["ci95_value"][0] is not None else j["value"]) for j in judge]
     high = [(j["ci95_value"][1] if j["ci95_value"][1] is not None else j["value"]) - j["value"] for j in judge]
     right.errorbar(lambdas, values, yerr=[low, high], marker="o", capsize=3, label="A-SFT")
     for reference, style in (("rwbc", "--"), ("sft", ":")):
         if reference in methods:
-            right.axhline(methods[reference]["subsets"]["all"]["metrics"][JUDGE]["value"], linestyle=style,
+            right.axhline(methods[reference]["subsets"][SUBSET_ALL]["metrics"][JUDGE]["value"], linestyle=style,
                           linewidth=0.9, color="gray")
     right.set_xscale("log", base=2)
     right.set_xlabel("λ (A-SFT temperature)")

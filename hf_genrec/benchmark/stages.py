@@ -1,11 +1,20 @@
-"""Resumable stages: each stage's directory is named by a hash of its inputs and finished by a marker.
+"""Resumable stages: a stage is a function whose directory is named by a hash of its inputs.
 
 A stage is one unit of work of the benchmark (prepare, pretrain, a reward ensemble, one post-training run,
-one evaluation). Its *inputs* are a JSON-serialisable dict of everything its output depends on: its own
-arguments and the keys of the stages it reads from. The stage key is a hash of that dict, so:
+one evaluation): a plain function declared with `@stage(name)` that writes under the directory it is given
+and returns a JSON-serialisable summary. `StageStore.run(function, **inputs)` calls it with `inputs` and
+derives the stage key from those same inputs (SHA-256 of their canonical JSON), where
 
-- re-running with the same arguments finds `stages/<name>-<key>/stage.json` and skips the work;
-- changing an argument changes the key of the stage that takes it and, through the upstream keys, of every
+- a `Stage` input (the result of an upstream stage) contributes its name and key, and reaches the function
+  as the path of its output;
+- a `Given` input (a file or model from outside the store) contributes its path and content fingerprint,
+  and reaches the function as its path;
+- any other input contributes its value.
+
+So:
+
+- re-running with the same inputs finds `stages/<name>-<key>/stage.json` and skips the work;
+- changing an input changes the key of the stage that takes it and, through the upstream keys, of every
   stage downstream of it, and only those are recomputed (the old directories stay, unused);
 - a stage interrupted half-way has a directory but no marker: it is wiped and rerun.
 
@@ -30,14 +39,18 @@ from ..utils.io import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MARKER", "Stage", "StageStore", "file_fingerprint", "stage_key"]
+__all__ = ["MARKER", "Given", "Stage", "StageStore", "file_fingerprint", "model_fingerprint", "stage", "stage_key"]
 
 MARKER = "stage.json"
 KEY_LENGTH = 12
 
 
 def _canonical(value: Any) -> Any:
-    """JSON-able form of `value`: tuples as lists, paths as strings, dict keys sorted by `json.dumps`."""
+    """JSON-able form of `value`: tuples as lists, paths as strings, stages and given files by identity."""
+    if isinstance(value, Stage):
+        return f"{value.name}-{value.key}"
+    if isinstance(value, Given):
+        return {"path": str(value.path), "fingerprint": value.fingerprint}
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -69,14 +82,72 @@ def file_fingerprint(path: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
+def model_fingerprint(directory: str | os.PathLike) -> str:
+    """Content hash of a saved model or ensemble directory: its JSON and safetensors files, not checkpoints."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{str(directory)!r} is not a directory.")
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors")
+                   and "checkpoints" not in p.relative_to(directory).parts)
+    if not files:
+        raise FileNotFoundError(f"{str(directory)!r} holds no model files (config.json, *.safetensors).")
+    return "-".join(file_fingerprint(f)[:8] for f in files)
+
+
+@dataclass(frozen=True)
+class Given:
+    """A file or saved model from outside the store (`--input`, `--pretrained`, ...), keyed by its content."""
+
+    path: Path
+    fingerprint: str
+
+    @classmethod
+    def file(cls, path: str | os.PathLike) -> Given:
+        """A data file (or directory of files), fingerprinted by its whole content."""
+        return cls(Path(path).resolve(), file_fingerprint(path))
+
+    @classmethod
+    def model(cls, directory: str | os.PathLike) -> Given:
+        """A saved model or reward ensemble, fingerprinted by its weights and configs (`model_fingerprint`)."""
+        return cls(Path(directory).resolve(), model_fingerprint(directory))
+
+    @property
+    def output(self) -> Path:
+        """What a stage taking it as input receives: its path (as a `Stage` gives its output)."""
+        return self.path
+
+
+def stage(name: str, *, output: str = "", unkeyed: tuple[str, ...] = ()) -> Callable:
+    """Declare `function(output_dir, **inputs) -> dict` as the stage `name` for `StageStore.run`.
+
+    Args:
+        name: the stage's name (its directories are `stages/<name>-<key>/`).
+        output: the file or subdirectory of the stage directory the function writes its product to (`""`:
+            the stage directory itself); the function and downstream stages receive this path.
+        unkeyed: inputs that do not change the outputs (e.g. `show_progress`): passed, not hashed.
+    """
+
+    def declare(function: Callable) -> Callable:
+        function.stage_name, function.stage_output, function.stage_unkeyed = name, output, unkeyed
+        return function
+
+    return declare
+
+
 @dataclass
 class Stage:
-    """One stage: `name`, `key`, its directory `path` and (once done) the record in its marker."""
+    """One finished (or planned) stage: `name`, `key`, its directory `path` and where its product lives."""
 
     name: str
     key: str
     path: Path
     inputs: dict[str, Any]
+    output_name: str = ""
+
+    @property
+    def output(self) -> Path:
+        """Where the stage wrote its product (a model, an ensemble, the prepared data, a ratings file)."""
+        return self.path / self.output_name if self.output_name else self.path
 
     @property
     def marker(self) -> Path:
@@ -101,45 +172,64 @@ class StageStore:
     Example:
 
     ```python
+    >>> @stage("pretrain", output="model")
+    ... def pretrain_model(output, *, data, recipe):
+    ...     return pretrain(data, output, recipe=recipe)
     >>> store = StageStore("runs/bench")
-    >>> stage = store.run("pretrain", {"data": data.key, "recipe": recipe}, lambda path: pretrain(..., path))
-    >>> stage.path, stage.result  # the directory and what the function returned (JSON)
+    >>> model = store.run(pretrain_model, data=data_stage, recipe=recipe)  # keyed by data_stage's key and recipe
+    >>> model.output, model.result  # the model directory and what the function returned (JSON)
     ```
+
+    Args:
+        root: the directory holding `stages/`.
+        progress: an optional `tqdm` bar advanced by one per stage (run or reused).
     """
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, progress: Any = None):
         self.root = Path(root)
+        self.progress = progress
         self.history: list[dict[str, Any]] = []
 
-    def stage(self, name: str, inputs: dict[str, Any]) -> Stage:
-        key = stage_key({"stage": name, **inputs})
-        return Stage(name=name, key=key, path=self.root / "stages" / f"{name}-{key}", inputs=_canonical(inputs))
+    def stage(self, function: Callable, **inputs: Any) -> Stage:
+        """The stage `function` would run for `inputs` (finished or not)."""
+        name = function.stage_name
+        keyed = {k: v for k, v in inputs.items() if k not in function.stage_unkeyed}
+        key = stage_key({"stage": name, **keyed})
+        return Stage(name=name, key=key, path=self.root / "stages" / f"{name}-{key}", inputs=_canonical(keyed),
+                     output_name=function.stage_output)
 
-    def run(
-        self, name: str, inputs: dict[str, Any], function: Callable[[Path], dict[str, Any] | None], label: str = ""
-    ) -> Stage:
-        """Return the finished stage `name` for `inputs`, running `function(stage_dir)` first if needed.
+    def run(self, function: Callable, /, *, label: str | None = None, **inputs: Any) -> Stage:
+        """Return the finished stage of `function` for `inputs`, running `function(output, **inputs)` if needed.
 
-        `function` writes its outputs under the directory it is given and returns a JSON-serialisable
-        summary, saved in the marker as `result`.
+        `Stage` and `Given` inputs reach `function` as their output paths. `function` writes under the path
+        it is given and returns a JSON-serialisable summary, saved in the marker as `result`. `label` names
+        the stage in logs and `history` (default: the stage's name).
         """
-        stage = self.stage(name, inputs)
-        label = label or name
-        if stage.done:
-            logger.info("stage %-28s %s  reused (finished earlier)", label, stage.key)
-            self.history.append({"stage": name, "label": label, "key": stage.key, "cached": True,
-                                 "seconds": stage.record().get("seconds")})
-            return stage
-        if stage.path.exists():  # interrupted earlier: its outputs cannot be trusted
-            shutil.rmtree(stage.path)
-        stage.path.mkdir(parents=True)
-        logger.info("stage %-28s %s  running", label, stage.key)
+        planned = self.stage(function, **inputs)
+        label = label or planned.name
+        if self.progress is not None:
+            self.progress.set_postfix_str(label)
+        if planned.done:
+            logger.info("stage %-28s %s  reused (finished earlier)", label, planned.key)
+            self._log(planned, label, cached=True, seconds=planned.record().get("seconds"))
+            return planned
+        if planned.path.exists():  # interrupted earlier: its outputs cannot be trusted
+            shutil.rmtree(planned.path)
+        planned.path.mkdir(parents=True)
+        logger.info("stage %-28s %s  running", label, planned.key)
+        arguments = {k: v.output if isinstance(v, (Stage, Given)) else v for k, v in inputs.items()}
         started = time.time()
-        result = function(stage.path)
+        result = function(planned.output, **arguments)
         seconds = round(time.time() - started, 1)
-        write_json(stage.marker, {"stage": name, "label": label, "key": stage.key, "inputs": stage.inputs,
-                                  "result": _canonical(result or {}), "started": started,
-                                  "finished": time.time(), "seconds": seconds})
-        logger.info("stage %-28s %s  done in %.1f s", label, stage.key, seconds)
-        self.history.append({"stage": name, "label": label, "key": stage.key, "cached": False, "seconds": seconds})
-        return stage
+        write_json(planned.marker, {"stage": planned.name, "label": label, "key": planned.key,
+                                    "inputs": planned.inputs, "result": _canonical(result or {}),
+                                    "started": started, "finished": time.time(), "seconds": seconds})
+        logger.info("stage %-28s %s  done in %.1f s", label, planned.key, seconds)
+        self._log(planned, label, cached=False, seconds=seconds)
+        return planned
+
+    def _log(self, stage: Stage, label: str, cached: bool, seconds: float | None) -> None:
+        self.history.append({"stage": stage.name, "label": label, "key": stage.key, "cached": cached,
+                             "seconds": seconds})
+        if self.progress is not None:
+            self.progress.update(1)

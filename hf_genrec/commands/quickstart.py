@@ -12,7 +12,13 @@ from typing import Any
 from ..data import SequenceCollator, generate_synthetic_interactions, write_movielens_file
 from ..data.prepared import load_prepared, prepare_dataset
 from ..evaluation import MostPopularRecommender, evaluate_ranking, flatten_metrics
-from ..evaluation.metrics import SUBSETS
+from ..evaluation.metrics import (
+    SUBSET_HIGH_REWARD_TARGET,
+    SUBSETS,
+    metric_key,
+    ndcg_key,
+    ranking_metric_names,
+)
 from ..utils.io import write_json
 from ..workflows.pretrain import pretrain
 
@@ -60,7 +66,7 @@ def quickstart(
         popular, splits["test"], SequenceCollator(max_seq_len=QUICKSTART_RECIPE["model"]["max_seq_len"]),
         subsets=SUBSETS,
     ))
-    columns = ["hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr", "high_reward_target/ndcg@10"]
+    columns = [*ranking_metric_names((10, 50)), metric_key(ndcg_key(10), SUBSET_HIGH_REWARD_TARGET)]
     table = format_table({"most popular": baseline, "HSTU (pretrained)": report["test"]}, columns)
     summary = {"hstu": report["test"], "most_popular": baseline, "table": table,
                "seconds_per_epoch": report["seconds_per_epoch"], "best_epoch": report["best_epoch"]}

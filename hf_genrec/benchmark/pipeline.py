@@ -1,0 +1,379 @@
+"""The post-training benchmark as a sequence of resumable stages (`hf-genrec benchmark`).
+
+    synthesize (without --input) -> prepare -> pretrain (or --pretrained) -> reward (or --reward-model)
+    -> judge (or --judge-model; other seeds, only for evaluation) -> posttrain for every method x seed and
+    A-SFT's λ sweep -> evaluate every model (full-catalogue ranks and the judge rollout on the test split)
+    -> statistics, `results.json`, `results.md` and the figures.
+
+Each stage is a plain function below, declared with `@stage`. `StageStore.run(function, **inputs)` keys it
+by a hash of the inputs it is given (an upstream stage by its key, a given file or model by its content),
+so a second run with the same arguments reuses what is finished and a changed argument recomputes only the
+stages downstream of it.
+
+Seeds (`seeds=N`) vary post-training only: post-training seed i is the preset's seed + i. The pretrained
+model and both reward ensembles are shared across seeds (they are the fixed starting point and environment
+every method is compared on, and sharing them keeps the run N times cheaper than repeating everything).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..data import generate_synthetic_interactions, write_movielens_file
+from ..data.prepared import load_prepared, prepare_dataset
+from ..evaluation.metrics import SUBSETS
+from ..recipes import build_training_config
+from ..rewards import RewardEnsemble, format_reward_table, reward_table
+from ..rewards.ensemble import ENSEMBLE_FILE
+from ..trainers import RewardConfig
+from ..workflows.posttrain import METHODS, posttrain
+from ..workflows.pretrain import pretrain
+from ..workflows.reward import METRICS_FILE, reward, train_plus_validation, train_reward_ensemble
+from .evaluation import evaluate_policy, load_evaluation
+from .presets import DEFAULT_METHODS, REFERENCE_METHOD, BenchmarkPreset
+from .report import (
+    IMPROVEMENT_FIGURE,
+    LAMBDA_FIGURE,
+    METRICS,
+    RESULTS_JSON,
+    RESULTS_MD,
+    SCHEMA_VERSION,
+    BenchmarkRow,
+    plot_improvements,
+    plot_lambda_sweep,
+    results_markdown,
+    summarize,
+    write_json_strict,
+)
+from .stages import Given, Stage, StageStore, stage
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["JUDGE_DATA", "BenchmarkSpec", "needs_reward_model", "run_benchmark"]
+
+# The events the judge ensemble may train on (`--judge-data`).
+JUDGE_DATA = ("train", "train+validation")
+# Stages whose outputs every post-training seed shares.
+SHARED_STAGES = ("prepare", "pretrain", "reward", "judge")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """What one benchmark run compares (the checked arguments of `hf-genrec benchmark`).
+
+    Attributes:
+        preset: the models, budgets and statistics settings.
+        methods: post-training methods, `REFERENCE_METHOD` among them.
+        seeds: number of post-training seeds.
+        split: `leave-one-out` or `temporal`.
+        ratings: a ratings file (`None`: the preset's synthetic data) and `loader`, its `prepare_dataset` flags.
+        pretrained / reward_model / judge_model: given models used instead of training them.
+        judge_data: one of `JUDGE_DATA`, the events the judge trains on.
+        lambdas: A-SFT temperatures of the λ sweep (empty: no sweep).
+        command: the command line recorded in the results.
+    """
+
+    preset: BenchmarkPreset
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    seeds: int = 1
+    split: str = "leave-one-out"
+    ratings: Given | None = None
+    loader: dict[str, Any] = field(default_factory=dict)
+    pretrained: Given | None = None
+    reward_model: Given | None = None
+    judge_model: Given | None = None
+    judge_data: str = "train"
+    lambdas: tuple[float, ...] = ()
+    command: str = "(Python API)"
+
+
+def needs_reward_model(method: str, training: dict[str, Any]) -> bool:
+    """Whether `method` with these training values queries the reward ensemble: the trainer's own rule.
+
+    The config dataclass is only built in memory (a `TrainingArguments` does not create its `output_dir`).
+    """
+    config_class, trainer_class, implied = METHODS[method]
+    return trainer_class.needs_reward_model(build_training_config(config_class, {**implied, **training}))
+
+
+# --------------------------------------------------------------------------------------------- stages
+@stage("synthesize", output="ratings.dat")
+def synthesize(output: Path, *, synthetic: dict[str, Any]) -> dict[str, Any]:
+    """The embedded synthetic data (`generate_synthetic_interactions(**synthetic)`) as a MovieLens file."""
+    interactions = generate_synthetic_interactions(**synthetic)
+    write_movielens_file(interactions, output)
+    return {"num_interactions": len(interactions)}
+
+
+@stage("prepare", output="data")
+def prepare_data(output: Path, *, ratings: Path, **loader: Any) -> dict[str, Any]:
+    """`prepare_dataset` on the ratings file with the loader flags of `hf-genrec prepare`."""
+    return prepare_dataset(ratings, output, **loader)
+
+
+@stage("pretrain", output="model")
+def pretrain_model(output: Path, *, data: Path, recipe: dict[str, Any]) -> dict[str, Any]:
+    report = pretrain(data, output, recipe=recipe, overwrite=True)
+    return {"test": report["test"], "best_epoch": report["best_epoch"],
+            "total_runtime_s": report["total_runtime_s"]}
+
+
+@stage("reward", output="ensemble")
+def train_reward_model(output: Path, *, data: Path, pretrained: Path, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The reward ensemble the methods train against, and its reward table on the test split."""
+    report = reward(data, pretrained, output, recipe=recipe, overwrite=True)
+    return {"table": report["table"], "markdown": report["markdown"],
+            "train_runtime_s": report["train_runtime_s"], "seeds": report["seeds"]}
+
+
+@stage("judge", output="ensemble")
+def train_judge(output: Path, *, data: Path, pretrained: Path, recipe: dict[str, Any], judge_data: str) -> dict:
+    """The judge: a separate ensemble (other seeds) on the training events, or on the training and
+    validation events (the test targets stay held out; validation RMSE can then no longer pick an epoch, so
+    every member trains its full epochs)."""
+    if judge_data == "train":
+        return train_reward_model(output, data=data, pretrained=pretrained, recipe=recipe)
+    split = recipe["data"]["split"]
+    splits, vocabulary = load_prepared(data, split)
+    training = {**recipe["training"], "output_dir": str(output / "checkpoints"), "load_best_model_at_end": False}
+    args = build_training_config(RewardConfig, training)
+    ensemble = train_reward_ensemble(
+        pretrained, train_plus_validation(splits), splits["validation"], args, vocabulary=vocabulary,
+        model_overrides=recipe["model"],
+        trained_on={"data": str(data), "split": split, "training_split": judge_data, "judge": True,
+                    "pretrained_model": str(pretrained)},
+    )
+    ensemble.save_pretrained(output)
+    return {"ensemble_size": ensemble.num_members, "seeds": ensemble.seeds}
+
+
+@stage("reward_table")
+def score_given_ensemble(output: Path, *, ensemble: Path, data: Path, split: str) -> dict[str, Any]:
+    """The reward table of a given ensemble: its `reward_metrics.json` if any, else computed on the test split."""
+    metrics_file = ensemble / METRICS_FILE
+    if metrics_file.is_file():
+        table = json.loads(metrics_file.read_text(encoding="utf-8"))["table"]
+    else:
+        splits, _ = load_prepared(data, split)
+        table = reward_table(RewardEnsemble.from_pretrained(ensemble), splits)
+    return {"table": table, "markdown": format_reward_table(table)}
+
+
+@stage("posttrain", output="model")
+def posttrain_model(output: Path, *, data: Path, pretrained: Path, method: str, recipe: dict[str, Any], seed: int,
+                    reward_model: Path | None) -> dict[str, Any]:
+    report = posttrain(data, pretrained, output, method=method, reward_model=reward_model, recipe=recipe, seed=seed,
+                       overwrite=True, evaluate=False)  # the evaluate stage ranks the test split
+    return {"global_steps": report["global_steps"], "train_runtime_s": report["train_runtime_s"],
+            "last_train_log": report["last_train_log"]}
+
+
+@stage("evaluate", unkeyed=("show_progress",))
+def evaluate_model(output: Path, *, model: Path, data: Path, split: str, judge: Path, horizon: int, gamma: float,
+                   time_gap: int, batch_size: int, show_progress: bool = True) -> dict[str, Any]:
+    """Full-catalogue ranks and the judge rollout of `model` on the test split, saved per user."""
+    splits, _ = load_prepared(data, split)
+    evaluation = evaluate_policy(model, RewardEnsemble.from_pretrained(judge), splits["test"],
+                                 batch_size=batch_size, horizon=horizon, gamma=gamma, time_gap=time_gap,
+                                 show_progress=show_progress)
+    evaluation.save(output)
+    metrics = evaluation.ranking.metrics(subsets=SUBSETS)
+    return {"all": metrics["all"], "judge": evaluation.judge.mean(), "judge_spread": evaluation.judge.spread()}
+
+
+# ------------------------------------------------------------------------------------------ the run
+def check_separate_ensembles(reward_dir: Path, judge_dir: Path) -> None:
+    """The judge must not be the ensemble the methods trained against (nor share a member with it)."""
+    if reward_dir.resolve() == judge_dir.resolve():
+        raise ValueError("the judge ensemble is the training reward ensemble; pass a separate --judge-model.")
+    manifests = [json.loads((d / ENSEMBLE_FILE).read_text(encoding="utf-8")) for d in (reward_dir, judge_dir)]
+    same_data = manifests[0].get("trained_on", {}).get("data") == manifests[1].get("trained_on", {}).get("data")
+    shared = set(manifests[0].get("seeds") or []) & set(manifests[1].get("seeds") or [])
+    if same_data and shared:
+        raise ValueError(
+            f"the judge ensemble shares seeds {sorted(shared)} with the training reward ensemble on the same data; "
+            "train the judge with other seeds (e.g. hf-genrec reward --seed 1000)."
+        )
+
+
+def _reward_ensembles(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given):
+    """The ensemble the methods train against and the judge (trained, or given), and their reward tables."""
+    preset, split = spec.preset, spec.split
+    reward_model = spec.reward_model or store.run(
+        train_reward_model, data=data, pretrained=pretrained, recipe=preset.reward_recipe(split))
+    judge = spec.judge_model or store.run(
+        train_judge, data=data, pretrained=pretrained, recipe=preset.reward_recipe(split, judge=True),
+        judge_data=spec.judge_data)
+    check_separate_ensembles(reward_model.output, judge.output)
+    tables = {}
+    for role, ensemble in (("reward", reward_model), ("judge", judge)):
+        if isinstance(ensemble, Given):
+            ensemble = store.run(score_given_ensemble, ensemble=ensemble, data=data, split=split,
+                                 label=f"{role} (given)")
+        result = ensemble.result
+        tables[role] = {"table": result["table"], "markdown": result["markdown"]} if "table" in result else None
+    return reward_model, judge, tables
+
+
+def _plan(spec: BenchmarkSpec) -> list[tuple[str, str, str, dict[str, Any], int]]:
+    """The post-training runs: (row name, method, kind, training overrides, number of seeds) per row."""
+    plan = [(method, method, "method", {}, spec.seeds) for method in spec.methods]
+    if "asft" in spec.methods:
+        sweep_seeds = min(spec.preset.sweep_seeds or spec.seeds, spec.seeds)
+        main_temperature = spec.preset.posttrain["asft"].get("temperature")
+        plan += [(f"asft@{lam:g}", "asft", "sweep", {"temperature": lam}, sweep_seeds)
+                 for lam in spec.lambdas if lam != main_temperature]
+    return plan
+
+
+def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+                reward_model: Stage | Given, evaluate) -> list[BenchmarkRow]:
+    """Every method x seed and the λ sweep, post-trained and evaluated: one `BenchmarkRow` per plan entry."""
+    plan = _plan(spec)
+    evaluations: dict[str, list] = {name: [] for name, *_ in plan}
+    # Seed-major order: every method (and the sweep) for the first seed before the next seed, so that an
+    # interrupted run already holds complete tables for its first seeds.
+    for i in range(spec.seeds):
+        seed = spec.preset.seed + i
+        for name, method, _, overrides, num_seeds in plan:
+            if i >= num_seeds:
+                continue
+            recipe = spec.preset.method_recipe(method, spec.split, **overrides)
+            uses_reward = needs_reward_model(method, recipe["training"])
+            model = store.run(posttrain_model, data=data, pretrained=pretrained, method=method, recipe=recipe,
+                              seed=seed, reward_model=reward_model if uses_reward else None,
+                              label=f"{name} seed {seed}")
+            evaluated = evaluate(model=model, label=f"evaluate {name} seed {seed}")
+            evaluations[name].append((seed, load_evaluation(evaluated.output)))
+    rows = []
+    for name, method, kind, overrides, _ in plan:
+        training = spec.preset.method_recipe(method, spec.split, **overrides)["training"]
+        rows.append(BenchmarkRow(
+            name=name, method=method, kind=kind, evaluations=[e for _, e in evaluations[name]],
+            seeds=[seed for seed, _ in evaluations[name]], hyperparameters=training,
+            temperature=training.get("temperature") if method == "asft" else None,
+        ))
+    return rows
+
+
+def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_progress: bool = True) -> dict:
+    """Run (or resume) the benchmark `spec` under `output_dir`; write `results.json`, `results.md`, figures.
+
+    Stages live under `output_dir/stages/<stage>-<key>/`. Returns the content of `results.json` plus
+    `markdown`.
+    """
+    start = time.time()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    preset = spec.preset
+    num_runs = sum(num_seeds for *_, num_seeds in _plan(spec))
+    num_stages = (spec.ratings is None) + 1 + (spec.pretrained is None) + 2 + 1 + 2 * num_runs
+    with tqdm(total=num_stages, desc="benchmark stages", unit="stage", disable=not show_progress) as bar:
+        store = StageStore(output_dir, progress=bar)
+        ratings = spec.ratings or store.run(synthesize, synthetic=preset.synthetic)
+        data = store.run(prepare_data, ratings=ratings, **spec.loader)
+        pretrained = spec.pretrained or store.run(pretrain_model, data=data, recipe=preset.pretrain_recipe(spec.split))
+        reward_model, judge, tables = _reward_ensembles(store, spec, data, pretrained)
+        evaluate = functools.partial(
+            store.run, evaluate_model, data=data, split=spec.split, judge=judge, horizon=preset.horizon,
+            gamma=preset.gamma, time_gap=preset.time_gap, batch_size=preset.eval_batch_size,
+            show_progress=show_progress)
+        evaluated = evaluate(model=pretrained, label="evaluate pretrained")
+        rows = [BenchmarkRow(name="pretrained", method="pretrained", kind="pretrained",
+                             evaluations=[load_evaluation(evaluated.output)])]
+        rows += _post_train(store, spec, data, pretrained, reward_model, evaluate)
+
+    logger.info("computing statistics (%d bootstrap resamples)", preset.bootstrap_resamples)
+    summary = summarize(rows, REFERENCE_METHOD, resamples=preset.bootstrap_resamples)
+    models = {"pretrained": pretrained, "reward": reward_model, "judge": judge}
+    results = _results(spec, summary, models, tables, store.history, wall_time_s=time.time() - start)
+    markdown = _write_outputs(output_dir, results)
+    logger.info("benchmark finished in %.1f min: %s", results["wall_time_s"] / 60, output_dir / RESULTS_MD)
+    return {**results, "markdown": markdown}
+
+
+# ------------------------------------------------------------------------------------------ results
+def _describe_ensemble(ensemble: Stage | Given, data: str) -> str:
+    manifest = json.loads((ensemble.output / ENSEMBLE_FILE).read_text(encoding="utf-8"))
+    seeds = manifest.get("seeds") or []
+    seed_text = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds}"
+    origin = f"given ({ensemble.output})" if isinstance(ensemble, Given) else f"trained on {data} events"
+    return f"{manifest['num_members']}-member ensemble, {seed_text}, {origin}"
+
+
+def _dataset_name(spec: BenchmarkSpec) -> str:
+    if spec.ratings is not None:
+        return str(spec.ratings.path)
+    return "embedded synthetic data (" + ", ".join(f"{k}={v}" for k, v in spec.preset.synthetic.items()) + ")"
+
+
+def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Stage | Given],
+             tables: dict[str, Any], history: list[dict[str, Any]], wall_time_s: float) -> dict[str, Any]:
+    """The content of `results.json` (see docs/benchmark.md)."""
+    preset = spec.preset
+    table_rows = {name: row for name, row in summary["rows"].items() if row["kind"] != "sweep"}
+    sweep = sorted(
+        [{"temperature": row["temperature"], "row": name, "seeds": row["seeds"], "subsets": row["subsets"]}
+         for name, row in summary["rows"].items() if row["method"] == "asft" and row["temperature"] in spec.lambdas],
+        key=lambda entry: entry["temperature"],
+    )
+    config = {
+        "dataset": _dataset_name(spec),
+        "command": spec.command,
+        "preset": preset.name,
+        "preset_settings": preset.to_dict(),
+        "methods": list(spec.methods),
+        "seeds": [preset.seed + i for i in range(spec.seeds)],
+        "split": spec.split,
+        "reference": REFERENCE_METHOD,
+        "pretrained": str(models["pretrained"].output),
+        "reward_model": str(models["reward"].output),
+        "judge_model": str(models["judge"].output),
+        "judge": _describe_ensemble(models["judge"], spec.judge_data),
+        "training_ensemble": _describe_ensemble(models["reward"], "train"),
+        "judge_data": spec.judge_data,
+        "horizon": preset.horizon,
+        "gamma": preset.gamma,
+        "time_gap_s": preset.time_gap,
+        "lambdas": list(spec.lambdas),
+        "shared_across_seeds": list(SHARED_STAGES),
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "config": config,
+        "subsets": list(SUBSETS),
+        "metrics": list(METRICS),
+        "num_users": summary["num_users"],
+        "methods": table_rows,
+        "lambda_sweep": sweep,
+        "reward_table": tables["reward"],
+        "judge_reward_table": tables["judge"],
+        "stages": history,
+        "wall_time_s": round(wall_time_s, 1),
+        # What the whole pipeline costs, reused stages counted at the time they took when they ran: a rerun's
+        # wall time alone says nothing about it.
+        "stage_time_s": round(sum(stage.get("seconds") or 0.0 for stage in history), 1),
+    }
+
+
+def _write_outputs(output_dir: Path, results: dict[str, Any]) -> str:
+    """`results.json`, `results.md` and the figures (when matplotlib is installed); returns the markdown."""
+    markdown = results_markdown(results)
+    write_json_strict(output_dir / RESULTS_JSON, results)
+    (output_dir / RESULTS_MD).write_text(markdown, encoding="utf-8")
+    try:
+        plot_improvements(results, output_dir / IMPROVEMENT_FIGURE)
+        if results["lambda_sweep"]:
+            plot_lambda_sweep(results, output_dir / LAMBDA_FIGURE)
+    except ImportError:  # matplotlib is an optional dependency (the `dev` extra)
+        logger.warning("matplotlib is not installed: no figures (pip install matplotlib); the tables are written")
+    return markdown
