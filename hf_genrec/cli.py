@@ -6,8 +6,13 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+
+if TYPE_CHECKING:  # the workflows import torch and transformers: `--help` stays fast without them
+    from .workflows import RunOptions
 
 logger = logging.getLogger("hf_genrec")
 
@@ -186,8 +191,8 @@ def _add_quickstart(subparsers) -> None:
 
 
 def _add_benchmark(subparsers) -> None:
+    from .benchmark.pipeline import JUDGE_DATA
     from .benchmark.presets import DEFAULT_METHODS, PRESETS
-    from .commands.benchmark import JUDGE_DATA
     from .workflows.posttrain import METHODS
 
     p = subparsers.add_parser(
@@ -231,6 +236,113 @@ def _add_benchmark(subparsers) -> None:
                    help="A-SFT temperatures of the λ sweep (default: the preset's; none: no sweep).")
 
 
+def _run_options(args: argparse.Namespace, **training: Any) -> RunOptions:
+    """The shared run flags of a training subcommand as `RunOptions` (flags a subcommand lacks keep their defaults).
+
+    `training` holds subcommand-specific config fields; unset ones (`None`) are left to the recipe.
+    """
+    from .workflows import RunOptions
+
+    training["bf16"] = False if getattr(args, "no_bf16", False) else None
+    overrides = {name: value for name, value in training.items() if value is not None}
+    return RunOptions(
+        epochs=args.epochs, seed=args.seed, max_steps=args.max_steps, training_overrides=overrides or None,
+        overwrite=args.overwrite, resume=getattr(args, "resume", False), push_to_hub=args.push_to_hub,
+        hub_private=args.hub_private,
+    )
+
+
+def _print_written(what: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    print(f"{what} written to {args.output}")
+    if report.get("hub_commit_url"):
+        print(f"Pushed to the Hub: {report['hub_commit_url']}")
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    from .data.prepared import prepare_dataset
+
+    manifest = prepare_dataset(
+        args.input, args.output, format=args.format, sep=args.sep, columns=args.columns, header=args.header,
+        catalog=args.catalog, rating_scale=args.rating_scale, duplicates=args.duplicates, overwrite=args.overwrite,
+    )
+    print(json.dumps(manifest, indent=2))
+    print(f"Prepared dataset written to {args.output}")
+
+
+def _run_pretrain(args: argparse.Namespace) -> None:
+    from .workflows import pretrain
+
+    report = pretrain(args.data, args.output, recipe=args.recipe, options=_run_options(args))
+    print(json.dumps({key: report[key] for key in ("validation", "test", "best_epoch", "seconds_per_epoch")},
+                     indent=2))
+    _print_written("Model, vocabulary, model card, recipe.yaml and metrics.json", args, report)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from .workflows import evaluate_model
+
+    metrics = evaluate_model(args.model, args.data, split=args.split, subset=args.subset,
+                             split_method=args.split_method, batch_size=args.batch_size, output=args.output)
+    print(json.dumps(metrics, indent=2))
+    print(f"Metrics written to {args.output}")
+
+
+def _run_reward(args: argparse.Namespace) -> None:
+    from .workflows import reward
+    from .workflows.reward import METRICS_FILE
+
+    report = reward(args.data, args.model, args.output, ensemble_size=args.ensemble, recipe=args.recipe,
+                    options=_run_options(args))
+    print(report["markdown"])
+    _print_written(f"Ensemble ({report['ensemble_size']} members) and {METRICS_FILE}", args, report)
+
+
+def _run_posttrain(args: argparse.Namespace) -> None:
+    from .workflows import posttrain
+
+    method_overrides = {name: getattr(args, name) for name in [*POSTTRAIN_METHOD_FLAGS, "normalize_weights"]
+                        if getattr(args, name) is not None}
+    options = _run_options(args, learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size)
+    report = posttrain(args.data, args.model, args.output, method=args.method, reward_model=args.reward_model,
+                       recipe=args.recipe, method_overrides=method_overrides, lora_r=args.lora_r, options=options)
+    print(json.dumps({key: report[key] for key in ("method", "test", "train_runtime_s")}, indent=2))
+    _print_written("Model, vocabulary, model card, recipe.yaml and metrics.json", args, report)
+
+
+def _run_quickstart(args: argparse.Namespace) -> None:
+    from .commands.quickstart import quickstart
+
+    summary = quickstart(args.output, num_users=args.users, num_items=args.items, epochs=args.epochs, seed=args.seed)
+    print(summary["table"])
+    print(f"Outputs written to {args.output}")
+
+
+def _run_benchmark(args: argparse.Namespace) -> None:
+    from .commands.benchmark import benchmark
+
+    results = benchmark(
+        args.output, input_path=args.input, format=args.format, sep=args.sep, columns=args.columns,
+        header=args.header, catalog=args.catalog, rating_scale=args.rating_scale, duplicates=args.duplicates,
+        preset=args.preset, methods=args.methods, seeds=args.seeds, split=args.split, pretrained=args.pretrained,
+        reward_model=args.reward_model, judge_model=args.judge_model, judge_data=args.judge_data,
+        lambdas=args.lambdas, command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+    )
+    print(results["markdown"])
+    print(f"results.json, results.md and figures written to {args.output}")
+
+
+# subcommand -> (adds its parser and flags, runs it: one library call and what it prints), in `--help` order.
+SUBCOMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], None]]] = {
+    "prepare": (_add_prepare, _run_prepare),
+    "pretrain": (_add_pretrain, _run_pretrain),
+    "evaluate": (_add_evaluate, _run_evaluate),
+    "reward": (_add_reward, _run_reward),
+    "posttrain": (_add_posttrain, _run_posttrain),
+    "quickstart": (_add_quickstart, _run_quickstart),
+    "benchmark": (_add_benchmark, _run_benchmark),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-genrec",
@@ -238,97 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hf_genrec {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_prepare(subparsers)
-    _add_pretrain(subparsers)
-    _add_evaluate(subparsers)
-    _add_reward(subparsers)
-    _add_posttrain(subparsers)
-    _add_quickstart(subparsers)
-    _add_benchmark(subparsers)
+    for add_subcommand, _ in SUBCOMMANDS.values():
+        add_subcommand(subparsers)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command == "prepare":
-        from .data.prepared import prepare_dataset
-
-        manifest = prepare_dataset(
-            args.input, args.output, format=args.format, sep=args.sep, columns=args.columns, header=args.header,
-            catalog=args.catalog, rating_scale=args.rating_scale, duplicates=args.duplicates,
-            overwrite=args.overwrite,
-        )
-        print(json.dumps(manifest, indent=2))
-        print(f"Prepared dataset written to {args.output}")
-    elif args.command == "pretrain":
-        from .workflows.pretrain import pretrain
-
-        report = pretrain(
-            args.data, args.output, recipe=args.recipe, epochs=args.epochs, seed=args.seed,
-            max_steps=args.max_steps, resume=args.resume, overwrite=args.overwrite,
-            training_overrides={"bf16": False} if args.no_bf16 else None,
-            push_to_hub=args.push_to_hub, hub_private=args.hub_private,
-        )
-        print(json.dumps({"validation": report["validation"], "test": report["test"],
-                          "best_epoch": report["best_epoch"], "seconds_per_epoch": report["seconds_per_epoch"]},
-                         indent=2))
-        print(f"Model, vocabulary, model card, recipe.yaml and metrics.json written to {args.output}")
-        if report.get("hub_commit_url"):
-            print(f"Pushed to the Hub: {report['hub_commit_url']}")
-    elif args.command == "evaluate":
-        from .workflows.evaluate import evaluate_model
-
-        metrics = evaluate_model(args.model, args.data, split=args.split, subset=args.subset,
-                                 split_method=args.split_method, batch_size=args.batch_size, output=args.output)
-        print(json.dumps(metrics, indent=2))
-        print(f"Metrics written to {args.output}")
-    elif args.command == "reward":
-        from .workflows.reward import METRICS_FILE, reward
-
-        report = reward(args.data, args.model, args.output, ensemble_size=args.ensemble, seed=args.seed,
-                        epochs=args.epochs, max_steps=args.max_steps, recipe=args.recipe, overwrite=args.overwrite,
-                        push_to_hub=args.push_to_hub, hub_private=args.hub_private)
-        print(report["markdown"])
-        print(f"Ensemble ({report['ensemble_size']} members) and {METRICS_FILE} written to {args.output}")
-        if report.get("hub_commit_url"):
-            print(f"Pushed to the Hub: {report['hub_commit_url']}")
-    elif args.command == "posttrain":
-        from .workflows.posttrain import posttrain
-
-        method_overrides = {name: getattr(args, name) for name in [*POSTTRAIN_METHOD_FLAGS, "normalize_weights"]
-                            if getattr(args, name) is not None}
-        training = {"learning_rate": args.learning_rate, "per_device_train_batch_size": args.batch_size,
-                    "bf16": False if args.no_bf16 else None}
-        report = posttrain(
-            args.data, args.model, args.output, method=args.method, reward_model=args.reward_model,
-            recipe=args.recipe, epochs=args.epochs, seed=args.seed, max_steps=args.max_steps,
-            method_overrides=method_overrides, lora_r=args.lora_r, overwrite=args.overwrite,
-            training_overrides={k: v for k, v in training.items() if v is not None},
-            push_to_hub=args.push_to_hub, hub_private=args.hub_private, resume=args.resume,
-        )
-        print(json.dumps({"method": report["method"], "test": report["test"],
-                          "train_runtime_s": report["train_runtime_s"]}, indent=2))
-        print(f"Model, vocabulary, model card, recipe.yaml and metrics.json written to {args.output}")
-        if report.get("hub_commit_url"):
-            print(f"Pushed to the Hub: {report['hub_commit_url']}")
-    elif args.command == "benchmark":
-        from .commands.benchmark import benchmark
-
-        results = benchmark(
-            args.output, input_path=args.input, format=args.format, sep=args.sep, columns=args.columns,
-            header=args.header, catalog=args.catalog, rating_scale=args.rating_scale, duplicates=args.duplicates,
-            preset=args.preset, methods=args.methods, seeds=args.seeds, split=args.split, pretrained=args.pretrained,
-            reward_model=args.reward_model, judge_model=args.judge_model, judge_data=args.judge_data,
-            lambdas=args.lambdas, command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
-        )
-        print(results["markdown"])
-        print(f"results.json, results.md and figures written to {args.output}")
-    elif args.command == "quickstart":
-        from .commands.quickstart import quickstart
-
-        summary = quickstart(args.output, num_users=args.users, num_items=args.items, epochs=args.epochs,
-                             seed=args.seed)
-        print(summary["table"])
-        print(f"Outputs written to {args.output}")
+    """Run the parsed subcommand; returns the exit status."""
+    SUBCOMMANDS[args.command][1](args)
     return 0
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -30,12 +31,12 @@ __all__ = [
     "load_prepared",
     "parse_columns",
     "prepare_dataset",
+    "prepared_dataset_name",
 ]
 
 FORMATS = ("movielens", "csv")
 SEQUENCES_DIR = "sequences"
 PREPARE_MANIFEST = "prepare.json"
-
 
 
 def parse_columns(spec: str | None) -> tuple[str, ...] | dict[str, str] | None:
@@ -137,6 +138,18 @@ def load_prepared(data_dir: str | os.PathLike, split: str = "leave-one-out") -> 
     sequences = load_from_disk(str(data_dir / SEQUENCES_DIR))
     vocabulary = ItemVocabulary.from_pretrained(data_dir)
     return split_sequences(sequences, split), vocabulary
+
+
+def prepared_dataset_name(data_dir: str | os.PathLike) -> str:
+    """What a prepared folder holds, for model cards: `<folder>/<file> (prepared at DIR)` of the input its
+    manifest names, else the folder's path."""
+    data_dir = Path(data_dir)
+    manifest = data_dir / PREPARE_MANIFEST
+    if manifest.is_file():
+        source = json.loads(manifest.read_text(encoding="utf-8")).get("input")
+        if source:
+            return f"{Path(source).parent.name}/{Path(source).name} (prepared at {data_dir})"
+    return str(data_dir)
 
 
 def check_same_vocabulary(model_vocabulary: ItemVocabulary, data_vocabulary: ItemVocabulary, model_dir) -> None:

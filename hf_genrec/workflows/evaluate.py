@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-from ..data import ItemVocabulary, SequenceCollator
-from ..data.prepared import check_same_vocabulary, load_prepared
+from ..data import SequenceCollator
+from ..data.prepared import load_prepared
 from ..evaluation import evaluate_ranking, flatten_metrics
 from ..evaluation.metrics import SUBSET_ALL
 from ..models import AutoModelForNextItemPrediction
 from ..utils.io import write_json
+from .common import check_model_vocabulary
 
 
 def evaluate_model(
@@ -29,9 +29,9 @@ def evaluate_model(
     splits, data_vocabulary = load_prepared(data_dir, split_method)
     if split not in splits:
         raise ValueError(f"--split must be one of {sorted(k for k in splits if k != 'train')}, got {split!r}.")
-    if (Path(model_dir) / "item_vocabulary.json").exists():
-        check_same_vocabulary(ItemVocabulary.from_pretrained(model_dir), data_vocabulary, model_dir)
-    elif model.config.num_items != data_vocabulary.num_items:
+    # Without a saved vocabulary (e.g. a bare checkpoint), at least the catalogue sizes must agree.
+    has_vocabulary = check_model_vocabulary(model_dir, data_vocabulary)
+    if not has_vocabulary and model.config.num_items != data_vocabulary.num_items:
         raise ValueError(
             f"The model scores {model.config.num_items} items but the dataset has {data_vocabulary.num_items}."
         )

@@ -6,28 +6,24 @@ import copy
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from transformers import set_seed
 
 from ..data import ITEM_IDS, RATINGS, TIMESTAMPS, USER_ID, ItemVocabulary
-from ..data.prepared import check_same_vocabulary, load_prepared
 from ..models import HSTUConfig, HSTUForRewardModeling
-from ..recipes import build_training_config, load_recipe
+from ..recipes import resolve_recipe
 from ..rewards import RewardEnsemble, format_reward_table, reward_table, uncertainty_by_popularity
 from ..rewards.ensemble import member_directory
 from ..rewards.metrics import format_uncertainty
 from ..trainers import RewardConfig, RewardTrainer
-from ..utils.io import check_output_dir, peak_memory_mb
 from ..utils.runtime import keep_cpu_heap_warm
-from .common import finish_run
+from .common import RunOptions, TrainingRun
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "reward_metrics.json"
-CHECKPOINTS_DIR = "checkpoints"
 
 
 def bootstrap_users(dataset, seed: int):
@@ -117,16 +113,10 @@ def reward(
     output_dir: str | os.PathLike,
     *,
     ensemble_size: int | None = None,
-    seed: int | None = None,
-    epochs: float | None = None,
-    max_steps: int | None = None,
     recipe: str | os.PathLike | dict | None = None,
-    training_overrides: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    push_to_hub: str | None = None,
-    hub_private: bool = False,
-    hub_token: str | None = None,
+    options: RunOptions | None = None,
+    **flags: Any,
 ) -> dict[str, Any]:
     """Train a reward ensemble on a prepared dataset, starting from the pretrained model in `model_dir`.
 
@@ -137,26 +127,26 @@ def reward(
     With `push_to_hub` (a repo id), the directory minus `checkpoints/` is then uploaded with
     `hf_genrec.hub.push_run_to_hub`; `RewardEnsemble.from_pretrained(repo_id)` loads it back.
 
+    Args:
+        ensemble_size: ensemble members K (default: the recipe's `ensemble_size`).
+        recipe: a YAML recipe file, a recipe dict, or `None` for every default.
+        model_overrides: `HSTUConfig` fields set on every member, on top of the recipe's `model` section.
+        options, **flags: the `RunOptions` of the run (`seed` is member 0's; member k uses seed + k), as one
+            object or as keywords. `resume` is not supported: a reward run starts over.
+
     Returns the content of `reward_metrics.json` plus `markdown`, the table as printed by the CLI (and
     `hub_commit_url` when pushed).
     """
-    start = time.time()
+    run = TrainingRun("reward", output_dir, RunOptions.merge(options, flags, caller="reward"), METRICS_FILE)
+    if run.options.resume:
+        raise ValueError("reward runs do not resume; start the run again (with --overwrite).")
     keep_cpu_heap_warm()
-    recipe = recipe if isinstance(recipe, dict) else load_recipe(recipe)
-    output_dir = check_output_dir(output_dir, METRICS_FILE, overwrite)
+    recipe = resolve_recipe(recipe)
+    args, _ = run.training_config(
+        RewardConfig, recipe, overrides={"ensemble_size": ensemble_size} if ensemble_size is not None else None
+    )
     split = recipe["data"].get("split", "leave-one-out")
-    splits, vocabulary = load_prepared(data_dir, split)
-    if (Path(model_dir) / "item_vocabulary.json").exists():
-        check_same_vocabulary(ItemVocabulary.from_pretrained(model_dir), vocabulary, model_dir)
-
-    training = dict(recipe["training"])
-    training.update(training_overrides or {})
-    for name, value in (("ensemble_size", ensemble_size), ("seed", seed), ("num_train_epochs", epochs),
-                        ("max_steps", max_steps)):
-        if value is not None:
-            training[name] = value
-    training["output_dir"] = str(output_dir / CHECKPOINTS_DIR)
-    args = build_training_config(RewardConfig, training)
+    splits, vocabulary = run.load_data(data_dir, split, model_dir=model_dir)
     model_kwargs = {**recipe["model"], **(model_overrides or {})}
 
     trained_on = {
@@ -173,19 +163,26 @@ def reward(
     train_start = time.time()
     ensemble = train_reward_ensemble(
         model_dir, splits["train"], splits["validation"], args, vocabulary=vocabulary,
-        model_overrides=model_kwargs, trained_on=trained_on,
+        model_overrides=model_kwargs, trained_on=trained_on, callbacks=run.callbacks,
     )
     train_seconds = time.time() - train_start
-    ensemble.save_pretrained(output_dir)
+    ensemble.save_pretrained(run.output_dir)
+    report = _reward_report(run, ensemble, splits, args, trained_on, train_seconds)
+    markdown = format_reward_table(report["table"]) + "\n\nEnsemble std by item popularity (test contexts):\n\n"
+    markdown += format_uncertainty(report["std_by_item_popularity"])
+    return {**run.finish(report), "markdown": markdown}
 
+
+def _reward_report(run: TrainingRun, ensemble: RewardEnsemble, splits, args: RewardConfig,
+                   trained_on: dict[str, Any], train_seconds: float) -> dict[str, Any]:
+    """What `reward_metrics.json` holds: the reward table and the ensemble std by item popularity on the test
+    split, the ensemble's settings and the timings."""
     evaluation_start = time.time()
     table = reward_table(ensemble, splits, batch_size=args.per_device_eval_batch_size)
     uncertainty = uncertainty_by_popularity(
         ensemble, splits["test"], splits["train"], batch_size=args.per_device_eval_batch_size, seed=args.seed
     )
-    markdown = format_reward_table(table) + "\n\nEnsemble std by item popularity (test contexts):\n\n"
-    markdown += format_uncertainty(uncertainty)
-    report = {
+    return {
         "table": table,
         "std_by_item_popularity": uncertainty,
         "ensemble_size": ensemble.num_members,
@@ -194,13 +191,9 @@ def reward(
         "trained_on": trained_on,
         "train_runtime_s": round(train_seconds, 1),
         "evaluation_runtime_s": round(time.time() - evaluation_start, 1),
-        "total_runtime_s": round(time.time() - start, 1),
-        "peak_memory_mb": round(peak_memory_mb(), 1),
+        **run.resources(),
         "model_config": ensemble.config.to_diff_dict(),
     }
-    report = finish_run(output_dir, METRICS_FILE, report, push_to_hub, hub_private=hub_private, hub_token=hub_token,
-                        commit_message=f"hf-genrec reward: {output_dir.name}")
-    return {**report, "markdown": markdown}
 
 
 __all__ = ["METRICS_FILE", "bootstrap_users", "reward", "train_plus_validation", "train_reward_ensemble"]

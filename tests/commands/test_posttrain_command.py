@@ -16,6 +16,7 @@ from hf_genrec import (
 from hf_genrec.cli import main
 from hf_genrec.data import ItemVocabulary, generate_synthetic_interactions, write_movielens_file
 from hf_genrec.data.prepared import prepare_dataset
+from hf_genrec.evaluation.metrics import SUBSETS, metric_key
 from hf_genrec.recipes import build_training_config, load_recipe
 from hf_genrec.rewards import RewardEnsemble
 from hf_genrec.workflows.posttrain import METHODS
@@ -53,8 +54,13 @@ def test_posttrain_command_runs_every_method(method, workspace, tmp_path):
     assert run(workspace, output, "--method", method, "--reward-model", str(workspace / "reward")) == 0
     report = json.loads((output / "metrics.json").read_text())
     assert report["method"] == method and report["global_steps"] == 2
-    for subset_key in ("hr@10", "ndcg@10", "mrr", "high_reward_target/ndcg@10", "high_reward_trajectory/mrr"):
-        assert 0.0 <= report["test"][subset_key] <= 1.0
+    # Every subset's ranking metrics are reported, under the keys metric_key gives them, and they are ranking
+    # metrics of one set of ranks: NDCG@10 <= HR@10 <= HR@50 (a mislabelled or mixed-up key breaks this).
+    test = report["test"]
+    for subset in SUBSETS:
+        hr10, ndcg10, hr50 = (test[metric_key(name, subset)] for name in ("hr@10", "ndcg@10", "hr@50"))
+        assert 0.0 <= ndcg10 <= hr10 <= hr50 <= 1.0
+    assert test[metric_key("num_users")] > 0
     assert isinstance(AutoModelForNextItemPrediction.from_pretrained(output), HSTUForNextItemPrediction)
     assert (output / "item_vocabulary.json").is_file()
     assert "Method: **" in (output / "README.md").read_text()
