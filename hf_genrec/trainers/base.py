@@ -14,13 +14,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import safetensors.torch
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from transformers.utils import is_torch_bf16_gpu_available, is_torch_fp16_available_on_device
+from transformers.utils import (
+    SAFE_WEIGHTS_NAME,
+    is_torch_bf16_gpu_available,
+    is_torch_fp16_available_on_device,
+)
 
+from .. import __version__
 from ..data.collator import SequenceCollator
 from ..data.columns import LABELS
 from ..data.sampling import LengthBucketSampler, sequence_lengths
@@ -32,6 +38,53 @@ from ..utils.runtime import release_cpu_heap
 from .model_card import build_model_card
 
 CHECKPOINT_COMPLETE = "checkpoint_complete.json"
+# The trained module's whole state (every parameter and buffer, under the live module's names), saved beside a
+# checkpoint whose model files do not hold all of it: the merged model of a PEFT run has no adapter weights under
+# their names, a post-training run keeps its extra heads out of `model.safetensors`. Resuming loads it.
+TRAINING_STATE_FILE = "training_state.safetensors"
+# Config fields that only say where and how a run logs, saves, reports or feeds batches, or that the machine
+# sets (`use_cpu`): they leave the trained weights unchanged, so a resumed run may change them. Every other
+# field is part of the run's fingerprint.
+FINGERPRINT_IGNORED_FIELDS = frozenset({
+    "output_dir", "disable_tqdm", "report_to", "run_name", "project", "include_num_input_tokens_seen",
+    "skip_memory_metrics", "do_train", "do_eval", "do_predict", "resume_from_checkpoint", "local_rank",
+    "use_cpu", "debug", "ddp_timeout", "ddp_backend", "torch_empty_cache_steps", "enable_jit_checkpoint",
+    "restore_callback_states_from_checkpoint", "eval_subsets", "dataloader_num_workers",
+    "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
+    "dataloader_multiprocessing_context",
+})
+FINGERPRINT_IGNORED_PREFIXES = ("logging_", "log_", "save_", "hub_", "push_to_hub", "trackio_")
+
+
+def training_fingerprint(args: TrainingArguments) -> dict[str, Any]:
+    """What of a trainer's config determines its trained weights, as JSON values: `seed`, `num_processes`
+    (the global batch depends on it) and `training` (every other config field but `FINGERPRINT_IGNORED_FIELDS`
+    and `FINGERPRINT_IGNORED_PREFIXES`)."""
+    training = {
+        name: value for name, value in args.to_dict().items()
+        if name not in FINGERPRINT_IGNORED_FIELDS and not name.startswith(FINGERPRINT_IGNORED_PREFIXES)
+    }
+    seed = training.pop("seed")
+    # Through JSON, as the marker stores it: tuples become lists, anything else its string.
+    return json.loads(json.dumps({"seed": seed, "num_processes": args.world_size, "training": training}, default=str))
+
+
+def checkpoint_fingerprint(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The run fingerprint stored in a complete checkpoint's marker, or `None` when it has none (a checkpoint
+    written before fingerprints existed)."""
+    with open(os.path.join(checkpoint, CHECKPOINT_COMPLETE), encoding="utf-8") as f:
+        marker = json.load(f)
+    fingerprint = marker.get("run_fingerprint") if isinstance(marker, dict) else None
+    return fingerprint if isinstance(fingerprint, dict) else None
+
+
+def _saved_model_keys(checkpoint: str) -> set[str] | None:
+    """The tensor names in a checkpoint's `model.safetensors`, or `None` when it has none."""
+    path = os.path.join(checkpoint, SAFE_WEIGHTS_NAME)
+    if not os.path.isfile(path):
+        return None
+    with safetensors.safe_open(path, framework="pt") as f:
+        return set(f.keys())
 
 
 def last_complete_checkpoint(checkpoints_dir: str | os.PathLike) -> str | None:
@@ -58,6 +111,39 @@ def _accelerator_supports_fp16() -> bool:
     device = accelerator.current_accelerator() if accelerator is not None else None
     device_type = device.type if device is not None else ("cuda" if torch.cuda.is_available() else None)
     return device_type is not None and is_torch_fp16_available_on_device(device_type)
+
+
+# Counts `TrainingArguments` takes unchecked: 0 fails much later under another name (the sampler's
+# `batch_size` is their product), or trains nothing.
+_POSITIVE_COUNTS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps")
+_MAX_SEED = 2**32 - 1  # numpy's seed range, which `set_seed` also seeds
+
+
+def _check_training_budget(config: TrainingArguments) -> None:
+    """Refuse counts, seeds, learning rates and training lengths that cannot train anything, naming the field.
+
+    `num_train_epochs <= 0` (or NaN/infinite) without a positive `max_steps` would save the untrained model with
+    metrics and a model card as if it had been trained.
+    """
+    for name in _POSITIVE_COUNTS:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}. Fix: set {name} to 1 or more.")
+    if config.eval_accumulation_steps is not None and config.eval_accumulation_steps < 1:
+        raise ValueError(f"eval_accumulation_steps must be a positive integer or None, got "
+                         f"{config.eval_accumulation_steps!r}.")
+    for name in ("seed", "data_seed"):
+        value = getattr(config, name)
+        if value is not None and not 0 <= value <= _MAX_SEED:
+            raise ValueError(f"{name} must be an integer in [0, {_MAX_SEED}], got {value!r}. Fix: pick a seed in that range.")
+    if not 0 <= config.learning_rate < float("inf"):
+        raise ValueError(f"learning_rate must be a finite number >= 0, got {config.learning_rate!r}.")
+    if (config.max_steps is None or config.max_steps <= 0) and not 0 < config.num_train_epochs < float("inf"):
+        raise ValueError(
+            f"num_train_epochs must be a finite number > 0, got {config.num_train_epochs!r}: nothing would be trained, "
+            "yet the untrained model would be saved. Fix: set num_train_epochs (--epochs) > 0, or max_steps "
+            "(--max-steps) > 0."
+        )
 
 
 @dataclass
@@ -111,6 +197,7 @@ class GenRecConfig(TrainingArguments):
             raise ValueError(f"eval_subsets has unknown subsets {unknown}; valid ones are {list(SUBSETS)}.")
         if self.bucket_batches < 1:
             raise ValueError(f"bucket_batches must be at least 1, got {self.bucket_batches}.")
+        _check_training_budget(self)
         super().__post_init__()
 
     def _replace_bf16(self) -> None:
@@ -148,6 +235,9 @@ class GenRecTrainer(Trainer):
     # `compute_loss` returns the micro-batch's share of the optimizer step's mean (`step_loss`): Trainer must
     # not divide it by the accumulation steps again.
     loss_is_scaled_for_ga = True
+    # What else determines the trained weights besides the config (the recipe's model/data/method sections, the
+    # data's and base model's digests): set by the training workflows, stored in every checkpoint marker.
+    run_identity: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -278,8 +368,15 @@ class GenRecTrainer(Trainer):
         return loss * processes / units
 
     # ------------------------------------------------------------------------------------- checkpoints
+    def run_fingerprint(self) -> dict[str, Any]:
+        """What determines this run's trained weights: the hf_genrec version, `training_fingerprint(args)` and
+        `run_identity`, as JSON values. Every checkpoint marker stores it; a resume compares it."""
+        identity = json.loads(json.dumps(self.run_identity or {}, default=str))
+        return {"hf_genrec_version": __version__, **training_fingerprint(self.args), **identity}
+
     def _save_checkpoint(self, model, trial) -> None:
-        """Save as usual, then commit the checkpoint with a marker file written atomically.
+        """Save as usual (plus `TRAINING_STATE_FILE` when the model files miss some of the trained state), then
+        commit the checkpoint with a marker file, holding the run fingerprint, written atomically.
 
         A job killed while saving leaves a checkpoint directory without the marker; `last_complete_checkpoint`
         never returns such a directory, so a resume never loads a half-written checkpoint.
@@ -287,12 +384,28 @@ class GenRecTrainer(Trainer):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            module = self.accelerator.unwrap_model(self.model)
+            saved = _saved_model_keys(folder)
+            if saved is None or not saved.issuperset(module.state_dict()):
+                safetensors.torch.save_model(module, os.path.join(folder, TRAINING_STATE_FILE), force_contiguous=True)
             marker = os.path.join(folder, CHECKPOINT_COMPLETE)
+            content = {"global_step": self.state.global_step, "epoch": self.state.epoch,
+                       "run_fingerprint": self.run_fingerprint()}
             with open(marker + ".tmp", "w", encoding="utf-8") as f:
-                json.dump({"global_step": self.state.global_step, "epoch": self.state.epoch}, f)
+                json.dump(content, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(marker + ".tmp", marker)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Load the weights to resume from: the whole trained state from `TRAINING_STATE_FILE` when the
+        checkpoint has one (PEFT adapters and extra heads included, which the model files do not restore),
+        else as `Trainer` does."""
+        state_file = os.path.join(resume_from_checkpoint, TRAINING_STATE_FILE)
+        if not os.path.isfile(state_file):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        module = self.accelerator.unwrap_model(model if model is not None else self.model)
+        safetensors.torch.load_model(module, state_file, strict=True)
 
     # ----------------------------------------------------------------------------------------- metrics
     def _record(self, mode: str, name: str, value: torch.Tensor | float) -> None:
@@ -398,4 +511,12 @@ class GenRecTrainer(Trainer):
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
 
-__all__ = ["CHECKPOINT_COMPLETE", "GenRecConfig", "GenRecTrainer", "last_complete_checkpoint"]
+__all__ = [
+    "CHECKPOINT_COMPLETE",
+    "TRAINING_STATE_FILE",
+    "GenRecConfig",
+    "GenRecTrainer",
+    "checkpoint_fingerprint",
+    "last_complete_checkpoint",
+    "training_fingerprint",
+]

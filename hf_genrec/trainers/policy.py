@@ -272,9 +272,10 @@ class PolicyTrainer(GenRecTrainer):
     Saving (`save_model`) writes a directory `AutoModelForNextItemPrediction.from_pretrained` loads as the
     recommender: extra heads (CQL's scalars, PPO's value head) go to `<head>.safetensors` beside it, and under
     PEFT the directory holds the merged model and `adapter/` the adapter. Checkpoints are saved the same
-    way, so `load_best_model_at_end` / `resume_from_checkpoint` restore the recommender's weights while the
-    heads keep their current values, and do not restore a PEFT adapter (Trainer looks for it at the
-    checkpoint's top level). The post-training defaults save no checkpoints.
+    way, plus the whole trained state (`TRAINING_STATE_FILE`), from which `resume_from_checkpoint` restores
+    heads and adapter too; `load_best_model_at_end` restores the recommender's weights while the heads keep
+    their current values, and does not restore a PEFT adapter (Trainer looks for it at the checkpoint's top
+    level). The post-training defaults save no checkpoints.
     """
 
     # Extra modules the method attaches to the model (trained with it, saved beside it as `<name>.safetensors`).

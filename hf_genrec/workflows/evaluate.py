@@ -44,5 +44,5 @@ def evaluate_model(
     )
     flat = flatten_metrics(metrics)
     if output is not None:
-        write_json(output, flat)
+        write_json(output, flat, allow_nan=True)  # a metric over no users is NaN
     return flat

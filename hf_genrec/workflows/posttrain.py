@@ -132,8 +132,9 @@ def posttrain(
         options, **flags: the `RunOptions` of the run (`epochs`, `seed`, `max_steps`, `training_overrides`
             for any other config field such as `bf16`, `overwrite`, `push_to_hub`, `hub_private`,
             `hub_token`, `callbacks`, and `resume`: continue from the newest complete checkpoint in
-            `output_dir/checkpoints`, which needs a recipe that checkpoints, e.g. `save_strategy: epoch`; the
-            result equals an uninterrupted run's), as one object or as keywords.
+            `output_dir/checkpoints`, which needs a recipe that checkpoints, e.g. `save_strategy: epoch`, and the
+            recipe, flags, data and models of the run that wrote it; the result equals an uninterrupted run's,
+            LoRA adapters and extra heads included), as one object or as keywords.
 
     Returns the content of `metrics.json` (plus `hub_commit_url` when pushed).
     """
@@ -145,7 +146,10 @@ def posttrain(
     run = TrainingRun(f"posttrain --method {method}", output_dir, options)
     args, training = _method_config(run, method, recipe, method_overrides or {}, reward_model)
     splits, vocabulary = run.load_data(data_dir, recipe["data"].get("split", "leave-one-out"), model_dir=model_dir)
-    run.write_recipe(recipe, training, model=dict(recipe["model"]), data=dict(recipe["data"]), method={"name": method})
+    if reward_model is not None:
+        run.add_input("reward_model", reward_model)
+    run.describe(recipe, training, model=dict(recipe["model"]), data=dict(recipe["data"]), method={"name": method},
+                 lora_r=lora_r)
 
     # Seed before loading so the seed also fixes any newly initialised weights (heads).
     set_seed(args.seed)

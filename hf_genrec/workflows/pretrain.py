@@ -39,7 +39,8 @@ def pretrain(
     Writes to `output_dir`: the model (`config.json`, `model.safetensors`), `item_vocabulary.json`,
     `recipe.yaml` (the recipe with every override applied), the model card `README.md`, `metrics.json`
     (validation and test metrics of the selected epoch on every subset, best epoch, seconds per epoch,
-    peak memory) and `checkpoints/` (per-epoch checkpoints, for `resume`). With `push_to_hub` (a repo id),
+    peak memory) and `checkpoints/` (per-epoch checkpoints, for `resume`; each holds the run's fingerprint, and
+    `resume` refuses one written with another recipe, data or seed). With `push_to_hub` (a repo id),
     the directory minus `checkpoints/` is then uploaded with `hf_genrec.hub.push_run_to_hub`.
 
     Runs unchanged under `torchrun` / `accelerate launch` (data parallel); only rank 0 writes files.
@@ -63,9 +64,9 @@ def pretrain(
     # Seed before building the model so the seed also fixes the initial weights.
     set_seed(args.seed)
     model_kwargs = {**recipe["model"], **(model_overrides or {})}
-    run.write_recipe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
-                     method=recipe["method"] or {})
     model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **model_kwargs))
+    run.describe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
+                 method=recipe["method"] or {})
     timer = EpochTimer()
     trainer = PretrainTrainer(
         model=model,

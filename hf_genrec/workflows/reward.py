@@ -6,6 +6,7 @@ import copy
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,7 @@ def train_reward_ensemble(
     model_overrides: dict[str, Any] | None = None,
     trained_on: dict[str, Any] | None = None,
     callbacks=None,
+    train: Callable[[RewardTrainer], Any] | None = None,
 ) -> RewardEnsemble:
     """Train `args.ensemble_size` reward models and return them as a `RewardEnsemble`.
 
@@ -79,6 +81,9 @@ def train_reward_ensemble(
         args: the `RewardConfig`, shared by every member except `seed` and `output_dir`.
         model_overrides: `HSTUConfig` fields to set on every member (e.g. `reward_head_hidden_size`).
         trained_on: what to record in `ensemble.json` about the data.
+        callbacks: extra `TrainerCallback`s for every member's trainer.
+        train: trains one member's trainer (default: `trainer.train()`); `reward` passes `TrainingRun.train`,
+            which resumes each member from its own checkpoints.
     """
     model_overrides = dict(model_overrides or {})
     seeds = [args.seed + k for k in range(args.ensemble_size)]
@@ -100,7 +105,10 @@ def train_reward_ensemble(
             processing_class=vocabulary,
             callbacks=callbacks,
         )
-        trainer.train()
+        if train is None:
+            trainer.train()
+        else:
+            train(trainer)
         members.append(trainer.model)
     return RewardEnsemble(
         members, seeds=seeds, bootstrap=args.bootstrap, trained_on=trained_on, vocabulary=vocabulary
@@ -122,7 +130,7 @@ def reward(
 
     Writes to `output_dir`: the ensemble (`member-k/`, `ensemble.json`, `item_vocabulary.json`),
     `reward_metrics.json` (the reward table on the test split, the ensemble std by item popularity, the
-    settings and timings) and `checkpoints/member-k/` (per-epoch checkpoints).
+    settings and timings) and `checkpoints/member-k/` (per-epoch checkpoints, for `resume`).
 
     With `push_to_hub` (a repo id), the directory minus `checkpoints/` is then uploaded with
     `hf_genrec.hub.push_run_to_hub`; `RewardEnsemble.from_pretrained(repo_id)` loads it back.
@@ -132,22 +140,24 @@ def reward(
         recipe: a YAML recipe file, a recipe dict, or `None` for every default.
         model_overrides: `HSTUConfig` fields set on every member, on top of the recipe's `model` section.
         options, **flags: the `RunOptions` of the run (`seed` is member 0's; member k uses seed + k), as one
-            object or as keywords. `resume` is not supported: a reward run starts over.
+            object or as keywords. With `resume`, each member continues from its newest complete checkpoint
+            (a finished member from its last one, so it trains no further), which must have been written with
+            this run's recipe, flags, data and model.
 
     Returns the content of `reward_metrics.json` plus `markdown`, the table as printed by the CLI (and
     `hub_commit_url` when pushed).
     """
     run = TrainingRun("reward", output_dir, RunOptions.merge(options, flags, caller="reward"), METRICS_FILE)
-    if run.options.resume:
-        raise ValueError("reward runs do not resume; start the run again (with --overwrite).")
     keep_cpu_heap_warm()
     recipe = resolve_recipe(recipe)
-    args, _ = run.training_config(
+    args, training = run.training_config(
         RewardConfig, recipe, overrides={"ensemble_size": ensemble_size} if ensemble_size is not None else None
     )
     split = recipe["data"].get("split", "leave-one-out")
     splits, vocabulary = run.load_data(data_dir, split, model_dir=model_dir)
     model_kwargs = {**recipe["model"], **(model_overrides or {})}
+    run.describe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
+                 method=recipe["method"] or {}, write_recipe=False)
 
     trained_on = {
         "data": str(data_dir),
@@ -163,7 +173,7 @@ def reward(
     train_start = time.time()
     ensemble = train_reward_ensemble(
         model_dir, splits["train"], splits["validation"], args, vocabulary=vocabulary,
-        model_overrides=model_kwargs, trained_on=trained_on, callbacks=run.callbacks,
+        model_overrides=model_kwargs, trained_on=trained_on, callbacks=run.callbacks, train=run.train,
     )
     train_seconds = time.time() - train_start
     ensemble.save_pretrained(run.output_dir)

@@ -91,9 +91,9 @@ def test_posttrain_resume_into_a_new_folder_trains_from_scratch(data_dir, tmp_pa
     assert (output / "recipe.yaml").is_file() and (output / "metrics.json").is_file()
 
 
-def test_reward_does_not_resume(data_dir, tmp_path):
-    with pytest.raises(ValueError, match="do not resume"):
-        reward(data_dir, tmp_path / "model", tmp_path / "reward", resume=True)
+def test_reward_refuses_resume_with_overwrite(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="--resume and --overwrite contradict each other"):
+        reward(data_dir, tmp_path / "model", tmp_path / "reward", resume=True, overwrite=True)
     assert not (tmp_path / "reward").exists()
 
 
