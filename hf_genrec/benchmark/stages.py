@@ -223,7 +223,8 @@ class StageStore:
         seconds = round(time.time() - started, 1)
         write_json(planned.marker, {"stage": planned.name, "label": label, "key": planned.key,
                                     "inputs": planned.inputs, "result": _canonical(result or {}),
-                                    "started": started, "finished": time.time(), "seconds": seconds})
+                                    "started": started, "finished": time.time(), "seconds": seconds},
+                   allow_nan=True)  # a result's metric over no users (or reward AUC without both classes) is NaN
         logger.info("stage %-28s %s  done in %.1f s", label, planned.key, seconds)
         self._log(planned, label, cached=False, seconds=seconds)
         return planned

@@ -9,7 +9,9 @@ Each reader has two paths that give the same result:
   offending value and a fix. It also accepts the few spellings the fast path does not (e.g. " 5", "+5").
 
 Plain and gzip files are both accepted; gzip is detected by its magic bytes, not by the suffix.
-Fields are split on the separator only: quoting (`"a,b"`) is not supported.
+Fields are split on the separator only: quoting (`"a,b"`) is not supported. Values are checked in the dtype
+they are stored in: a rating must be finite as float32 (`1e39` is refused, not stored as `inf`), a timestamp
+must fit int64.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import pyarrow.csv as pa_csv
 from .errors import DataFormatError
 from .interactions import Interactions
 
-__all__ = ["read_movielens", "read_movielens_catalog", "read_delimited"]
+__all__ = ["check_input_file", "read_movielens", "read_movielens_catalog", "read_delimited"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,15 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _INT_PATTERN = re.compile(r"[+-]?[0-9]+")
 _CANDIDATE_SEPARATORS = ("::", "\t", ",", ";", "|", " ")
 _MAX_SHOWN = 120  # characters of a bad line quoted in a message
+# Header names that say which role a column plays, compared after `_header_key` (lower case, letters and
+# digits only, a RecBole `:type` suffix dropped: "user_id:token" -> "userid").
+_HEADER_NAMES = {
+    USER: ("user", "userid", "uid", "reviewerid"),
+    ITEM: ("item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin"),
+    RATING: ("rating", "ratings", "score", "stars", "overall"),
+    TIMESTAMP: ("timestamp", "time", "ts", "unixtime", "unixreviewtime"),
+}
+_DEFAULT_COLUMNS = (USER, ITEM, RATING, TIMESTAMP)
 
 
 def read_movielens(
@@ -116,7 +127,7 @@ def read_delimited(
     path: str | os.PathLike,
     *,
     sep: str = ",",
-    columns: Sequence[str] | Mapping[str, str] = (USER, ITEM, RATING, TIMESTAMP),
+    columns: Sequence[str] | Mapping[str, str] | None = None,
     header: bool = False,
     rating_scale: tuple[float, float] | None = None,
     encoding: str = "utf-8",
@@ -130,24 +141,41 @@ def read_delimited(
             `"timestamp"`, or `"_"`/`""` for a column to ignore; or, with `header=True`, a mapping
             role -> header name, e.g. `{"user": "reviewerID", "item": "asin", "rating": "overall",
             "timestamp": "unixReviewTime"}`. `user`, `item` and `timestamp` are required; without
-            `rating` the data is implicit feedback and every rating is 1.0.
+            `rating` the data is implicit feedback and every rating is 1.0. `None` (the default): the roles
+            the header names (see below), else `("user", "item", "rating", "timestamp")`.
         header: whether the first line is a header (it is skipped; header names are whitespace-stripped).
         rating_scale: `(low, high)`; a rating outside it is an error. `None` disables the check.
         encoding: text encoding of the file.
+
+    Header names and roles: a header name *names a role* when, in lower case with only its letters and
+    digits (and a RecBole `:type` suffix dropped), it is one of `_HEADER_NAMES` (e.g. `user`, `userId`,
+    `user_id:token` name the user; `item`, `movieId`, `asin` the item; `rating`, `stars` the rating;
+    `timestamp`, `time`, `ts` the timestamp). Then:
+
+    - `columns=None`: when the header names user, item and timestamp once each, the columns are taken by
+      name, in whatever order the file has them (`item,user,rating,timestamp` reads correctly). A role named
+      by two columns is ambiguous and an error; a header that names fewer roles is read in the default order.
+    - `columns` in file order: every column whose header names a role must be given that role (or `"_"`), and
+      a role must not be put on another column while the header names it elsewhere. A disagreement is an
+      error, never a silent swap: give the roles in the header's order, or map them by name.
+    - `columns` as a mapping: the header names given are used as they are.
 
     Returns:
         `Interactions` in file order. Ids that are all canonical integers become int64, otherwise str.
     """
     if not sep:
         raise ValueError("sep must be a non-empty string, e.g. ',' or '\\t'.")
-    if isinstance(columns, Mapping):
+    roles: list[str] | dict[str, str] | None
+    if columns is None:
+        roles = None
+    elif isinstance(columns, Mapping):
         if not header:
             raise ValueError(
                 "columns is a mapping role -> header name, which needs header=True. "
                 "Fix: pass header=True, or give `columns` as a sequence of roles in file order."
             )
         _check_roles(list(columns), allow_ignored=False)
-        roles: list[str] | dict[str, str] = {str(role): str(name) for role, name in columns.items()}
+        roles = {str(role): str(name) for role, name in columns.items()}
     else:
         if isinstance(columns, str):
             raise ValueError(f"columns must be a sequence of roles, not the string {columns!r}.")
@@ -156,6 +184,34 @@ def read_delimited(
     return _read_table(
         path, sep=sep, roles=roles, header=header, rating_scale=rating_scale, encoding=encoding
     )
+
+
+def check_input_file(path: str | os.PathLike, flag: str | None = None, what: str = "file") -> str:
+    """`path` as a string if it is a readable file; else a message that says what it is instead.
+
+    Args:
+        path: the file.
+        flag: the command-line flag that gave it (e.g. `"--input"`), for the message.
+        what: what the file should be, for the message.
+
+    Raises:
+        DataFormatError: `path` is a directory.
+        FileNotFoundError: nothing is there.
+    """
+    name = os.fspath(path)
+    label = f"{flag} {name!r}" if flag else repr(name)
+    if os.path.isdir(name):
+        inside = sorted(entry for entry in os.listdir(name) if os.path.isfile(os.path.join(name, entry)))
+        ratings = [entry for entry in inside if entry.lower().startswith("ratings")]
+        example = os.path.join(name, (ratings or inside or ["ratings.dat"])[0])
+        held = f" holding {inside[:5]}" if inside else ""
+        raise DataFormatError(
+            f"{label} is a directory{held}, not a {what}. Fix: pass the file itself, e.g. {example!r}."
+        )
+    if not os.path.isfile(name):
+        given = f" given to {flag}" if flag else ""
+        raise FileNotFoundError(f"Input file {name!r}{given} does not exist. Fix: check the path.")
+    return name
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,8 +249,8 @@ def _check_roles(roles: list[str], *, allow_ignored: bool) -> None:
 
 def _read_bytes(path: str | os.PathLike) -> bytes:
     """The file's bytes, gunzipped when it starts with the gzip magic bytes."""
-    name = os.fspath(path)
-    with open(path, "rb") as handle:
+    name = check_input_file(path)
+    with open(name, "rb") as handle:
         data = handle.read()
     if not data.startswith(_GZIP_MAGIC):
         return data
@@ -221,16 +277,69 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
 
 
+def _header_key(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.split(":", 1)[0].lower())
+
+
+def _header_roles(found: list[str]) -> list[str | None]:
+    """The role each header name names (`_HEADER_NAMES`), or `None`."""
+    by_key = {key: role for role, keys in _HEADER_NAMES.items() for key in keys}
+    return [by_key.get(_header_key(column)) for column in found]
+
+
+def _roles_from_header(found: list[str], named: list[str | None], name: str) -> dict[str, str] | None:
+    """role -> header name when the header names every required role once; `None` when it names too few."""
+    for role in ROLES:
+        columns = [found[i] for i, named_role in enumerate(named) if named_role == role]
+        if len(columns) > 1:
+            raise DataFormatError(
+                f"{name} line 1: the header columns {columns} all look like the {role}; which one is meant is "
+                f"ambiguous. Fix: say it with columns as role=name (--columns {role}={columns[0]},...)."
+            )
+    if not all(role in named for role in _REQUIRED_ROLES):
+        return None
+    return {role: found[named.index(role)] for role in ROLES if role in named}
+
+
+def _check_against_header(roles: Sequence[str], found: list[str], named: list[str | None], name: str) -> None:
+    """Positional roles must not contradict the roles the header names."""
+    for index, role in enumerate(roles):
+        header_role = named[index]
+        if header_role is not None and role not in (header_role, *_IGNORED):
+            conflict = (
+                f"column {index + 1} is {found[index]!r} (the {header_role}) but `columns` reads it as the {role}"
+            )
+        elif role not in _IGNORED and header_role != role and named.count(role) == 1:
+            other = named.index(role)
+            conflict = (
+                f"`columns` reads column {index + 1} ({found[index]!r}) as the {role} but the header names "
+                f"column {other + 1} ({found[other]!r}) the {role}"
+            )
+        else:
+            continue
+        order = "the roles in the header's order"
+        if None not in named:
+            order += f" (--columns {','.join(named)})"
+        raise DataFormatError(
+            f"{name} line 1: {conflict}, so users, items or times would be read swapped (columns {list(roles)}, "
+            f"header {found}). Fix: give {order}, or map roles to header names (--columns user=NAME,item=NAME,...)."
+        )
+
+
 def _resolve_layout(
-    roles: Sequence[str] | Mapping[str, str], header_line: str | None, sep: str, name: str
+    roles: Sequence[str] | Mapping[str, str] | None, header_line: str | None, sep: str, name: str
 ) -> _Layout:
     """Maps each role to its field index, checking the header against `roles` when there is one."""
     if header_line is None:
+        roles = _DEFAULT_COLUMNS if roles is None else roles
         positions = {role: index for index, role in enumerate(roles) if role not in _IGNORED}
         return _Layout(len(roles), positions, {role: f"field '{role}'" for role in positions})
     found = [field.strip() for field in header_line.rstrip("\r").split(sep)]
     guess = _guess_separator(header_line, sep) if len(found) == 1 else None
     separator_hint = f" The header contains {guess!r}: pass sep={guess!r} (--sep {guess!r})." if guess else ""
+    named = _header_roles(found)
+    if roles is None:
+        roles = _roles_from_header(found, named, name) or _DEFAULT_COLUMNS
     if isinstance(roles, Mapping):
         positions, names = {}, {}
         for role, column in roles.items():
@@ -249,6 +358,7 @@ def _resolve_layout(
             f"gives {len(roles)} roles {list(roles)}. Fix: give one role per column ('_' to ignore one), "
             f"map roles to header names with a dict, or pass the separator the file uses.{separator_hint}"
         )
+    _check_against_header(roles, found, named, name)
     positions = {role: index for index, role in enumerate(roles) if role not in _IGNORED}
     return _Layout(
         len(roles),
@@ -261,7 +371,7 @@ def _read_table(
     path: str | os.PathLike,
     *,
     sep: str,
-    roles: Sequence[str] | Mapping[str, str],
+    roles: Sequence[str] | Mapping[str, str] | None,
     header: bool,
     rating_scale: tuple[float, float] | None,
     encoding: str,
@@ -352,7 +462,7 @@ def _fast_parse(
             ids.append(_fast_ids(text[role]))
         if RATING in text:
             ratings = pc.cast(text[RATING], pa.float64()).to_numpy()
-            if not np.isfinite(ratings).all():
+            if not np.isfinite(_as_float32(ratings)).all():
                 return None
             if rating_scale is not None and ((ratings < rating_scale[0]) | (ratings > rating_scale[1])).any():
                 return None
@@ -372,6 +482,12 @@ def _fast_parse(
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return ids[0], ids[1], ratings.astype(np.float32), timestamps.astype(np.int64)
+
+
+def _as_float32(values: np.ndarray | float) -> np.ndarray:
+    """`values` as the float32 ratings are stored in; a value beyond float32's range becomes inf (no warning)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float64).astype(np.float32)
 
 
 def _fast_ids(column: pa.ChunkedArray) -> np.ndarray:
@@ -499,6 +615,11 @@ def _parse_rating(
         raise DataFormatError(
             f"{name} line {line_number}: {field} is {value!r}, not a finite number. "
             "Fix: give the event a real rating, or remove the line."
+        )
+    if not np.isfinite(_as_float32(rating)):
+        raise DataFormatError(
+            f"{name} line {line_number}: {field} is {value!r}, beyond the float32 range ratings are stored in "
+            f"(|rating| <= {float(np.finfo(np.float32).max):.4g}). Fix: correct the rating, or remove the line."
         )
     if rating_scale is not None and not rating_scale[0] <= rating <= rating_scale[1]:
         low, high = (f"{bound:g}" for bound in rating_scale)

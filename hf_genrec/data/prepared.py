@@ -14,16 +14,17 @@ from typing import Any
 
 from datasets import DatasetDict, load_from_disk
 
-from ..utils.io import check_output_dir, write_json
-from .loaders import read_delimited, read_movielens, read_movielens_catalog
+from ..utils.io import staged_output_dir, write_json
+from .loaders import check_input_file, read_delimited, read_movielens, read_movielens_catalog
 from .sequences import build_sequences
 from .splits import split_sequences
-from .vocabulary import ItemVocabulary
+from .vocabulary import VOCABULARY_FILE, ItemVocabulary
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "FORMATS",
+    "PREPARED_FILES",
     "PREPARE_MANIFEST",
     "SEQUENCES_DIR",
     "check_prepared_dir",
@@ -37,6 +38,8 @@ __all__ = [
 FORMATS = ("movielens", "csv")
 SEQUENCES_DIR = "sequences"
 PREPARE_MANIFEST = "prepare.json"
+# Everything `prepare_dataset` writes at the top of its folder.
+PREPARED_FILES = (SEQUENCES_DIR, VOCABULARY_FILE, PREPARE_MANIFEST)
 
 
 def parse_columns(spec: str | None) -> tuple[str, ...] | dict[str, str] | None:
@@ -75,50 +78,66 @@ def prepare_dataset(
     ratings (or `catalog`) puts every catalogue movie in the vocabulary, as the HSTU reference ranks
     over all of them, rated or not.
 
+    The folder is written beside `output_dir` and renamed into place at the end, under a lock: a failed run
+    leaves an earlier `output_dir` as it was, and a second `prepare` writing the same folder at the same time
+    fails with `OutputDirBusyError` instead of both reporting success. `overwrite` replaces an earlier prepared
+    folder, never one holding files `prepare` did not write.
+
+    `sep`, `columns` and `header` describe a `csv` file; with `format="movielens"` (always
+    `UserID::MovieID::Rating::Timestamp`, no header) passing any of them is an error rather than ignored.
+
     Returns the manifest written to `prepare.json`.
     """
     if format not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {format!r}.")
-    input_path = Path(input_path)
-    if not input_path.is_file():
-        raise FileNotFoundError(f"Input file {str(input_path)!r} does not exist.")
-    output_dir = check_output_dir(output_dir, PREPARE_MANIFEST, overwrite)
-
     if format == "movielens":
-        interactions = read_movielens(input_path, rating_scale=rating_scale or (1, 5))
-        if catalog is None and (input_path.parent / "movies.dat").is_file():
-            catalog = input_path.parent / "movies.dat"
-    else:
-        columns = parse_columns(columns) if isinstance(columns, str) else columns
-        kwargs = {"sep": sep or ",", "header": header, "rating_scale": rating_scale}
-        if columns is not None:
-            kwargs["columns"] = columns
-        interactions = read_delimited(input_path, **kwargs)
+        _check_no_csv_options(sep=sep, columns=columns, header=header)
+    input_path = Path(check_input_file(input_path, "--input", "ratings file"))
+    with staged_output_dir(output_dir, PREPARE_MANIFEST, PREPARED_FILES, overwrite=overwrite) as staging:
+        if format == "movielens":
+            interactions = read_movielens(input_path, rating_scale=rating_scale or (1, 5))
+            if catalog is None and (input_path.parent / "movies.dat").is_file():
+                catalog = input_path.parent / "movies.dat"
+        else:
+            columns = parse_columns(columns) if isinstance(columns, str) else columns
+            interactions = read_delimited(input_path, sep=sep or ",", columns=columns, header=header,
+                                          rating_scale=rating_scale)
 
-    vocabulary = None
-    if catalog is not None:
-        catalog_ids = read_movielens_catalog(catalog)
-        vocabulary = ItemVocabulary.from_items(list(catalog_ids) + interactions.item_ids.tolist())
-    sequences, vocabulary = build_sequences(interactions, vocabulary, duplicates=duplicates)
+        vocabulary = None
+        if catalog is not None:
+            catalog_ids = read_movielens_catalog(catalog)
+            vocabulary = ItemVocabulary.from_items(list(catalog_ids) + interactions.item_ids.tolist())
+        sequences, vocabulary = build_sequences(interactions, vocabulary, duplicates=duplicates)
 
-    sequences.save_to_disk(str(output_dir / SEQUENCES_DIR))
-    vocabulary.save_pretrained(output_dir)
-    ratings = interactions.ratings
-    manifest = {
-        "input": str(input_path),
-        "format": format,
-        "catalog": str(catalog) if catalog is not None else None,
-        "num_interactions": int(len(interactions)),
-        "num_users": int(len(sequences)),
-        "num_items": int(vocabulary.num_items),
-        "rating_min": float(ratings.min()),
-        "rating_max": float(ratings.max()),
-        "duplicates": duplicates,
-    }
-    write_json(output_dir / PREPARE_MANIFEST, manifest)
+        sequences.save_to_disk(str(staging / SEQUENCES_DIR))
+        vocabulary.save_pretrained(staging)
+        ratings = interactions.ratings
+        manifest = {
+            "input": str(input_path),
+            "format": format,
+            "catalog": str(catalog) if catalog is not None else None,
+            "num_interactions": int(len(interactions)),
+            "num_users": int(len(sequences)),
+            "num_items": int(vocabulary.num_items),
+            "rating_min": float(ratings.min()),
+            "rating_max": float(ratings.max()),
+            "duplicates": duplicates,
+        }
+        write_json(staging / PREPARE_MANIFEST, manifest)
     logger.info("prepared %s users, %s items, %s interactions in %s", manifest["num_users"],
                 manifest["num_items"], manifest["num_interactions"], output_dir)
     return manifest
+
+
+def _check_no_csv_options(**given: Any) -> None:
+    """MovieLens files have one layout; a csv option given with them would be silently ignored."""
+    for name, value in given.items():
+        if value not in (None, False):
+            flag = f"--{name}" if value is True else f"--{name} {value!r}"
+            raise ValueError(
+                f"{flag} applies to --format csv only; MovieLens ratings are always "
+                f"'UserID::MovieID::Rating::Timestamp' without a header. Fix: drop --{name}, or pass --format csv."
+            )
 
 
 def check_prepared_dir(data_dir: str | os.PathLike) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,12 @@ _FORMAT_VERSION = 1
 _INT_PATTERN = re.compile(r"[+-]?[0-9]+")
 # A Hub repo id is `name` or `namespace/name`; anything else that is not a local path is a typo.
 _REPO_ID_PATTERN = re.compile(r"[\w.-]+(/[\w.-]+)?")
+_JSON_TYPES = {str: "string", int: "number", float: "number", bool: "boolean", dict: "object", type(None): "null"}
+
+
+def _shorten(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _normalise_id(raw_id: Any, position: int) -> int | str:
@@ -65,6 +71,12 @@ class ItemVocabulary:
     """
 
     def __init__(self, item_ids: Sequence[int | str]) -> None:
+        if isinstance(item_ids, str | bytes | Mapping) or not isinstance(item_ids, Iterable):
+            # A string is iterable too, and would silently become one item per character.
+            raise ValueError(
+                f"item_ids must be a list of ids, not a {type(item_ids).__name__} ({_shorten(item_ids)}). "
+                "Fix: pass the ids as a list, e.g. ItemVocabulary([10, 20, 30])."
+            )
         ids = [_normalise_id(raw_id, position) for position, raw_id in enumerate(item_ids)]
         if not ids:
             raise ValueError(
@@ -277,7 +289,7 @@ class ItemVocabulary:
         path = os.path.join(save_directory, VOCABULARY_FILE)
         payload = {"version": _FORMAT_VERSION, "id_type": self._id_type, "item_ids": self._ids}
         with open(path, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, ensure_ascii=False)
+            json.dump(payload, handle, ensure_ascii=False, allow_nan=False)
             handle.write("\n")
         return path
 
@@ -346,6 +358,13 @@ class ItemVocabulary:
                 f"{file}: expected a JSON object with an 'item_ids' list. Fix: re-create the file with "
                 "`ItemVocabulary.save_pretrained`."
             )
+        item_ids = payload["item_ids"]
+        if not isinstance(item_ids, list):
+            raise ValueError(
+                f"{file}: field 'item_ids' is a JSON {_JSON_TYPES.get(type(item_ids), type(item_ids).__name__)} "
+                f"({_shorten(item_ids)}), not a list of ids. Fix: re-create the file with "
+                "`ItemVocabulary.save_pretrained`."
+            )
         version = payload.get("version", _FORMAT_VERSION)
         if version != _FORMAT_VERSION:
             raise ValueError(
@@ -353,7 +372,10 @@ class ItemVocabulary:
                 "Fix: upgrade hf_genrec, or re-create the vocabulary."
             )
         id_type = payload.get("id_type")
-        vocabulary = cls(payload["item_ids"])
+        try:
+            vocabulary = cls(item_ids)
+        except ValueError as error:
+            raise ValueError(f"{file}: field 'item_ids': {error}") from error
         if id_type is not None and id_type != vocabulary.id_type:
             raise ValueError(
                 f"{file}: field 'id_type' is {id_type!r} but the ids are {vocabulary.id_type}. Fix: re-create "
