@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -18,8 +19,30 @@ import torch
 
 from .data import PAD_INDEX, History, ItemVocabulary, UnknownItemError
 from .models import AutoModelForNextItemPrediction
+from .models.hstu.modeling_hstu import check_top_k
 
 RawId = int | str
+# Values a caller may use to pad a history; named in the error when they are not items of the vocabulary.
+_PADDING_LIKE = (0, None, "", "0")
+_MAX_SECONDS = 2**63 - 1  # int64, the dtype of the model's time inputs
+
+
+def _seconds(value: object, name: str) -> int:
+    """A time in seconds as an `int`: `ValueError` naming `name` unless it is a whole number in 0..2**63 - 1.
+
+    Fractions are refused rather than truncated, and the range keeps every time difference the model takes
+    within int64 (times past it would otherwise fail inside torch or wrap around).
+    """
+    if isinstance(value, torch.Tensor | np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value <= _MAX_SECONDS:
+        raise ValueError(
+            f"{name} must be a whole number of seconds in 0..2**63 - 1 (a Unix time), got {value!r}; convert "
+            "times to integer seconds before calling recommend."
+        )
+    return int(value)
 
 
 class Recommender:
@@ -41,8 +64,8 @@ class Recommender:
                 f"The model scores {model.config.num_items} items but the vocabulary has {vocabulary.num_items}. "
                 "Fix: load the item_vocabulary.json saved beside this model."
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1 (histories per forward pass), got {batch_size!r}.")
         self.model = model.eval()
         self.vocabulary = vocabulary
         self.batch_size = batch_size
@@ -94,15 +117,20 @@ class Recommender:
             try:
                 indices = self.vocabulary.encode(history)
             except UnknownItemError as error:
-                raise UnknownItemError(f"history {i}: {error}", item_id=error.item_id) from None
+                hint = ""
+                if isinstance(error.item_id, int | str | None) and error.item_id in _PADDING_LIKE:
+                    hint = " Histories are unpadded lists of any length: if this is padding, remove it."
+                raise UnknownItemError(f"history {i}: {error}{hint}", item_id=error.item_id) from None
             times = None
             if timestamps is not None:
-                times = [int(t) for t in timestamps[i]]
+                times = [_seconds(t, f"timestamps[{i}][{j}]") for j, t in enumerate(timestamps[i])]
                 if len(times) != len(history):
                     raise ValueError(
                         f"history {i} has {len(history)} items but {len(times)} timestamps; pass one time per item."
                     )
-            request = int(request_timestamps[i]) if request_timestamps is not None else None
+            request = None
+            if request_timestamps is not None:
+                request = _seconds(request_timestamps[i], f"request_timestamps[{i}]")
             encoded.append((indices, times, request))
         return encoded
 
@@ -125,11 +153,12 @@ class Recommender:
                 defaults to the last event's time.
 
         Raises:
-            UnknownItemError: an item is not in the vocabulary (the message names the history).
-            ValueError: an empty history, a flat list instead of a list of histories, or misaligned times.
+            UnknownItemError: an item is not in the vocabulary (the message names the history); padding values
+                (0, None, "") are items too, so histories must not be padded.
+            ValueError: `k` not an integer >= 1, an empty history, a flat list instead of a list of histories,
+                misaligned times, or a time that is not a whole number of seconds in 0..2**63 - 1.
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}.")
+        k = check_top_k(k)
         encoded = self._encode(histories, timestamps, request_timestamps)
         window = self.model.config.max_seq_len
         results: list[list[RawId]] = []

@@ -10,6 +10,9 @@ import os
 
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
+# The `from_pretrained` keywords that locate the config, passed on to `AutoConfig`.
+_HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download", "proxies")
+
 
 class _HeadAutoClass:
     _task = "model"
@@ -40,9 +43,16 @@ class _HeadAutoClass:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs) -> PreTrainedModel:
-        hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
-        config = kwargs.pop("config", None) or AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        return cls._model_class(config).from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
+        """The registered model class of the checkpoint's config, loaded with its own `from_pretrained`.
+
+        Keyword arguments named like config fields override the saved config, as with the concrete class: the
+        config read here only picks the class, and the class reads (and checks) the config again itself.
+        """
+        config = kwargs.get("config")
+        if not isinstance(config, PretrainedConfig):  # None, or where to read it from
+            hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+            config = AutoConfig.from_pretrained(config or pretrained_model_name_or_path, **hub_kwargs)
+        return cls._model_class(config).from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
 
 class AutoModelForNextItemPrediction(_HeadAutoClass):

@@ -32,6 +32,65 @@ def member_directory(index: int) -> str:
     return f"member-{index}"
 
 
+def _check_members_agree(configs: Sequence[HSTUConfig]) -> None:
+    """Raise `ValueError` naming the field when the members' configs differ on one of `_SHARED_FIELDS`."""
+    for index, config in enumerate(configs):
+        for name in _SHARED_FIELDS:
+            first, other = getattr(configs[0], name), getattr(config, name)
+            if first != other:
+                raise ValueError(
+                    f"members 0 and {index} disagree on config.{name}: {first!r} vs {other!r}; the members of an "
+                    "ensemble are trained on one dataset and reward scale."
+                )
+
+
+def _read_manifest(manifest_file: Path) -> dict[str, Any]:
+    """The checked content of an `ensemble.json`: members are exactly `member-0` ... `member-{K-1}`.
+
+    The member names are paths the loader opens, so any other value (`../elsewhere`, an absolute path) is
+    refused rather than followed out of the ensemble's directory.
+    """
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{manifest_file} is not valid JSON ({error}); save the ensemble again.") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{manifest_file} must hold a JSON object, got {type(manifest).__name__}; save the ensemble again.")
+    if manifest.get("format_version") != _FORMAT_VERSION:
+        raise ValueError(
+            f"{manifest_file} has format_version {manifest.get('format_version')!r}; this hf_genrec reads "
+            f"version {_FORMAT_VERSION}."
+        )
+    members = manifest.get("members")
+    count = len(members) if isinstance(members, list) else 0
+    if count < 1 or members != [member_directory(k) for k in range(count)]:
+        shown = repr(members) if count <= 8 else f"a list of {count} entries"
+        raise ValueError(
+            f"{manifest_file}: 'members' must list member-0 ... member-{{K-1}} (K >= 1), got {shown}; an "
+            "ensemble saved by `save_pretrained` has exactly these sub-directories."
+        )
+    if manifest.get("num_members", count) != count:
+        raise ValueError(f"{manifest_file}: num_members is {manifest['num_members']!r} but 'members' lists {count}.")
+    seeds, trained_on = manifest.get("seeds"), manifest.get("trained_on")
+    if seeds is not None and not (isinstance(seeds, list) and all(type(seed) is int for seed in seeds)):
+        raise ValueError(f"{manifest_file}: 'seeds' must be a list of integers or null, got {seeds!r}.")
+    if trained_on is not None and not isinstance(trained_on, dict):
+        raise ValueError(f"{manifest_file}: 'trained_on' must be a JSON object or null, got {trained_on!r}.")
+    return manifest
+
+
+def _check_member_configs(directory: Path, manifest: dict[str, Any]) -> None:
+    """Raise `ValueError` when the members' configs (each validated as it is read) disagree with each other
+    or with the manifest's item count, before any member's weights are read."""
+    configs = [HSTUConfig.from_pretrained(directory / name) for name in manifest["members"]]
+    _check_members_agree(configs)
+    if "num_items" in manifest and manifest["num_items"] != configs[0].num_items:
+        raise ValueError(
+            f"{directory / ENSEMBLE_FILE}: num_items is {manifest['num_items']!r} but the members score "
+            f"{configs[0].num_items} items; save the ensemble again."
+        )
+
+
 @dataclass
 class RewardPrediction:
     """Rewards predicted by an ensemble.
@@ -106,10 +165,7 @@ class RewardEnsemble(nn.Module):
         for index, member in enumerate(members):
             if not isinstance(member, HSTUForRewardModeling):
                 raise ValueError(f"member {index} is a {type(member).__name__}, not an HSTUForRewardModeling.")
-            for name in _SHARED_FIELDS:
-                first, other = getattr(members[0].config, name), getattr(member.config, name)
-                if first != other:
-                    raise ValueError(f"members 0 and {index} disagree on config.{name}: {first!r} vs {other!r}.")
+        _check_members_agree([member.config for member in members])
         if seeds is not None and len(seeds) != len(members):
             raise ValueError(f"got {len(seeds)} seeds for {len(members)} members.")
         if vocabulary is not None and vocabulary.num_items != members[0].config.num_items:
@@ -293,15 +349,9 @@ class RewardEnsemble(nn.Module):
                 f"{str(pretrained_path)!r} is not a reward ensemble (no {ENSEMBLE_FILE}). A single reward model "
                 "loads with AutoModelForRewardModeling.from_pretrained; an ensemble is written by `hf-genrec reward`."
             )
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        if manifest.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(
-                f"{manifest_file} has format_version {manifest.get('format_version')!r}; this hf_genrec reads "
-                f"version {_FORMAT_VERSION}."
-            )
-        members = [
-            HSTUForRewardModeling.from_pretrained(directory / name) for name in manifest["members"]
-        ]
+        manifest = _read_manifest(manifest_file)
+        _check_member_configs(directory, manifest)  # all of them, before any member's weights are read
+        members = [HSTUForRewardModeling.from_pretrained(directory / name) for name in manifest["members"]]
         if device is not None:
             members = [member.to(device) for member in members]
         vocabulary = ItemVocabulary.from_pretrained(directory) if (directory / VOCABULARY_FILE).is_file() else None

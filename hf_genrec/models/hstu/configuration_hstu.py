@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import math
+
 from transformers import PretrainedConfig
 
 from ...losses.reward import REWARD_LOSS_TYPES
 
 LOSS_TYPES = ("sampled_softmax", "full_softmax")
+
+# Upper bounds of the size fields, checked when a config is built: an absurd or hostile `config.json`
+# (`num_hidden_layers: 2000000`, `num_items: 5000000000`) is refused at once instead of hanging while millions of
+# layers are built or trying to allocate a 160 GB table. Each bound is far above what one accelerator trains (the
+# reference MovieLens models: 3,883 items, d = 50, 2 or 8 layers, 200 events).
+SIZE_LIMITS: dict[str, int] = {
+    # Above the public catalogues (Amazon Reviews 2023: about 48M items); at d = 50 such a table is 20 GB.
+    "num_items": 100_000_000,
+    "hidden_size": 16_384,  # the width of the largest open LLMs (Llama 3.1 405B); the reference uses 50
+    "num_hidden_layers": 1_024,  # the reference trains 2 (HSTU) and 8 (HSTU-large)
+    "num_attention_heads": 1_024,
+    "attention_dim": 16_384,
+    "linear_dim": 16_384,
+    # Attention is materialised as (N, N) per head: N = 65,536 already takes 16 GiB per head and history (fp32).
+    "max_seq_len": 65_536,
+    "max_position_embeddings": 65_536,
+    # ln(2**63) / 0.301 < 146, so a few hundred buckets cover any int64 time gap at the reference divisor.
+    "num_time_buckets": 65_536,
+    "num_negatives": 65_536,  # reference: 128
+    "reward_head_hidden_size": 65_536,  # default: 64
+}
+# The sizes can each be in range while their product is not: bound the parameter count they imply together.
+# 2**34 (about 17.2 billion, 64 GiB of float32 weights) is more than one 80-141 GB accelerator trains with Adam.
+MAX_PARAMETERS = 2**34
 
 
 class HSTUConfig(PretrainedConfig):
@@ -15,6 +41,10 @@ class HSTUConfig(PretrainedConfig):
     ICML 2024), as computed by the reference code's public MovieLens experiments.
 
     Items are indices into an item vocabulary: 0 is padding and real items are 1..`num_items`.
+
+    Every field is checked for its type and range when the config is built and again when a model is built;
+    sizes have upper bounds (`SIZE_LIMITS`, and `MAX_PARAMETERS` for the parameter count they imply), so a
+    corrupt or hostile `config.json` is refused before anything is allocated.
 
     Args:
         num_items (`int`, *optional*, defaults to 1000):
@@ -164,42 +194,39 @@ class HSTUConfig(PretrainedConfig):
         """Rows of the item-embedding table: the catalogue plus the padding index 0."""
         return self.num_items + 1
 
+    def approximate_num_parameters(self) -> int:
+        """Parameters of the backbone these sizes imply (item and position tables, then every layer), from the
+        config alone: what `validate_hstu` bounds before a model is built. The small reward heads are left out."""
+        d, heads = self.hidden_size, self.num_attention_heads
+        per_layer = (
+            d * heads * (2 * self.linear_dim + 2 * self.attention_dim)  # fused U/V/Q/K projection
+            + heads * self.linear_dim * d + d  # output projection and its bias
+            + 2 * self.max_position_embeddings - 1 + self.num_time_buckets + 1  # relative attention bias
+        )
+        return (self.vocab_size + self.max_position_embeddings) * d + self.num_hidden_layers * per_layer
+
     def validate_hstu(self) -> None:
-        """Raise `ValueError` naming the field and the fix when values cannot work together."""
-        positive_ints = {
-            "num_items": self.num_items,
-            "hidden_size": self.hidden_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "attention_dim": self.attention_dim,
-            "linear_dim": self.linear_dim,
-            "max_seq_len": self.max_seq_len,
-            "num_time_buckets": self.num_time_buckets,
-            "reward_head_hidden_size": self.reward_head_hidden_size,
-        }
-        for name, value in positive_ints.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"HSTUConfig.{name} must be a positive integer, got {value!r}.")
+        """Raise `ValueError` naming the field, its value and the allowed range when values cannot work together.
+
+        Types and upper bounds are checked first, so an absurd `config.json` is refused before anything is
+        allocated; every model checks its config again when it is built.
+        """
+        self._validate_sizes()
         if self.max_position_embeddings < self.max_seq_len:
             raise ValueError(
                 f"HSTUConfig.max_position_embeddings ({self.max_position_embeddings}) must be at least "
                 f"max_seq_len ({self.max_seq_len}); the reference uses max_seq_len + 11."
             )
         for name in ("input_dropout", "linear_dropout"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"HSTUConfig.{name} must be in [0, 1), got {value!r}.")
-        if not self.similarity_temperature > 0:
-            raise ValueError(
-                f"HSTUConfig.similarity_temperature must be > 0, got {self.similarity_temperature!r} (reference: 0.05)."
-            )
-        if not self.time_bucket_divisor > 0:
-            raise ValueError(f"HSTUConfig.time_bucket_divisor must be > 0, got {self.time_bucket_divisor!r}.")
+            self._check_number(name, 0.0, 1.0, high_open=True)
+        for name in ("similarity_temperature", "time_bucket_divisor", "layer_norm_eps", "l2_norm_eps", "initializer_range"):
+            self._check_number(name, 0.0, low_open=True)
+        for name in ("use_time_bias", "use_position_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"HSTUConfig.{name} must be true or false, got {getattr(self, name)!r}.")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"HSTUConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
-        if self.loss_type == "sampled_softmax" and (
-            not isinstance(self.num_negatives, int) or self.num_negatives < 1
-        ):
+        if self.loss_type == "sampled_softmax" and self.num_negatives < 1:
             raise ValueError(
                 f"HSTUConfig.num_negatives must be a positive integer for the sampled softmax, got "
                 f"{self.num_negatives!r}; use loss_type='full_softmax' to train without negatives."
@@ -208,9 +235,39 @@ class HSTUConfig(PretrainedConfig):
         if self.pad_token_id != 0:
             raise ValueError(f"HSTUConfig.pad_token_id must be 0 (the vocabulary's padding index), got {self.pad_token_id}.")
 
+    def _validate_sizes(self) -> None:
+        for name, limit in SIZE_LIMITS.items():
+            value = getattr(self, name)
+            # num_negatives is unused by the full softmax, where 0 is allowed.
+            low = 0 if name == "num_negatives" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= limit:
+                raise ValueError(
+                    f"HSTUConfig.{name} must be an integer in {low}..{limit:,}, got {value!r}. Fix the value in the "
+                    "config (a config.json with a value out of this range is corrupt or not an HSTU config)."
+                )
+        parameters = self.approximate_num_parameters()
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"HSTUConfig sizes imply about {parameters:,} parameters (num_items={self.num_items}, hidden_size="
+                f"{self.hidden_size}, num_hidden_layers={self.num_hidden_layers}, ...), above the limit of "
+                f"{MAX_PARAMETERS:,} (64 GiB of float32 weights). Fix: reduce num_items, hidden_size or num_hidden_layers."
+            )
+
+    def _check_number(
+        self, name: str, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False
+    ) -> None:
+        """Raise `ValueError` unless field `name` is a finite real number in the interval from `low` to `high`."""
+        value = getattr(self, name)
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not (number and (low < value if low_open else low <= value) and (value < high if high_open else value <= high)):
+            opening = "(" if low_open or low == -math.inf else "["
+            interval = f"{opening}{low:g}, {high:g}{')' if high_open or high == math.inf else ']'}"
+            raise ValueError(f"HSTUConfig.{name} must be a finite number in {interval}, got {value!r}.")
 
     def validate_reward_head(self) -> None:
         """Raise `ValueError` naming the field when the reward-model settings cannot work."""
+        for name in ("reward_min", "reward_max"):
+            self._check_number(name, -math.inf)
         if not self.reward_min < self.reward_max:
             raise ValueError(
                 f"HSTUConfig.reward_min ({self.reward_min!r}) must be below reward_max ({self.reward_max!r}); "
@@ -220,12 +277,9 @@ class HSTUConfig(PretrainedConfig):
             raise ValueError(
                 f"HSTUConfig.reward_loss_type must be one of {REWARD_LOSS_TYPES}, got {self.reward_loss_type!r}."
             )
-        if not self.huber_delta > 0:
-            raise ValueError(f"HSTUConfig.huber_delta must be > 0, got {self.huber_delta!r}.")
+        self._check_number("huber_delta", 0.0, low_open=True)
         for name in ("value_loss_weight", "next_item_loss_weight"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and value >= 0):
-                raise ValueError(f"HSTUConfig.{name} must be a number >= 0, got {value!r}.")
+            self._check_number(name, 0.0)
 
 
-__all__ = ["HSTUConfig", "LOSS_TYPES", "REWARD_LOSS_TYPES"]
+__all__ = ["HSTUConfig", "LOSS_TYPES", "MAX_PARAMETERS", "REWARD_LOSS_TYPES", "SIZE_LIMITS"]

@@ -13,6 +13,7 @@ Dimensions used in the shape comments:
 from __future__ import annotations
 
 import math
+import operator
 import os
 from dataclasses import dataclass
 
@@ -29,6 +30,12 @@ from ...data.history import query_timestamps as default_query_timestamps
 from ...losses.next_item import full_softmax_loss, sampled_softmax_loss
 from ...losses.reward import check_finite_rewards, reward_regression_loss
 from .configuration_hstu import HSTUConfig
+from .loading import (
+    check_checkpoint_shapes,
+    load_checked_config,
+    read_safetensors_shapes,
+    resolve_safetensors_files,
+)
 
 
 def time_bucket_indices(
@@ -210,12 +217,22 @@ class HSTUPreTrainedModel(PreTrainedModel):
     # one, and must itself divide by the gradient-accumulation steps (our trainers normalise in `compute_loss`).
     accepts_loss_kwargs = False
 
+    def __init__(self, config: HSTUConfig, *inputs, **kwargs):
+        # Checked again before anything is allocated: fields may have been set since the config was built.
+        if isinstance(config, HSTUConfig):
+            config.validate_hstu()
+        super().__init__(config, *inputs, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained` restricted to safetensors weights.
+        """`PreTrainedModel.from_pretrained` restricted to safetensors weights, checked before the model is built.
 
         Pickle-based weight files (`pytorch_model.bin`, `*.pt`, `*.pkl`) can execute code when loaded, so a
-        checkpoint that only has those is refused with an explanation instead of being unpickled.
+        checkpoint that only has those is refused with an explanation instead of being unpickled. The config is
+        validated (types, upper bounds) and compared with the safetensors header (item table, number of layers,
+        every backbone shape) first, so an absurd or mismatched `config.json` is refused at once with a
+        `ValueError` naming the field, instead of hanging, exhausting memory or re-initialising layers silently.
+        `ignore_mismatched_sizes=True` skips the comparison (mismatched tensors are then re-initialised, as asked).
         """
         path = os.fspath(pretrained_model_name_or_path)
         if os.path.isdir(path):
@@ -229,6 +246,13 @@ class HSTUPreTrainedModel(PreTrainedModel):
                     "`model.save_pretrained(dir)` (safetensors) in an environment you trust."
                 )
         kwargs.setdefault("use_safetensors", True)
+        if kwargs.get("state_dict") is None and kwargs.get("gguf_file") is None:
+            config = load_checked_config(cls.config_class, path, kwargs)
+            files = [] if config is None else resolve_safetensors_files(
+                path, kwargs, getattr(config, "transformers_weights", None)
+            )
+            if files and not kwargs.get("ignore_mismatched_sizes"):  # that flag asks for re-initialised tensors
+                check_checkpoint_shapes(cls, config, read_safetensors_shapes(files), path)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -414,6 +438,32 @@ class RecommendationOutput(ModelOutput):
     scores: torch.FloatTensor | None = None
 
 
+def check_top_k(k: object) -> int:
+    """`k` (items per history) as an `int`; `ValueError` naming it unless it is an integer >= 1.
+
+    Python, NumPy and 0-d integer tensor values are accepted; bools, floats and strings are not (`topk` would
+    otherwise fail deep inside torch, or a float would be truncated silently).
+    """
+    try:
+        value = None if isinstance(k, bool) else operator.index(k)
+    except TypeError:
+        value = None
+    if value is None:
+        raise ValueError(f"k must be an integer (items per history), got {k!r} of type {type(k).__name__}; pass e.g. k=10.")
+    if value < 1:
+        raise ValueError(f"k must be at least 1, got {value}; pass the number of items to return per history.")
+    return value
+
+
+def _integer_tensor(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    """`tensor` as int64 (unchanged when it already is); `ValueError` naming `name` when it holds non-integers."""
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise ValueError(
+            f"{name} must hold integers (item indices or seconds), got dtype {tensor.dtype}; pass a torch.long tensor."
+        )
+    return tensor.long()
+
+
 class HSTUItemScoringMixin:
     """Cosine / temperature scoring of the tied, L2-normalised item table and the next-item loss.
 
@@ -434,6 +484,14 @@ class HSTUItemScoringMixin:
             output_hidden_states=output_hidden_states,
             last_position_only=last_position_only,
         )
+
+    def _check_items(self, item_ids: torch.Tensor, name: str) -> None:
+        """`ValueError` naming argument `name` unless `item_ids` are indices into the item table (0 = padding)."""
+        if item_ids.numel() and (int(item_ids.min()) < 0 or int(item_ids.max()) > self.config.num_items):
+            raise ValueError(
+                f"{name} must hold item indices in 0..{self.config.num_items} (0 = padding), got "
+                f"{int(item_ids.min())}..{int(item_ids.max())}."
+            )
 
     def normalized_item_embeddings(self) -> torch.Tensor:
         """(V + 1, d) L2-normalised item table (row 0, padding, is all zeros)."""
@@ -585,13 +643,18 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
 
         Returns:
             [`RecommendationOutput`] with (B, k) item indices (best first) and scores.
+
+        Raises:
+            ValueError: `k` is not an integer >= 1; an index is not an integer in 0..num_items; a history is
+                left-padded or has padding between its events; times are not integers >= 0; a row is empty.
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}.")
+        k = check_top_k(k)
         if item_ids.dim() != 2 or item_ids.shape[1] == 0:
             raise ValueError(f"item_ids must be a (batch, length) tensor with length >= 1, got shape {tuple(item_ids.shape)}.")
         k = min(k, self.config.num_items)
-        history = History(item_ids, attention_mask, timestamps, query_timestamps)
+        history, exclude_item_ids = self._checked_recommend_inputs(
+            History(item_ids, attention_mask, timestamps, query_timestamps), exclude_item_ids
+        )
         attention_mask = history.attention_mask  # (B, N)
         if (attention_mask.sum(dim=1) == 0).any():
             empty = (attention_mask.sum(dim=1) == 0).nonzero()[:, 0].tolist()
@@ -618,6 +681,44 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
             top_items.append(chunk_items)
         restore = torch.argsort(order)  # back to the caller's row order
         return RecommendationOutput(item_ids=torch.cat(top_items)[restore], scores=torch.cat(top_scores)[restore])
+
+    def _checked_recommend_inputs(
+        self, history: History, exclude_item_ids: torch.Tensor | None
+    ) -> tuple[History, torch.Tensor | None]:
+        """`history` and `exclude_item_ids` as int64 tensors, checked for what `recommend` assumes: item indices
+        in 0..num_items, right padding, times >= 0. `ValueError` naming the argument otherwise, instead of a
+        torch indexing error or (for left padding) a silently wrong ranking."""
+        item_ids = _integer_tensor(history.item_ids, "item_ids")
+        self._check_items(item_ids, "item_ids")
+        mask = history.attention_mask  # (B, N)
+        if ((mask != 0) & (mask != 1)).any():
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (real event).")
+        gaps = (mask[:, 1:] != 0) & (mask[:, :-1] == 0)  # (B, N - 1): a real event after padding
+        real_padding = (mask != 0) & (item_ids == 0)  # (B, N): the padding index at a real position
+        bad_rows = gaps.any(dim=1) | real_padding.any(dim=1)  # (B,)
+        if bad_rows.any():
+            row = int(bad_rows.nonzero()[0])
+            raise ValueError(
+                f"history {row} has padding (item 0 or attention_mask 0) before or between its events: recommend "
+                "reads right-padded histories. Fix: put each history's items first, oldest first, and the 0 padding "
+                "after them (SequenceCollator does this); left padding is not supported."
+            )
+        times = {}
+        for name in ("timestamps", "query_timestamps"):
+            value = getattr(history, name)
+            if value is not None:
+                times[name] = _integer_tensor(value, name)
+                if value.numel() and int(times[name].min()) < 0:
+                    raise ValueError(f"{name} must be seconds >= 0, got {int(times[name].min())}.")
+        if exclude_item_ids is not None:
+            exclude_item_ids = _integer_tensor(exclude_item_ids, "exclude_item_ids")
+            if exclude_item_ids.dim() != 2 or exclude_item_ids.shape[0] != item_ids.shape[0]:
+                raise ValueError(
+                    f"exclude_item_ids must be (batch, H) with one row per history ({item_ids.shape[0]}), got "
+                    f"shape {tuple(exclude_item_ids.shape)}."
+                )
+            self._check_items(exclude_item_ids, "exclude_item_ids")
+        return history.replace(item_ids=item_ids, **times), exclude_item_ids
 
 
 class HSTURegressionHidden(nn.Linear):
@@ -728,13 +829,6 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
 
     def _clamp(self, rewards: torch.Tensor) -> torch.Tensor:
         return rewards.clamp(self.config.reward_min, self.config.reward_max)
-
-    def _check_items(self, item_ids: torch.Tensor, name: str) -> None:
-        if item_ids.numel() and (int(item_ids.min()) < 0 or int(item_ids.max()) > self.config.num_items):
-            raise ValueError(
-                f"{name} must hold item indices in 0..{self.config.num_items} (0 = padding), got "
-                f"{int(item_ids.min())}..{int(item_ids.max())}."
-            )
 
     def forward(
         self,
