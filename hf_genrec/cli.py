@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
+import pickle
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 
@@ -343,35 +346,189 @@ SUBCOMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], None]]] = 
 }
 
 
+# The flags that name files or folders, so an OS error can say which flag its path came from.
+_PATH_FLAGS = ("input", "output", "data", "recipe", "catalog", "model", "reward_model", "pretrained", "judge_model")
+# The flags that name a model: a value that is no local path is looked up on the Hub, whose errors do not name it.
+_MODEL_FLAGS = ("model", "reward_model", "pretrained", "judge_model")
+_WRONG_KIND = "a file is in the way of a folder (or the reverse). Fix: pass a path of the right kind, or move what is there"
+_NOT_ALLOWED = "no permission there. Fix: choose a location you may write to (or read), or change its permissions"
+_OS_ERROR_FIXES = {
+    errno.ENOENT: "Fix: check the path",
+    errno.ENOTDIR: _WRONG_KIND,
+    errno.EEXIST: _WRONG_KIND,
+    errno.EISDIR: _WRONG_KIND,
+    errno.EACCES: _NOT_ALLOWED,
+    errno.EPERM: _NOT_ALLOWED,
+    errno.EROFS: "a read-only file system. Fix: choose a writable location",
+    errno.ENOSPC: "the disk is full. Fix: free space or choose another location",
+}
+
+
+def _one_line(text: str) -> str:
+    """`text` with every run of whitespace (newlines included) as one space."""
+    return " ".join(str(text).split())
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _path_flag(path: str | os.PathLike, args: argparse.Namespace) -> str:
+    """`" (--output)"` when `path` is a path flag's value, lies inside it or is one of its parent folders."""
+    target = os.path.abspath(path)
+    for name in _PATH_FLAGS:
+        value = getattr(args, name, None)
+        if isinstance(value, (str, os.PathLike)) and value:
+            given = os.path.abspath(value)
+            if target == given or given.startswith(target + os.sep) or target.startswith(given + os.sep):
+                return f" ({_flag(name)})"
+    return ""
+
+
+def _model_flags(args: argparse.Namespace, *, local: bool) -> list[str]:
+    """`--model 'x'` for each model flag given whose value is (`local`) or is not a local path."""
+    return [f"{_flag(name)} {value!r}" for name in _MODEL_FLAGS
+            if isinstance(value := getattr(args, name, None), str) and os.path.exists(value) == local]
+
+
+def _describe_os_error(error: OSError, args: argparse.Namespace) -> str:
+    if error.filename is not None and error.errno in _OS_ERROR_FIXES:
+        return f"{error.strerror}: {str(error.filename)!r}{_path_flag(error.filename, args)}: {_OS_ERROR_FIXES[error.errno]}."
+    message = _one_line(error)
+    remote = [flag for flag in _model_flags(args, local=False) if flag not in message]
+    if error.filename is None and remote:
+        # The Hub client's errors name a URL or nothing; say which flag was taken for a repo id.
+        message += (f" ({', '.join(remote)} is no local path, so it was looked up as a Hub repo id. Fix: check the "
+                    "path, or the repo id and your connection.)")
+    return message
+
+
+def _describe_load_error(error: Exception, args: argparse.Namespace) -> str | None:
+    """Failures that torch, safetensors or pickle raise on a damaged or mismatched file, else `None`."""
+    text = str(error)
+    reading = ", ".join(_model_flags(args, local=True))
+    reading = f" while reading {reading}" if reading else ""
+    safetensors = sys.modules.get("safetensors")
+    if safetensors is not None and isinstance(error, safetensors.SafetensorError):
+        return (f"a .safetensors file is truncated or corrupt{reading} ({_one_line(text)}). Fix: save or download "
+                "the model again.")
+    if isinstance(error, (EOFError, pickle.UnpicklingError)):
+        return (f"a file ended early or is corrupt{reading} ({type(error).__name__}: {_one_line(text)}). Fix: "
+                "re-create or re-download it (for a checkpoint, delete that checkpoint folder).")
+    if isinstance(error, RuntimeError) and text.startswith("Error(s) in loading state_dict"):
+        first = next((line.strip() for line in text.splitlines()[1:] if line.strip()), "")
+        return (f"saved weights do not fit the model built from the settings{reading} ({first}). Fix: use the "
+                "model settings they were saved with (for --resume, the run's recipe.yaml), or start over with "
+                "--overwrite.")
+    if isinstance(error, IndexError) and text == "index out of range in self":
+        return ("an item index is outside the model's item table (IndexError: index out of range in self): the "
+                "prepared data holds items that its item_vocabulary.json or the model does not. Fix: prepare the "
+                "data again with `hf-genrec prepare` and use a model trained on it.")
+    torch = sys.modules.get("torch")
+    if isinstance(error, MemoryError) or (torch is not None and isinstance(error, torch.OutOfMemoryError)):
+        return (f"out of memory ({_one_line(text.splitlines()[0] if text else type(error).__name__)}). Fix: lower "
+                "per_device_train_batch_size / per_device_eval_batch_size (posttrain: --batch-size; evaluate: "
+                "--batch-size) or the model's size.")
+    return None
+
+
+def _describe_expected_error(error: Exception, args: argparse.Namespace) -> str | None:
+    """The one-line message (what, where, how to fix) of an expected failure, or `None` for a bug.
+
+    Expected: bad values (`ValueError`, which includes `RecipeError` and `DataFormatError`), file-system and Hub
+    errors (`OSError`), the library's own lookup errors (a `KeyError`/`IndexError` whose message is a sentence;
+    a bare key is a bug), and damaged or mismatched weight files (see `_describe_load_error`).
+    """
+    loaded = _describe_load_error(error, args)
+    if loaded is not None:
+        return loaded
+    if isinstance(error, OSError):
+        return _describe_os_error(error, args)
+    if isinstance(error, ValueError):
+        return _one_line(error)
+    if isinstance(error, LookupError) and error.args and " " in str(error.args[0]).strip():
+        return _one_line(error.args[0])  # str(KeyError) would quote the message
+    return None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the error line of every other expected failure: `hf-genrec CMD: error: ...`, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help`.\n")
+
+
+def _add_debug_flag(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="On an error, show the full traceback instead of the one-line message.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hf-genrec",
         description="Pretrain, post-train and evaluate generative recommenders (HSTU) on Hugging Face.",
     )
     parser.add_argument("--version", action="version", version=f"hf_genrec {__version__}")
+    _add_debug_flag(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_subcommand, _ in SUBCOMMANDS.values():
         add_subcommand(subparsers)
+    for subparser in subparsers.choices.values():
+        # Also accepted after the command; SUPPRESS keeps a `--debug` given before it.
+        _add_debug_flag(subparser, default=argparse.SUPPRESS)
     return parser
+
+
+def _check_model_flags(args: argparse.Namespace) -> None:
+    """Refuse a model flag that is neither a local path nor a well-formed Hub repo id, before anything loads (the
+    Hub client would only say that the repo id is malformed)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    for name in _MODEL_FLAGS:
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or os.path.exists(value):
+            continue
+        try:
+            validate_repo_id(value)
+        except HFValidationError:
+            raise FileNotFoundError(
+                f"{_flag(name)} {value!r} does not exist: no such local folder, and not a Hub repo id (name or "
+                "namespace/name). Fix: pass a folder written by an hf-genrec command, or a Hub repo id."
+            ) from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed subcommand; returns the exit status."""
+    _check_model_flags(args)
     SUBCOMMANDS[args.command][1](args)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `hf-genrec` entry point: parse, run, and turn every failure into one line on stderr.
+
+    Exit status: 0 on success; 2 for an expected failure (bad input, flag, recipe, file or path: see
+    `_describe_expected_error`), printed as `hf-genrec CMD: error: <what, where, how to fix>`; 1 for anything
+    else, which is a bug in hf_genrec and is printed as one line that says so. `--debug` lets the exception
+    through with its traceback instead. `KeyboardInterrupt` and `SystemExit` always pass through.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.debug:
+        return run(args)
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
-        # Input problems: a clear message, not a stack trace from deep inside the library.
-        message = str(error) if not isinstance(error, KeyError) or not error.args else str(error.args[0])
-        print(f"hf-genrec {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except Exception as error:  # the one boundary: every failure becomes one line (KeyboardInterrupt passes)
+        message = _describe_expected_error(error, args)
+        if message is not None:
+            print(f"hf-genrec {args.command}: error: {message}", file=sys.stderr)
+            return 2
+        what = _one_line(f"{type(error).__name__}: {error}").rstrip(".")
+        print(f"hf-genrec {args.command}: internal error: {what}. This is a bug in hf_genrec, not in your input: run "
+              "again with --debug for the traceback and report it.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
