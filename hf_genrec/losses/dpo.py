@@ -4,17 +4,26 @@ Pairs (brief, section 4; Netflix Technology Blog "RS-DPO / RS-IPO"): per context
 K-member reward ensemble give an interval mean ± z·std per item; the pair (y_w, y_l) is kept only when the
 intervals are separated, LB(y_w) > UB(y_l).
 
-Losses, with h = [log π_θ(y_w) − log π_ref(y_w)] − [log π_θ(y_l) − log π_ref(y_l)]:
+Losses, with h = [log π_θ(y_w) − log π_ref(y_w)] − [log π_θ(y_l) − log π_ref(y_l)], named and defined as
+TRL 1.16's `DPOTrainer` defines them (an item is a one-token completion, so TRL's per-token IPO normalisation
+is a division by 1):
 - `sigmoid` (DPO, Rafailov et al. 2023, arXiv 2305.18290): −log σ(β h);
-- `ipo` (IPO, Azar et al. 2023, arXiv 2310.12036, Eq. 17): (h − 1/(2β))².
+- `ipo` (IPO, Azar et al. 2023, arXiv 2310.12036, Eq. 17): (h − 1/(2β))²;
+- `robust` (robust DPO, Chowdhury et al. 2024, arXiv 2403.00409): with ε = `label_smoothing`, the probability
+  that a preference label is flipped, [−(1 − ε) log σ(β h) + ε log σ(−β h)] / (1 − 2ε), an unbiased estimate of
+  the clean DPO loss under label noise.
+
+Several loss types combine as TRL combines them: Σ_k w_k · loss_k (`loss_weights`, default all 1).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
-DPO_LOSS_TYPES = ("sigmoid", "ipo")
+DPO_LOSS_TYPES = ("sigmoid", "ipo", "robust")
 
 
 def separated_pairs(
@@ -48,36 +57,59 @@ def separated_pairs(
     return chosen, rejected, keep
 
 
+def _pair_loss(loss_type: str, h: torch.Tensor, beta: float, label_smoothing: float) -> torch.Tensor:
+    """(C,) loss of one `loss_type` from the (C,) log-ratio margins h."""
+    if loss_type == "sigmoid":
+        return -F.logsigmoid(beta * h)
+    if loss_type == "ipo":
+        # IPO, Eq. 17 of Azar et al.: regress the log-ratio margin to 1 / (2β).
+        return (h - 1.0 / (2.0 * beta)) ** 2
+    if loss_type == "robust":
+        # rDPO (Chowdhury et al. 2024), as TRL 1.16 writes it: ε is the label-flip probability.
+        clean = -(1 - label_smoothing) * F.logsigmoid(beta * h)
+        flipped = -label_smoothing * F.logsigmoid(-beta * h)
+        return (clean - flipped) / (1 - 2 * label_smoothing)
+    raise ValueError(f"Unknown loss_type {loss_type!r}; valid values are {DPO_LOSS_TYPES}.")
+
+
 def preference_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor,
     ref_rejected_logps: torch.Tensor,
     beta: float,
-    loss_type: str = "sigmoid",
+    loss_type: str | Sequence[str] = "sigmoid",
+    loss_weights: Sequence[float] | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-pair DPO / IPO loss.
+    """Per-pair DPO-family loss (see the module docstring).
 
     Args:
         policy_chosen_logps, policy_rejected_logps: (C,) log π_θ of y_w and y_l.
         ref_chosen_logps, ref_rejected_logps: (C,) log π_ref of y_w and y_l.
         beta: β > 0.
-        loss_type: `"sigmoid"` (DPO) or `"ipo"`.
+        loss_type: one of `DPO_LOSS_TYPES`, or a list of them (TRL's form) combined with `loss_weights`.
+        loss_weights: one weight per loss type (default: 1 each).
+        label_smoothing: ε of the `robust` loss, in [0, 0.5); unused by the other loss types.
 
     Returns:
         losses (C,), chosen_rewards (C,) = β (log π_θ − log π_ref)(y_w) and rejected_rewards (C,), the
         implicit rewards TRL logs (detached).
     """
+    loss_types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+    if loss_weights is not None and len(loss_weights) != len(loss_types):
+        raise ValueError(
+            f"loss_weights has {len(loss_weights)} weights for {len(loss_types)} loss types {loss_types}; give one "
+            "weight per loss type."
+        )
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps
     h = chosen_logratios - rejected_logratios  # (C,)
-    if loss_type == "sigmoid":
-        losses = -F.logsigmoid(beta * h)
-    elif loss_type == "ipo":
-        # IPO, Eq. 17 of Azar et al.: regress the log-ratio margin to 1 / (2β).
-        losses = (h - 1.0 / (2.0 * beta)) ** 2
+    if len(loss_types) == 1 and loss_weights is None:
+        losses = _pair_loss(loss_types[0], h, beta, label_smoothing)  # one loss: exactly that loss, no weighting
     else:
-        raise ValueError(f"Unknown loss_type {loss_type!r}; valid values are {DPO_LOSS_TYPES}.")
+        weights = loss_weights if loss_weights is not None else [1.0] * len(loss_types)
+        losses = sum(weight * _pair_loss(name, h, beta, label_smoothing) for name, weight in zip(loss_types, weights))
     return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
 
 

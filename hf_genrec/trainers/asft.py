@@ -101,7 +101,7 @@ class ASFTTrainer(SFTTrainer):
     }
 
     @classmethod
-    def needs_reward_model(cls, args) -> bool:
+    def needs_reward_model(cls, args, train_dataset=None) -> bool:
         return args.baseline == "value" or args.reward_source == "model"
 
     def _position_weights(self, inputs: dict[str, Any], supervised: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,9 @@ from typing import Any
 import safetensors.torch
 import torch
 import torch.nn.functional as F
+from accelerate.utils import is_peft_model
 from torch import nn
+from trl.trainer.utils import disable_dropout_in_model
 
 from ..data.history import History
 from ..models import AutoModelForNextItemPrediction
@@ -47,6 +49,13 @@ ADAPTER_DIR = "adapter"
 PREPARED = "prepared"
 # Training rows on which the extra heads' initial biases are estimated (spread evenly over the training set).
 HEAD_INIT_ROWS = 1024
+# LoRA targets when a PEFT config names none: the HSTU layer projections (peft cannot infer them for a
+# model type it does not know).
+DEFAULT_LORA_TARGET_MODULES = ("uvqk", "o_proj")
+# The one task type a recommender's PEFT config may carry besides None: TRL's `ModelConfig.lora_task_type` default,
+# which peft would otherwise wrap as a causal LM (that needs `prepare_inputs_for_generation`, and a recommender
+# takes no `input_ids`).
+COERCED_TASK_TYPE = "CAUSAL_LM"
 
 
 # --------------------------------------------------------------------------------------------------- config
@@ -193,9 +202,17 @@ def sample_items(
     return items, torch.isfinite(log_probs.gather(1, items))
 
 
-# --------------------------------------------------------------------------------- reference and heads
+# --------------------------------------------------------------------------------- reference and PEFT
+# `disable_dropout_in_model` (TRL) and `is_peft_model` (accelerate) are re-exported here, where the post-training
+# trainers have always found them.
+
+
 def create_reference_model(model: nn.Module) -> nn.Module:
-    """A frozen copy of `model` in eval mode (no gradients, no dropout)."""
+    """A frozen copy of `model` in eval mode (no gradients, no dropout).
+
+    TRL 1.16 has the same function only as `trl.experimental.utils.create_reference_model` (its
+    `trl.models` alias warns that it moved), which warns on import as unstable: this stays ours.
+    """
     reference = copy.deepcopy(model)
     reference.eval()
     for parameter in reference.parameters():
@@ -203,21 +220,46 @@ def create_reference_model(model: nn.Module) -> nn.Module:
     return reference
 
 
-def disable_dropout_in_model(model: nn.Module) -> None:
-    """Set p = 0 on every `nn.Dropout` of `model`."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
+def recommender_peft_config(peft_config: Any):
+    """The PEFT config `get_peft_model` applies to a next-item recommender, or `None` to train every weight.
+
+    Args:
+        peft_config: a `peft.PeftConfig` (e.g. `LoraConfig`), a `trl.ModelConfig` (turned into a `LoraConfig` by
+            `trl.get_peft_config`; `None` when its `use_peft` is False), or `None`.
+
+    Returns a copy with `task_type=None`: the task type `"CAUSAL_LM"` (TRL's default) is dropped, as a recommender
+    is no causal LM, and any other task type is refused. A `LoraConfig` without `target_modules` (and without
+    `target_parameters`) gets the HSTU projections, `DEFAULT_LORA_TARGET_MODULES`.
+    """
+    from peft import LoraConfig, PeftConfig
+    from trl import ModelConfig, get_peft_config
+
+    if isinstance(peft_config, ModelConfig):
+        peft_config = get_peft_config(peft_config)
+    if peft_config is None:
+        return None
+    if not isinstance(peft_config, PeftConfig):
+        raise TypeError(
+            f"peft_config must be a peft.PeftConfig (e.g. LoraConfig) or a trl.ModelConfig, got "
+            f"{type(peft_config).__name__}; build one with peft.LoraConfig(...) or trl.ModelConfig(use_peft=True, ...)."
+        )
+    task_type = peft_config.task_type
+    if task_type is not None and task_type != COERCED_TASK_TYPE:
+        raise ValueError(
+            f"peft_config task_type={str(task_type)!r} does not fit a next-item recommender; set task_type=None "
+            f"(trl.ModelConfig: keep lora_task_type at TRL's default {COERCED_TASK_TYPE!r}, which is dropped)."
+        )
+    peft_config = copy.deepcopy(peft_config)
+    if task_type is not None:
+        logger.info("PEFT: task_type=%r dropped (a recommender is no causal LM): the adapter wraps the model "
+                    "as a plain PeftModel.", str(task_type))
+        peft_config.task_type = None
+    if isinstance(peft_config, LoraConfig) and peft_config.target_modules is None and not peft_config.target_parameters:
+        peft_config.target_modules = set(DEFAULT_LORA_TARGET_MODULES)
+    return peft_config
 
 
-def is_peft_model(model: nn.Module) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover - peft is a dependency
-        return False
-    return isinstance(model, PeftModel)
-
-
+# -------------------------------------------------------------------------------------------------- heads
 class PolicyHead(nn.Module):
     """Base of the extra modules a post-training method attaches to the recommender (CQL's Q scalars, PPO's
     value head). The trainer sets their initial biases from the training data when it builds them
@@ -266,8 +308,9 @@ class PolicyTrainer(GenRecTrainer):
             `model` (with PEFT: the same model with its adapter disabled).
         reward_model: a `RewardEnsemble` (or its directory) for methods that query rewards.
         args: the method's config.
-        peft_config: a `peft.LoraConfig` (with `task_type=None`, e.g. `target_modules=["uvqk", "o_proj"]`)
-            to train a LoRA adapter instead of all weights.
+        peft_config: a `peft.LoraConfig` or a `trl.ModelConfig(use_peft=True, ...)` to train a LoRA adapter
+            instead of all weights (read by `recommender_peft_config`: TRL's task type `"CAUSAL_LM"` is dropped,
+            and the adapter goes on the HSTU projections `uvqk` and `o_proj` unless it names its targets).
 
     Saving (`save_model`) writes a directory `AutoModelForNextItemPrediction.from_pretrained` loads as the
     recommender: extra heads (CQL's scalars, PPO's value head) go to `<head>.safetensors` beside it, and under
@@ -300,12 +343,13 @@ class PolicyTrainer(GenRecTrainer):
             raise ValueError(f"{type(self).__name__} needs args (its config dataclass).")
         if isinstance(model, (str, os.PathLike)):
             model = AutoModelForNextItemPrediction.from_pretrained(model)
-        if args.disable_dropout:
-            disable_dropout_in_model(model)
+        peft_config = recommender_peft_config(peft_config)
         if peft_config is not None:
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
+        if args.disable_dropout:  # after wrapping, as TRL does, so the adapter's dropout is off too
+            disable_dropout_in_model(model)
         self.is_peft = is_peft_model(model)
 
         self.ref_model = None
@@ -316,7 +360,7 @@ class PolicyTrainer(GenRecTrainer):
                 self.ref_model = create_reference_model(ref_model)
             elif not self.is_peft:
                 self.ref_model = create_reference_model(model)
-        if self.needs_reward_model(args) and reward_model is None:
+        if self.needs_reward_model(args, train_dataset) and reward_model is None:
             raise ValueError(
                 f"{type(self).__name__} with these settings queries a reward model: pass reward_model= (a "
                 "hf_genrec.rewards.RewardEnsemble or its directory, written by `hf-genrec reward`)."
@@ -355,8 +399,9 @@ class PolicyTrainer(GenRecTrainer):
         return False
 
     @classmethod
-    def needs_reward_model(cls, args) -> bool:
-        """Whether the method queries the reward ensemble with these settings."""
+    def needs_reward_model(cls, args, train_dataset: Any = None) -> bool:
+        """Whether the method queries the reward ensemble with these settings (and, when given, this training
+        data: offline DPO on a preference dataset needs none)."""
         return False
 
     def _build_heads(self, model: nn.Module, args) -> dict[str, nn.Module]:
@@ -485,6 +530,8 @@ class PolicyTrainer(GenRecTrainer):
 
 __all__ = [
     "ADAPTER_DIR",
+    "COERCED_TASK_TYPE",
+    "DEFAULT_LORA_TARGET_MODULES",
     "HEAD_INIT_ROWS",
     "PREPARED",
     "PolicyHead",
@@ -499,6 +546,7 @@ __all__ = [
     "load_reward_model",
     "logged_log_probs",
     "policy_forward",
+    "recommender_peft_config",
     "sample_contexts",
     "sample_items",
     "seen_item_mask",

@@ -223,7 +223,7 @@ class PPOTrainer(PolicyTrainer):
         return True
 
     @classmethod
-    def needs_reward_model(cls, args) -> bool:
+    def needs_reward_model(cls, args, train_dataset=None) -> bool:
         return True
 
     def _build_heads(self, model, args):
