@@ -168,8 +168,16 @@ def _add_posttrain(subparsers) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
     p.add_argument("--learning-rate", type=float, default=None, help="Override the learning rate.")
     p.add_argument("--batch-size", type=int, default=None, help="Override per_device_train_batch_size.")
-    p.add_argument("--lora-r", type=int, default=None,
-                   help="Train a LoRA adapter of this rank on the HSTU projections (uvqk, o_proj) instead of all weights.")
+    p.add_argument("--lora-r", "--lora_r", type=int, default=None,
+                   help="Train a LoRA adapter of this rank on the HSTU projections (uvqk, o_proj) instead of all "
+                   "weights; alone: alpha 2r, no dropout; with --use_peft: TRL's rank flag (default 16).")
+    p.add_argument("--use_peft", "--use-peft", action="store_true",
+                   help="Train a LoRA adapter built as TRL does (trl.ModelConfig + get_peft_config), with TRL's "
+                   "defaults (r 16, alpha 32, dropout 0.05); targets default to the HSTU projections.")
+    p.add_argument("--lora_alpha", "--lora-alpha", type=int, default=None, help="With --use_peft: LoRA alpha.")
+    p.add_argument("--lora_dropout", "--lora-dropout", type=float, default=None, help="With --use_peft: LoRA dropout.")
+    p.add_argument("--lora_target_modules", "--lora-target-modules", nargs="+", default=None,
+                   help="With --use_peft: module names to adapt, or all-linear (default: uvqk o_proj).")
     p.add_argument("--normalize-weights", action="store_true", default=None,
                    help="A-SFT: divide the weights by their mean over each optimizer step.")
     for name, (help_text, kind) in POSTTRAIN_METHOD_FLAGS.items():
@@ -302,12 +310,15 @@ def _run_reward(args: argparse.Namespace) -> None:
 
 def _run_posttrain(args: argparse.Namespace) -> None:
     from .workflows import posttrain
+    from .workflows.posttrain import lora_arguments
 
     method_overrides = {name: getattr(args, name) for name in [*POSTTRAIN_METHOD_FLAGS, "normalize_weights"]
                         if getattr(args, name) is not None}
     options = _run_options(args, learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size)
     report = posttrain(args.data, args.model, args.output, method=args.method, reward_model=args.reward_model,
-                       recipe=args.recipe, method_overrides=method_overrides, lora_r=args.lora_r, options=options)
+                       recipe=args.recipe, method_overrides=method_overrides, options=options,
+                       **lora_arguments(use_peft=args.use_peft, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                                        lora_dropout=args.lora_dropout, lora_target_modules=args.lora_target_modules))
     print(json.dumps({key: report[key] for key in ("method", "test", "train_runtime_s")}, indent=2))
     _print_written("Model, vocabulary, model card, recipe.yaml and metrics.json", args, report)
 

@@ -26,6 +26,7 @@ from ..trainers import (
     SFTConfig,
     SFTTrainer,
 )
+from ..trainers.policy import DEFAULT_LORA_TARGET_MODULES, recommender_peft_config
 from .common import RunOptions, TrainingRun
 
 # method name -> (config class, trainer class, config values the method name implies)
@@ -40,8 +41,8 @@ METHODS: dict[str, tuple[type, type, dict[str, Any]]] = {
 }
 # The keys a recipe's `method` section may hold.
 METHOD_FIELDS = ("name",)
-# LoRA on the HSTU projections (`--lora-r`).
-LORA_TARGET_MODULES = ["uvqk", "o_proj"]
+# Fields of a PEFT config left out of the run's fingerprint: they do not change the trained weights.
+PEFT_FINGERPRINT_IGNORED = ("peft_version", "base_model_name_or_path", "revision", "inference_mode")
 
 
 def resolve_method(method: str | None, recipe: dict[str, Any]) -> str:
@@ -78,7 +79,7 @@ def _method_config(run: TrainingRun, method: str, recipe: dict[str, Any], method
     check_method_overrides(method, config_class, method_overrides)
     args, training = run.training_config(config_class, recipe, implied=implied, overrides=method_overrides,
                                          source=f"recipe/flags of --method {method}")
-    if implied.get("loss_type") and args.loss_type != implied["loss_type"]:
+    if implied.get("loss_type") and args.loss_type != [implied["loss_type"]]:  # DPOConfig keeps TRL's list form
         raise ValueError(f"--method {method} means loss_type={implied['loss_type']!r}, but loss_type={args.loss_type!r} was set.")
     if reward_model is None and trainer_class.needs_reward_model(args):
         hint = " (or --baseline user_mean / zero with --reward-source observed)" if method == "asft" else ""
@@ -89,14 +90,57 @@ def _method_config(run: TrainingRun, method: str, recipe: dict[str, Any], method
     return args, training
 
 
-def _lora_config(lora_r: int | None):
-    """A LoRA adapter of rank `lora_r` on the HSTU projections, or `None` to train every weight."""
-    if lora_r is None:
-        return None
-    from peft import LoraConfig
+def lora_arguments(*, use_peft: bool = False, lora_r: int | None = None, lora_alpha: int | None = None,
+                   lora_dropout: float | None = None, lora_target_modules: list[str] | None = None) -> dict[str, Any]:
+    """The `posttrain` keywords of the LoRA flags: `{"peft_config": trl.ModelConfig}` with `--use_peft` (TRL's
+    defaults for the flags left out, the HSTU projections as targets unless named), `{"lora_r": r}` for
+    `--lora-r` alone (hf-genrec's rank-only adapter), `{}` without LoRA."""
+    trl_flags = {"lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "lora_target_modules": lora_target_modules}
+    given = {name: value for name, value in trl_flags.items() if value is not None}
+    if not use_peft:
+        if given:
+            raise ValueError(
+                f"--{next(iter(given))} applies only with --use_peft (TRL's LoRA flags); add --use_peft, or use "
+                "--lora-r alone for a rank-r adapter with alpha 2r on the HSTU projections."
+            )
+        return {"lora_r": lora_r} if lora_r is not None else {}
+    from trl import ModelConfig
 
-    return LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules=LORA_TARGET_MODULES,
-                      task_type=None)
+    if lora_r is not None:
+        given["lora_r"] = lora_r
+    config = ModelConfig(use_peft=True, **given)
+    if lora_target_modules is not None and len(lora_target_modules) == 1 and lora_target_modules[0] != "all-linear":
+        # `ModelConfig` turns a single target into a string, which peft reads as a regular expression over full
+        # module names (`uvqk` would match none): a single module name stays a name.
+        config.lora_target_modules = list(lora_target_modules)
+    return {"peft_config": config}
+
+
+def resolve_peft_config(lora_r: int | None, peft_config: Any):
+    """The `peft.LoraConfig` of a run (`recommender_peft_config`), or `None` to train every weight.
+
+    `lora_r` is a rank-`lora_r` adapter with `lora_alpha = 2 * lora_r`, no dropout, on the HSTU projections,
+    built through `trl.get_peft_config`; `peft_config` is a `peft.LoraConfig` or a `trl.ModelConfig`.
+    """
+    if lora_r is not None and peft_config is not None:
+        raise ValueError(f"lora_r={lora_r} and peft_config were both given; pass one: lora_r for hf-genrec's rank-only "
+                         "adapter, or peft_config (e.g. trl.ModelConfig(use_peft=True, lora_r=...)).")
+    if lora_r is not None:
+        from trl import ModelConfig
+
+        peft_config = ModelConfig(use_peft=True, lora_r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
+                                  lora_target_modules=list(DEFAULT_LORA_TARGET_MODULES))
+    return recommender_peft_config(peft_config)
+
+
+def peft_description(peft_config) -> dict[str, Any] | None:
+    """The fields of a resolved PEFT config that determine the trained weights, as JSON values (sets sorted)."""
+    if peft_config is None:
+        return None
+    return {
+        name: sorted(value) if isinstance(value, (set, frozenset)) else value
+        for name, value in peft_config.to_dict().items() if name not in PEFT_FINGERPRINT_IGNORED
+    }
 
 
 def posttrain(
@@ -109,6 +153,7 @@ def posttrain(
     recipe: str | os.PathLike | dict | None = None,
     method_overrides: dict[str, Any] | None = None,
     lora_r: int | None = None,
+    peft_config: Any = None,
     evaluate: bool = True,
     options: RunOptions | None = None,
     **flags: Any,
@@ -126,7 +171,10 @@ def posttrain(
         reward_model: a reward-ensemble directory (`hf-genrec reward`) or object; required by dpo, ipo, ppo
             and by asft with `baseline="value"` (its default) or `reward_source="model"`.
         method_overrides: config fields set from method flags (`temperature`, `beta`, ...).
-        lora_r: train a LoRA adapter of this rank on the HSTU projections instead of all weights.
+        lora_r: train a LoRA adapter of this rank (alpha 2 · `lora_r`, no dropout) on the HSTU projections instead
+            of all weights.
+        peft_config: instead of `lora_r`, the adapter as a `peft.LoraConfig` or a `trl.ModelConfig(use_peft=True,
+            ...)` (TRL's `task_type="CAUSAL_LM"` is dropped; targets default to the HSTU projections).
         evaluate: rank the validation and test splits after training (`False`: skip it, e.g. when the caller
             evaluates the saved model itself, as `hf-genrec benchmark` does; `validation`/`test` are then empty).
         options, **flags: the `RunOptions` of the run (`epochs`, `seed`, `max_steps`, `training_overrides`
@@ -143,13 +191,17 @@ def posttrain(
     options = RunOptions.merge(options, flags, caller="posttrain")
     recipe = resolve_recipe(recipe)
     method = resolve_method(method, recipe)
+    lora = resolve_peft_config(lora_r, peft_config)
     run = TrainingRun(f"posttrain --method {method}", output_dir, options)
     args, training = _method_config(run, method, recipe, method_overrides or {}, reward_model)
     splits, vocabulary = run.load_data(data_dir, recipe["data"].get("split", "leave-one-out"), model_dir=model_dir)
     if reward_model is not None:
         run.add_input("reward_model", reward_model)
+    # `lora_r` alone keeps the fingerprint of earlier runs (their checkpoints still resume); a PEFT config adds all
+    # of its fields.
+    identity = {"peft_config": peft_description(lora)} if peft_config is not None else {}
     run.describe(recipe, training, model=dict(recipe["model"]), data=dict(recipe["data"]), method={"name": method},
-                 lora_r=lora_r)
+                 lora_r=lora_r, **identity)
 
     # Seed before loading so the seed also fixes any newly initialised weights (heads).
     set_seed(args.seed)
@@ -163,7 +215,7 @@ def posttrain(
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
         processing_class=vocabulary,
-        peft_config=_lora_config(lora_r),
+        peft_config=lora,
         callbacks=run.callbacks,
     )
     trainer.dataset_name = prepared_dataset_name(data_dir)
@@ -171,11 +223,11 @@ def posttrain(
     validation, test = run.evaluate(trainer, splits) if evaluate else ({}, {})
     trainer.save_model(str(run.output_dir))  # the model card is written here, with the metrics above
     return run.finish(_report(run, trainer, train_output, method=method, validation=validation, test=test,
-                              base_model=model_dir, reward_model=reward_model, training=training, lora_r=lora_r))
+                              base_model=model_dir, reward_model=reward_model, training=training, lora=lora))
 
 
 def _report(run: TrainingRun, trainer, train_output, *, method: str, validation: dict[str, Any],
-            test: dict[str, Any], base_model, reward_model, training: dict[str, Any], lora_r: int | None) -> dict[str, Any]:
+            test: dict[str, Any], base_model, reward_model, training: dict[str, Any], lora) -> dict[str, Any]:
     """What `metrics.json` of a post-training run holds."""
     train_logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     return {
@@ -186,7 +238,8 @@ def _report(run: TrainingRun, trainer, train_output, *, method: str, validation:
         "base_model": str(base_model),
         "reward_model": str(reward_model) if isinstance(reward_model, (str, os.PathLike)) else None,
         "hyperparameters": training,
-        "lora_r": lora_r,
+        "lora_r": getattr(lora, "r", None),
+        "peft_config": peft_description(lora),
         "global_steps": trainer.state.global_step,
         "epochs_trained": trainer.state.epoch,
         "last_train_log": train_logs[-1] if train_logs else None,
@@ -196,4 +249,4 @@ def _report(run: TrainingRun, trainer, train_output, *, method: str, validation:
     }
 
 
-__all__ = ["METHODS", "posttrain", "resolve_method"]
+__all__ = ["METHODS", "lora_arguments", "peft_description", "posttrain", "resolve_method", "resolve_peft_config"]
