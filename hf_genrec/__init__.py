@@ -1,7 +1,7 @@
 """hf_genrec: post-training generative recommenders on Hugging Face Transformers.
 
 `import hf_genrec` registers the HSTU classes with `AutoConfig` / `AutoModel`, so checkpoints load with
-`from_pretrained` and no `trust_remote_code`.
+`from_pretrained` and no `trust_remote_code`, and the `next-item-recommendation` task of `transformers.pipeline`.
 """
 
 from .models import (
@@ -12,6 +12,7 @@ from .models import (
     HSTUForRewardModeling,
     HSTUModel,
 )
+from .pipeline_task import NextItemRecommendationPipeline  # registers pipeline("next-item-recommendation")
 
 __version__ = "0.1.0"
 
@@ -22,5 +23,6 @@ __all__ = [
     "HSTUForNextItemPrediction",
     "HSTUForRewardModeling",
     "HSTUModel",
+    "NextItemRecommendationPipeline",
     "__version__",
 ]

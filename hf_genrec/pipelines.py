@@ -54,11 +54,21 @@ class Recommender:
 
     Args:
         model: a next-item model (`HSTUForNextItemPrediction`), in eval mode on its device.
-        vocabulary: the `ItemVocabulary` the model was trained with.
+        vocabulary: the `ItemVocabulary` the model was trained with; by default the model's own
+            `model.item_vocabulary` (set by `from_pretrained` from the `item_vocabulary.json` beside the weights).
+            It becomes `model.item_vocabulary`, so `model.save_pretrained` / `model.push_to_hub` then carry it.
         batch_size: histories scored per forward pass (bounds the (batch, num_items) score memory).
     """
 
-    def __init__(self, model, vocabulary: ItemVocabulary, batch_size: int = 256):
+    def __init__(self, model, vocabulary: ItemVocabulary | None = None, batch_size: int = 256):
+        if vocabulary is None:
+            vocabulary = getattr(model, "item_vocabulary", None)
+            if vocabulary is None:
+                raise ValueError(
+                    "vocabulary is None and the model has no item_vocabulary; pass the ItemVocabulary it was "
+                    "trained with (ItemVocabulary.from_pretrained(run_dir)) or load the model from a folder or repo "
+                    "that holds item_vocabulary.json."
+                )
         if model.config.num_items != vocabulary.num_items:
             raise ValueError(
                 f"The model scores {model.config.num_items} items but the vocabulary has {vocabulary.num_items}. "
@@ -68,6 +78,7 @@ class Recommender:
             raise ValueError(f"batch_size must be an integer >= 1 (histories per forward pass), got {batch_size!r}.")
         self.model = model.eval()
         self.vocabulary = vocabulary
+        model.item_vocabulary = vocabulary  # the model now knows its catalogue: saving it keeps the two together
         self.batch_size = batch_size
 
     @classmethod
@@ -77,13 +88,21 @@ class Recommender:
         *,
         revision: str | None = None,
         token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        subfolder: str | None = None,
         device: str | torch.device | None = None,
         batch_size: int = 256,
     ) -> Recommender:
-        """Load the model and its `item_vocabulary.json` from a run directory or a Hub repo id."""
-        hub_kwargs = {"revision": revision, "token": token}
+        """Load the model and its `item_vocabulary.json` from a run directory or a Hub repo id.
+
+        `revision`, `token`, `cache_dir` and `subfolder` locate both files, as in `from_pretrained`.
+        """
+        hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir, "subfolder": subfolder}
+        hub_kwargs = {name: value for name, value in hub_kwargs.items() if value is not None}
         model = AutoModelForNextItemPrediction.from_pretrained(path_or_repo_id, **hub_kwargs)
-        vocabulary = ItemVocabulary.from_pretrained(path_or_repo_id, **hub_kwargs)
+        vocabulary = model.item_vocabulary
+        if vocabulary is None:  # none beside the weights: this raises the error that says what is missing
+            vocabulary = ItemVocabulary.from_pretrained(path_or_repo_id, **hub_kwargs)
         if device is not None:
             model = model.to(device)
         return cls(model, vocabulary, batch_size=batch_size)

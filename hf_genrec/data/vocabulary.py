@@ -301,6 +301,7 @@ class ItemVocabulary:
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
+        subfolder: str | None = None,
     ) -> ItemVocabulary:
         """Loads a vocabulary saved with `save_pretrained`.
 
@@ -308,8 +309,11 @@ class ItemVocabulary:
             path_or_repo_id: a local directory holding `item_vocabulary.json`, the json file itself, or a
                 Hugging Face Hub repo id (`namespace/name`).
             revision, token, cache_dir: passed to `huggingface_hub.hf_hub_download` for Hub repos.
+            subfolder: the folder of the directory or repo that holds the file, as in `from_pretrained`.
         """
         path = os.fspath(path_or_repo_id)
+        if os.path.isdir(path) and subfolder:
+            path = os.path.join(path, subfolder)
         if os.path.isdir(path):
             file = os.path.join(path, VOCABULARY_FILE)
             if not os.path.isfile(file):
@@ -320,7 +324,7 @@ class ItemVocabulary:
         elif os.path.isfile(path):
             file = path
         elif _REPO_ID_PATTERN.fullmatch(path) and not path.startswith((".", "/")):
-            file = cls._download(path, revision=revision, token=token, cache_dir=cache_dir)
+            file = cls._download(path, revision=revision, token=token, cache_dir=cache_dir, subfolder=subfolder)
         else:
             raise FileNotFoundError(
                 f"{path!r} is neither a local directory or file nor a Hub repo id. Fix: pass the directory a "
@@ -329,18 +333,22 @@ class ItemVocabulary:
         return cls._from_file(file)
 
     @staticmethod
-    def _download(repo_id: str, *, revision: str | None, token: str | bool | None, cache_dir: Any) -> str:
+    def _download(
+        repo_id: str, *, revision: str | None, token: str | bool | None, cache_dir: Any, subfolder: str | None
+    ) -> str:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError
 
         try:
             return hf_hub_download(
-                repo_id, VOCABULARY_FILE, revision=revision, token=token, cache_dir=cache_dir
+                repo_id, VOCABULARY_FILE, subfolder=subfolder or None, revision=revision, token=token,
+                cache_dir=cache_dir,
             )
         except EntryNotFoundError as error:
             raise FileNotFoundError(
-                f"Hub repo {repo_id!r} has no item vocabulary ({VOCABULARY_FILE} is missing). Fix: push the "
-                "vocabulary with the model (`vocabulary.save_pretrained(dir)` before `push_to_hub`)."
+                f"Hub repo {repo_id!r} has no item vocabulary ({VOCABULARY_FILE} is missing"
+                f"{f' in {subfolder!r}' if subfolder else ''}). Fix: push the vocabulary with the model "
+                "(`model.item_vocabulary = vocabulary` before `model.push_to_hub`)."
             ) from error
 
     @classmethod

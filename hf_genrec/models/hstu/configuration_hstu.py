@@ -194,6 +194,17 @@ class HSTUConfig(PretrainedConfig):
         """Rows of the item-embedding table: the catalogue plus the padding index 0."""
         return self.num_items + 1
 
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:
+        # `PreTrainedModel.resize_token_embeddings` writes the new row count here; the catalogue is one row less.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(
+                f"vocab_size must be an integer >= 2 (the padding row plus at least one item), got {value!r}; "
+                "resize to num_items + 1 rows."
+            )
+        self.num_items = value - 1
+        self.validate_hstu()
+
     def approximate_num_parameters(self) -> int:
         """Parameters of the backbone these sizes imply (item and position tables, then every layer), from the
         config alone: what `validate_hstu` bounds before a model is built. The small reward heads are left out."""

@@ -23,19 +23,23 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, cached_file, logging
 
 from ...data.history import History
 from ...data.history import query_timestamps as default_query_timestamps
+from ...data.vocabulary import VOCABULARY_FILE, ItemVocabulary
 from ...losses.next_item import full_softmax_loss, sampled_softmax_loss
 from ...losses.reward import check_finite_rewards, reward_regression_loss
 from .configuration_hstu import HSTUConfig
 from .loading import (
+    _download_kwargs,
     check_checkpoint_shapes,
     load_checked_config,
     read_safetensors_shapes,
     resolve_safetensors_files,
 )
+
+logger = logging.get_logger(__name__)
 
 
 def time_bucket_indices(
@@ -207,6 +211,16 @@ class HSTULayer(GradientCheckpointingLayer):
 
 
 class HSTUPreTrainedModel(PreTrainedModel):
+    """Base class of the HSTU models: loading, saving and resizing shared by every head.
+
+    The item vocabulary rides with the model. `item_vocabulary` (an [`ItemVocabulary`] or None) maps raw item ids
+    to the rows of the item table; `from_pretrained` sets it from the `item_vocabulary.json` found beside the
+    weights (same repo, `subfolder` and `revision`), and `save_pretrained` writes it beside them, so
+    `push_to_hub` (which saves through `save_pretrained`) uploads it and
+    `Recommender.from_pretrained(repo_id)` works on the pushed repo. A model built from a config has none: set
+    it (`model.item_vocabulary = vocabulary`) before saving, as `Recommender(model, vocabulary)` does.
+    """
+
     config_class = HSTUConfig
     base_model_prefix = "model"
     main_input_name = "item_ids"
@@ -216,6 +230,7 @@ class HSTUPreTrainedModel(PreTrainedModel):
     # The losses are means over the labelled positions and take no `num_items_in_batch`: `Trainer` must not pass
     # one, and must itself divide by the gradient-accumulation steps (our trainers normalise in `compute_loss`).
     accepts_loss_kwargs = False
+    item_vocabulary: ItemVocabulary | None = None
 
     def __init__(self, config: HSTUConfig, *inputs, **kwargs):
         # Checked again before anything is allocated: fields may have been set since the config was built.
@@ -233,15 +248,18 @@ class HSTUPreTrainedModel(PreTrainedModel):
         every backbone shape) first, so an absurd or mismatched `config.json` is refused at once with a
         `ValueError` naming the field, instead of hanging, exhausting memory or re-initialising layers silently.
         `ignore_mismatched_sizes=True` skips the comparison (mismatched tensors are then re-initialised, as asked).
+
+        The `item_vocabulary.json` beside the weights, when there is one, becomes `model.item_vocabulary`.
         """
         path = os.fspath(pretrained_model_name_or_path)
-        if os.path.isdir(path):
-            names = os.listdir(path)
+        folder = os.path.join(path, kwargs["subfolder"]) if kwargs.get("subfolder") else path
+        if os.path.isdir(folder):
+            names = os.listdir(folder)
             if not any(n.endswith(".safetensors") for n in names):
                 pickled = sorted(n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt")))
                 found = f" It only has pickle-based weights ({', '.join(pickled)})." if pickled else ""
                 raise OSError(
-                    f"{path!r} has no safetensors weights (model.safetensors).{found} hf_genrec never loads pickled "
+                    f"{folder!r} has no safetensors weights (model.safetensors).{found} hf_genrec never loads pickled "
                     "weights because unpickling can run arbitrary code. Convert the checkpoint with "
                     "`model.save_pretrained(dir)` (safetensors) in an environment you trust."
                 )
@@ -253,7 +271,86 @@ class HSTUPreTrainedModel(PreTrainedModel):
             )
             if files and not kwargs.get("ignore_mismatched_sizes"):  # that flag asks for re-initialised tensors
                 check_checkpoint_shapes(cls, config, read_safetensors_shapes(files), path)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) on request
+        model.item_vocabulary = model._find_item_vocabulary(path, kwargs)
+        return loaded
+
+    def _find_item_vocabulary(self, path: str, kwargs: dict) -> ItemVocabulary | None:
+        """The `item_vocabulary.json` saved beside the weights at `path`, when there is one that fits this model.
+
+        A vocabulary of another size is left out with a warning instead of failing the load: a model loaded with
+        another `num_items` (and `ignore_mismatched_sizes=True`) is a new catalogue that needs its own vocabulary.
+        """
+        file = cached_file(
+            path, VOCABULARY_FILE, _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False, **_download_kwargs(kwargs),
+        )
+        if file is None:
+            return None
+        vocabulary = ItemVocabulary.from_pretrained(file)
+        if vocabulary.num_items != self.config.num_items:
+            logger.warning(
+                f"{file} lists {vocabulary.num_items} items but the model scores num_items={self.config.num_items}; "
+                "the vocabulary is not attached. Set model.item_vocabulary to this catalogue's vocabulary."
+            )
+            return None
+        return vocabulary
+
+    def _checked_item_vocabulary(self) -> ItemVocabulary | None:
+        """`item_vocabulary`, checked against the item table before anything is saved with it."""
+        vocabulary = self.item_vocabulary
+        if vocabulary is None:
+            return None
+        if not isinstance(vocabulary, ItemVocabulary):
+            raise TypeError(
+                f"item_vocabulary must be an ItemVocabulary or None, got {type(vocabulary).__name__}; build one "
+                "with ItemVocabulary.from_items(raw_ids)."
+            )
+        if vocabulary.num_items != self.config.num_items:
+            raise ValueError(
+                f"item_vocabulary has {vocabulary.num_items} items but the model scores num_items="
+                f"{self.config.num_items}; set model.item_vocabulary to the vocabulary of the current catalogue "
+                "(after resize_token_embeddings, the grown one) before saving."
+            )
+        return vocabulary
+
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus `item_vocabulary.json` beside the weights when the model has an
+        `item_vocabulary` (so `push_to_hub`, which saves through here, uploads it too)."""
+        vocabulary = self._checked_item_vocabulary()  # refused before any file is written
+        super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
+        if vocabulary is not None and is_main_process and os.path.isdir(save_directory):
+            vocabulary.save_pretrained(save_directory)
+
+    def _upload_modified_files(self, working_dir: str | os.PathLike, *args, **kwargs):
+        # `save_pretrained(dir, push_to_hub=True)` uploads from inside transformers' `save_pretrained`, before the
+        # override above writes the vocabulary: write it first so that upload carries it.
+        vocabulary = self._checked_item_vocabulary()
+        if vocabulary is not None:
+            vocabulary.save_pretrained(working_dir)
+        return super()._upload_modified_files(working_dir, *args, **kwargs)
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = False
+    ) -> nn.Embedding:
+        """Grow (or shrink) the item table to `new_num_tokens` rows, i.e. `num_items = new_num_tokens - 1`.
+
+        Rows are added (or removed) at the end; existing items keep their rows and the padding row 0 stays.
+        `config.num_items` follows. New rows are initialised as the item table is (truncated normal,
+        `initializer_range`); `mean_resizing=True` draws them from the old rows' mean and covariance instead
+        (transformers' language-model default). `item_vocabulary` is left as it is: set the grown vocabulary
+        (`ItemVocabulary(old.raw_ids + new_ids)`) before saving.
+        """
+        if new_num_tokens is not None and (
+            isinstance(new_num_tokens, bool) or not isinstance(new_num_tokens, int) or new_num_tokens < 2
+        ):
+            # Checked first: transformers resizes the table before it sets `config.vocab_size`.
+            raise ValueError(
+                f"new_num_tokens must be an integer >= 2 (the padding row plus at least one item), got "
+                f"{new_num_tokens!r}; pass num_items + 1."
+            )
+        return super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
 
     def _init_weights(self, module: nn.Module) -> None:
         """Initialise the parameters `module` owns itself, by the module's type, as the reference does.
@@ -272,6 +369,10 @@ class HSTUPreTrainedModel(PreTrainedModel):
                 module.weight[module.padding_idx].zero_()
         elif isinstance(module, HSTUPositionEmbeddings):
             init.xavier_normal_(module.weight)
+        elif type(module) is nn.Embedding:
+            # The bigger table `resize_token_embeddings` builds: new rows start as item rows do; the old rows
+            # (padding row 0 included) are copied over it afterwards, and it becomes the item table's weight.
+            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
         elif isinstance(module, HSTUUVQKProjection):
             init.normal_(module.weight, std=std)
         elif isinstance(module, HSTUOutputProjection):  # xavier-uniform weight, PyTorch's default bias
