@@ -87,7 +87,18 @@ class ASFTConfig(PostTrainConfig):
 
 class ASFTTrainer(SFTTrainer):
     """Advantage-weighted SFT. The weights are computed once per optimizer step, before the forward pass
-    (they need no gradient), so batch-mean normalisation covers the whole step."""
+    (they need no gradient), so batch-mean normalisation covers the whole step.
+
+    Example (TRL's shape: config -> trainer -> `train()`; `examples/trl_quickstarts.py`):
+
+    ```python
+    >>> from hf_genrec.trainers import ASFTConfig, ASFTTrainer
+    >>> args = ASFTConfig("out", temperature=1.0, baseline="value")  # "user_mean" needs no reward model
+    >>> trainer = ASFTTrainer("runs/ml1m-hstu", reward_model="runs/ml1m-reward", args=args,
+    ...                       train_dataset=splits["train"], processing_class=vocabulary)
+    >>> trainer.train()
+    ```
+    """
 
     _tag_names = ["hf_genrec", "hstu", "asft"]
     _name = "A-SFT"

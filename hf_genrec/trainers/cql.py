@@ -78,7 +78,18 @@ class CQLConfig(PostTrainConfig):
 
 
 class CQLTrainer(PolicyTrainer):
-    """Conservative Q-learning with a Q head over the catalogue initialised from the policy logits."""
+    """Conservative Q-learning with a Q head over the catalogue initialised from the policy logits.
+
+    Example (TRL's shape: config -> trainer -> `train()`; `examples/trl_quickstarts.py`):
+
+    ```python
+    >>> from hf_genrec.trainers import CQLConfig, CQLTrainer
+    >>> trainer = CQLTrainer("runs/ml1m-hstu", args=CQLConfig("out", alpha=1.0), train_dataset=splits["train"],
+    ...                      processing_class=vocabulary)  # the logged ratings are the rewards
+    >>> trainer.train()
+    >>> trainer.save_model("out/final")  # the recommender, plus cql_head.safetensors
+    ```
+    """
 
     _tag_names = ["hf_genrec", "hstu", "cql"]
     _name = "CQL"

@@ -199,6 +199,15 @@ class DPOTrainer(PolicyTrainer):
     >>> trainer = DPOTrainer("runs/ml1m-hstu", args=args, train_dataset=pairs, processing_class=vocabulary)
     >>> trainer.train()
     ```
+
+    Example (sampled pairs, RS-DPO: the training sequences and a reward ensemble):
+
+    ```python
+    >>> args = DPOConfig("out", beta=0.1, loss_type=["sigmoid"], num_candidates=16, confidence_z=1.0)
+    >>> trainer = DPOTrainer("runs/ml1m-hstu", reward_model="runs/ml1m-reward", args=args,
+    ...                      train_dataset=splits["train"], processing_class=vocabulary)
+    >>> trainer.train()
+    ```
     """
 
     _tag_names = ["hf_genrec", "hstu", "dpo"]

@@ -201,7 +201,18 @@ class PPOConfig(PostTrainConfig):
 
 
 class PPOTrainer(PolicyTrainer):
-    """PPO against a reward ensemble, fitted into `transformers.Trainer` (see the module docstring)."""
+    """PPO against a reward ensemble, fitted into `transformers.Trainer` (see the module docstring).
+
+    Example (TRL's shape: config -> trainer -> `train()`; `examples/trl_quickstarts.py`):
+
+    ```python
+    >>> from hf_genrec.trainers import PPOConfig, PPOTrainer
+    >>> args = PPOConfig("out", ppo_epochs=4, cliprange=0.2, kl_coef=0.05, samples_per_context=4)
+    >>> trainer = PPOTrainer("runs/ml1m-hstu", reward_model="runs/ml1m-reward", args=args,
+    ...                      train_dataset=splits["train"], processing_class=vocabulary)
+    >>> trainer.train()
+    ```
+    """
 
     _tag_names = ["hf_genrec", "hstu", "ppo"]
     _name = "PPO"

@@ -111,7 +111,17 @@ class SFTTrainer(PolicyTrainer):
 
 
 class RWBCTrainer(SFTTrainer):
-    """Reward-weighted behaviour cloning: [`SFTTrainer`] with w = r (the configuration's `weighting`)."""
+    """Reward-weighted behaviour cloning: [`SFTTrainer`] with w = r (the configuration's `weighting`).
+
+    Example:
+
+    ```python
+    >>> from hf_genrec.trainers import RWBCConfig, RWBCTrainer
+    >>> trainer = RWBCTrainer("runs/ml1m-hstu", args=RWBCConfig("out"), train_dataset=splits["train"],
+    ...                       processing_class=vocabulary)
+    >>> trainer.train()
+    ```
+    """
 
     _tag_names = ["hf_genrec", "hstu", "rwbc"]
     _name = "Reward-weighted BC"
