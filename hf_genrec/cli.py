@@ -53,6 +53,29 @@ def _add_prepare(subparsers) -> None:
                    help="Repeated (user, item, timestamp) rows: keep them, drop repeats, or fail.")
     p.add_argument("--output", required=True, help="Output directory.")
     p.add_argument("--overwrite", action="store_true", help="Replace an existing output directory.")
+    p.add_argument("--push-to-hub", "--push_to_hub", metavar="REPO_ID", default=None,
+                   help="Also upload the prepared dataset to this Hub dataset repo (sequences as Parquet, the "
+                   "vocabulary, prepare.json), for training with --dataset_name REPO_ID.")
+    p.add_argument("--hub-private", action="store_true", help="Create the Hub dataset repo as private.")
+
+
+def _add_data_flags(p) -> None:
+    """`--data DIR` or `--dataset_name REPO_ID`, one of them, for every training command."""
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="Directory written by `hf-genrec prepare`.")
+    data.add_argument("--dataset_name", "--dataset-name", metavar="REPO_ID", default=None,
+                      help="Instead of --data: a Hub dataset repo written by `hf-genrec prepare --push-to-hub` "
+                      "(REPO_ID or REPO_ID@REVISION), read with datasets.load_dataset.")
+
+
+def _data_source(args: argparse.Namespace) -> str:
+    """What the workflows take as their data: `--data`, or `--dataset_name` as `hf://datasets/REPO[@REVISION]`."""
+    if args.data is not None:
+        return args.data
+    from .data.prepared import hf_dataset_path
+
+    repo_id, _, revision = args.dataset_name.partition("@")
+    return hf_dataset_path(repo_id, revision or None)
 
 
 def _add_hub_flags(p) -> None:
@@ -71,7 +94,7 @@ def _add_pretrain(subparsers) -> None:
         "the best validation NDCG@10, then write the model, its vocabulary and metrics.json (validation and "
         "test metrics of that epoch).",
     )
-    p.add_argument("--data", required=True, help="Directory written by `hf-genrec prepare`.")
+    _add_data_flags(p)
     p.add_argument("--output", required=True, help="Output directory for the model and metrics.json.")
     p.add_argument("--recipe", default=None, help="YAML recipe (e.g. recipes/movielens-1m/hstu.yaml).")
     p.add_argument("--epochs", type=float, default=None, help="Override the recipe's num_train_epochs.")
@@ -112,7 +135,7 @@ def _add_reward(subparsers) -> None:
         "and the ensemble std by item popularity. For a judge ensemble, run it again with other seeds into "
         "another directory.",
     )
-    p.add_argument("--data", required=True, help="Directory written by `hf-genrec prepare`.")
+    _add_data_flags(p)
     p.add_argument("--model", required=True, help="Pretrained model directory (or Hub repo id) whose backbone is used.")
     p.add_argument("--output", required=True, help="Output directory for the ensemble and reward_metrics.json.")
     p.add_argument("--ensemble", type=int, default=None, help="Ensemble members K (default: the recipe's, or 5).")
@@ -158,7 +181,7 @@ def _add_posttrain(subparsers) -> None:
     )
     p.add_argument("--method", choices=tuple(METHODS), default=None,
                    help="Post-training method (default: the recipe's method.name).")
-    p.add_argument("--data", required=True, help="Directory written by `hf-genrec prepare`.")
+    _add_data_flags(p)
     p.add_argument("--model", required=True, help="Pretrained model directory (or Hub repo id).")
     p.add_argument("--reward-model", default=None, help="Reward ensemble directory written by `hf-genrec reward`.")
     p.add_argument("--output", required=True, help="Output directory for the model and metrics.json.")
@@ -278,12 +301,19 @@ def _run_prepare(args: argparse.Namespace) -> None:
     )
     print(json.dumps(manifest, indent=2))
     print(f"Prepared dataset written to {args.output}")
+    if args.push_to_hub:
+        from .data.prepared import push_prepared_to_hub
+
+        name = os.path.basename(os.path.normpath(args.output))
+        commit = push_prepared_to_hub(args.output, args.push_to_hub, private=args.hub_private,
+                                      commit_message=f"hf-genrec prepare: {name}")
+        print(f"Pushed to the Hub: {commit.commit_url}")
 
 
 def _run_pretrain(args: argparse.Namespace) -> None:
     from .workflows import pretrain
 
-    report = pretrain(args.data, args.output, recipe=args.recipe, options=_run_options(args))
+    report = pretrain(_data_source(args), args.output, recipe=args.recipe, options=_run_options(args))
     print(json.dumps({key: report[key] for key in ("validation", "test", "best_epoch", "seconds_per_epoch")},
                      indent=2))
     _print_written("Model, vocabulary, model card, recipe.yaml and metrics.json", args, report)
@@ -302,7 +332,7 @@ def _run_reward(args: argparse.Namespace) -> None:
     from .workflows import reward
     from .workflows.reward import METRICS_FILE
 
-    report = reward(args.data, args.model, args.output, ensemble_size=args.ensemble, recipe=args.recipe,
+    report = reward(_data_source(args), args.model, args.output, ensemble_size=args.ensemble, recipe=args.recipe,
                     options=_run_options(args))
     print(report["markdown"])
     _print_written(f"Ensemble ({report['ensemble_size']} members) and {METRICS_FILE}", args, report)
@@ -315,8 +345,8 @@ def _run_posttrain(args: argparse.Namespace) -> None:
     method_overrides = {name: getattr(args, name) for name in [*POSTTRAIN_METHOD_FLAGS, "normalize_weights"]
                         if getattr(args, name) is not None}
     options = _run_options(args, learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size)
-    report = posttrain(args.data, args.model, args.output, method=args.method, reward_model=args.reward_model,
-                       recipe=args.recipe, method_overrides=method_overrides, options=options,
+    report = posttrain(_data_source(args), args.model, args.output, method=args.method,
+                       reward_model=args.reward_model, recipe=args.recipe, method_overrides=method_overrides, options=options,
                        **lora_arguments(use_peft=args.use_peft, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                                         lora_dropout=args.lora_dropout, lora_target_modules=args.lora_target_modules))
     print(json.dumps({key: report[key] for key in ("method", "test", "train_runtime_s")}, indent=2))

@@ -2,6 +2,12 @@
 
 `prepare_dataset` writes the folder (`sequences/`, `item_vocabulary.json`, `prepare.json`);
 `load_prepared` reads it back as splits and vocabulary. Every command and the benchmark load data this way.
+
+On the Hub, `push_prepared_to_hub` (`hf-genrec prepare --push-to-hub REPO`) shares the folder as a dataset repo:
+the sequences as the `sequences` split in Parquet (`Dataset.push_to_hub`, so `datasets.load_dataset(REPO)`, the
+dataset viewer and every other `datasets` user read it as is), plus `item_vocabulary.json` and `prepare.json`.
+Training reads it back by `hf_dataset_path(REPO)` (`hf://datasets/REPO[@REVISION]`, `--dataset_name REPO`):
+`load_prepared` then loads the sequences with `load_dataset` and splits them as it does a local folder's.
 """
 
 from __future__ import annotations
@@ -24,15 +30,21 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FORMATS",
+    "HF_DATASETS_SCHEME",
+    "HUB_SEQUENCES_SPLIT",
     "PREPARED_FILES",
     "PREPARE_MANIFEST",
     "SEQUENCES_DIR",
     "check_prepared_dir",
     "check_same_vocabulary",
+    "hf_dataset_path",
     "load_prepared",
+    "load_prepared_from_hub",
     "parse_columns",
+    "parse_hf_dataset_path",
     "prepare_dataset",
     "prepared_dataset_name",
+    "push_prepared_to_hub",
 ]
 
 FORMATS = ("movielens", "csv")
@@ -152,7 +164,12 @@ def check_prepared_dir(data_dir: str | os.PathLike) -> Path:
 
 
 def load_prepared(data_dir: str | os.PathLike, split: str = "leave-one-out") -> tuple[DatasetDict, ItemVocabulary]:
-    """(splits, vocabulary) of a directory written by `hf-genrec prepare`."""
+    """(splits, vocabulary) of a directory written by `hf-genrec prepare`, or of a dataset repo it pushed to the
+    Hub, named `hf://datasets/REPO[@REVISION]` (see `hf_dataset_path`, `load_prepared_from_hub`)."""
+    hub = parse_hf_dataset_path(data_dir)
+    if hub is not None:
+        splits, vocabulary, _ = load_prepared_from_hub(hub[0], split, revision=hub[1])
+        return splits, vocabulary
     data_dir = check_prepared_dir(data_dir)
     sequences = load_from_disk(str(data_dir / SEQUENCES_DIR))
     vocabulary = ItemVocabulary.from_pretrained(data_dir)
@@ -161,7 +178,10 @@ def load_prepared(data_dir: str | os.PathLike, split: str = "leave-one-out") -> 
 
 def prepared_dataset_name(data_dir: str | os.PathLike) -> str:
     """What a prepared folder holds, for model cards: `<folder>/<file> (prepared at DIR)` of the input its
-    manifest names, else the folder's path."""
+    manifest names, else the folder's path; for a Hub dataset (`hf://datasets/REPO`), its repo id."""
+    hub = parse_hf_dataset_path(data_dir)
+    if hub is not None:
+        return hub[0]
     data_dir = Path(data_dir)
     manifest = data_dir / PREPARE_MANIFEST
     if manifest.is_file():
@@ -179,3 +199,169 @@ def check_same_vocabulary(model_vocabulary: ItemVocabulary, data_vocabulary: Ite
             f"dataset's ({data_vocabulary.num_items} items): item indices would not match. Evaluate on data "
             "prepared with the same vocabulary (the same input file and catalogue)."
         )
+
+
+# ------------------------------------------------------------------------------------------- on the Hub
+HF_DATASETS_SCHEME = "hf://datasets/"
+# The split of the Hub dataset that holds the per-user sequences (every train/validation/test split is cut from
+# them at training time, by the recipe's `data.split`, as for a local folder).
+HUB_SEQUENCES_SPLIT = SEQUENCES_DIR
+DEFAULT_DATASET_COMMIT_MESSAGE = "Upload hf_genrec prepared dataset"
+
+
+def hf_dataset_path(repo_id: str, revision: str | None = None) -> str:
+    """`hf://datasets/REPO[@REVISION]`: how a run's data argument names a dataset repo written by
+    `push_prepared_to_hub` (the form of `huggingface_hub.HfFileSystem` paths); `--dataset_name REPO` passes this."""
+    return f"{HF_DATASETS_SCHEME}{repo_id}" + (f"@{revision}" if revision else "")
+
+
+def parse_hf_dataset_path(source: Any) -> tuple[str, str | None] | None:
+    """`(repo_id, revision or None)` of an `hf://datasets/REPO[@REVISION]` string, else `None` (a local folder).
+
+    Raises:
+        ValueError: the repo id after `hf://datasets/` is malformed.
+    """
+    if not isinstance(source, str) or not source.startswith(HF_DATASETS_SCHEME):
+        return None
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    repo_id, _, revision = source[len(HF_DATASETS_SCHEME):].partition("@")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise ValueError(
+            f"--dataset_name {repo_id!r} is not a Hub repo id ({source!r}). Fix: pass namespace/name of a dataset "
+            "repo written by `hf-genrec prepare --push-to-hub`."
+        ) from None
+    return repo_id, revision or None
+
+
+def _shared_manifest(data_dir: Path) -> dict[str, Any]:
+    """`prepare.json` as uploaded: the input and catalogue named by `<folder>/<file>`, not by a path of this
+    machine (which may hold a user name)."""
+    manifest = json.loads((data_dir / PREPARE_MANIFEST).read_text(encoding="utf-8"))
+    for key in ("input", "catalog"):
+        if manifest.get(key):
+            manifest[key] = f"{Path(manifest[key]).parent.name}/{Path(manifest[key]).name}"
+    return manifest
+
+
+def _dataset_card(repo_id: str, sequences, manifest: dict[str, Any] | None, token: str | bool | None) -> str:
+    """The dataset card written by `Dataset.push_to_hub` (its metadata: features, splits), with the hf_genrec tags
+    and a text saying what the data is and how to train on it."""
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(repo_id, repo_type="dataset", token=token)
+    card.data.tags = list(dict.fromkeys([*(getattr(card.data, "tags", None) or []), "hf_genrec", "recommendation"]))
+    source = ""
+    if manifest:
+        source = (f" from `{manifest.get('input')}` ({manifest.get('num_users')} users, {manifest.get('num_items')} "
+                  f"items, {manifest.get('num_interactions')} interactions)")
+    columns = ", ".join(f"`{name}`" for name in sequences.features)
+    card.text = f"""
+# {repo_id.split("/")[-1]}
+
+Per-user interaction sequences prepared with [hf_genrec](https://pypi.org/project/hf_genrec/)'s `hf-genrec
+prepare`{source}. The `{HUB_SEQUENCES_SPLIT}` split holds one row per user, events in time order (columns
+{columns}); `{VOCABULARY_FILE}` maps raw item ids to the indices in `item_ids`, and `{PREPARE_MANIFEST}` records
+how the data was prepared. Training cuts the train/validation/test splits from the sequences (leave-one-out or
+temporal, as the recipe says).
+
+```bash
+hf-genrec pretrain --dataset_name {repo_id} --output runs/pretrain
+```
+
+```python
+from hf_genrec.data.prepared import hf_dataset_path, load_prepared
+
+splits, vocabulary = load_prepared(hf_dataset_path("{repo_id}"), "leave-one-out")
+```
+"""
+    return str(card)
+
+
+def push_prepared_to_hub(
+    data_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | bool | None = None,
+    commit_message: str = DEFAULT_DATASET_COMMIT_MESSAGE,
+):
+    """Share a folder written by `prepare_dataset` as a Hub dataset repo, creating it if needed.
+
+    The sequences go up with `datasets.Dataset.push_to_hub` as the `sequences` split (Parquet, features in the
+    dataset card), then `item_vocabulary.json`, `prepare.json` (input paths reduced to `<folder>/<file>`) and the
+    card's text (what the data is, how to train on it) in a second commit: a repo whose vocabulary is there is
+    complete. Load it back for training with
+    `load_prepared(hf_dataset_path(repo_id), split)` (`--dataset_name REPO`).
+
+    Args:
+        data_dir: the prepared folder.
+        repo_id: `namespace/name`, or `name` for a repo under the token's user.
+        private: create the repo private (an existing repo keeps its visibility).
+        token: Hub token; default: `HF_TOKEN` or the token saved by `hf auth login`.
+        commit_message: message of the commits.
+
+    Returns:
+        `huggingface_hub.CommitInfo` of the last commit (`.commit_url`, `.oid`).
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    data_dir = check_prepared_dir(data_dir)
+    sequences = load_from_disk(str(data_dir / SEQUENCES_DIR))
+    api = HfApi(token=token)
+    # private=None (not False) lets an organisation's default visibility apply to a new repo.
+    repo_id = api.create_repo(repo_id, repo_type="dataset", private=True if private else None, exist_ok=True).repo_id
+    sequences.push_to_hub(repo_id, split=HUB_SEQUENCES_SPLIT, token=token, commit_message=commit_message)
+    manifest = _shared_manifest(data_dir) if (data_dir / PREPARE_MANIFEST).is_file() else None
+    card = _dataset_card(repo_id, sequences, manifest, token)
+    operations = [CommitOperationAdd(path_in_repo=VOCABULARY_FILE, path_or_fileobj=str(data_dir / VOCABULARY_FILE)),
+                  CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode())]
+    if manifest is not None:
+        manifest_bytes = json.dumps(manifest, indent=2).encode()
+        operations.append(CommitOperationAdd(path_in_repo=PREPARE_MANIFEST, path_or_fileobj=manifest_bytes))
+    commit = api.create_commit(repo_id=repo_id, repo_type="dataset", operations=operations,
+                               commit_message=commit_message)
+    logger.info("pushed the prepared dataset %s to %s", data_dir, commit.commit_url)
+    return commit
+
+
+def load_prepared_from_hub(
+    repo_id: str,
+    split: str = "leave-one-out",
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> tuple[DatasetDict, ItemVocabulary, str]:
+    """(splits, vocabulary, commit) of a dataset repo written by `push_prepared_to_hub`.
+
+    The revision is resolved to its commit first and everything is read at that commit, so the data and the
+    commit returned (a run's fingerprint records it) always belong together. The sequences are read with
+    `datasets.load_dataset` and split as a local folder's are (`split_sequences`).
+
+    Raises:
+        FileNotFoundError: no such dataset repo or revision, or the repo holds no `item_vocabulary.json` (it was
+            not pushed by `hf-genrec prepare --push-to-hub`).
+    """
+    from datasets import load_dataset
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    flag = f"--dataset_name {repo_id!r}" + (f" (revision {revision!r})" if revision else "")
+    try:
+        commit = HfApi(token=token).dataset_info(repo_id, revision=revision).sha
+        vocabulary_file = hf_hub_download(repo_id, VOCABULARY_FILE, repo_type="dataset", revision=commit, token=token)
+    except RevisionNotFoundError:
+        raise FileNotFoundError(f"{flag}: the dataset repo has no such revision. Fix: pass a branch, tag or commit "
+                                "it has.") from None
+    except RepositoryNotFoundError:
+        raise FileNotFoundError(f"{flag}: no such dataset repo on the Hub (or it is private and no token allows "
+                                "it). Fix: check the repo id, or log in with `hf auth login`.") from None
+    except EntryNotFoundError:
+        raise FileNotFoundError(f"{flag}: the dataset repo has no {VOCABULARY_FILE}, so it was not pushed by "
+                                "`hf-genrec prepare --push-to-hub`. Fix: push the prepared folder with "
+                                "`hf-genrec prepare ... --push-to-hub REPO`.") from None
+    sequences = load_dataset(repo_id, split=HUB_SEQUENCES_SPLIT, revision=commit, token=token)
+    return split_sequences(sequences, split), ItemVocabulary.from_pretrained(vocabulary_file), commit

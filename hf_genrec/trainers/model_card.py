@@ -5,6 +5,10 @@ the method (`_name`, `_paper` of the trainer class), its hyperparameters (the co
 main optimisation settings), the base model, the dataset and the evaluation metrics logged so far.
 Trainer code writes no card prose. This module reads the trainer it is given and never imports the
 trainers (the trainers import it).
+
+The card's metadata is what the Hub indexes: `library_name`, `tags` (the trainer's, plus the task),
+`pipeline_tag`, `base_model` and `datasets` (when they are Hub repo ids), and `model-index` (`eval_results`)
+from the logged validation/test metrics.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import TrainingArguments
 
 from ..evaluation.metrics import RUNTIME, strip_metric_prefix
@@ -38,6 +42,14 @@ COMMON_HYPERPARAMETERS = (
 METRIC_PREFIXES = ("validation", "test", "eval")
 _NOT_METRICS = (RUNTIME, "samples_per_second", "steps_per_second", "loss")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# The task of `hf_genrec.pipeline_task.TASK` (not imported: importing it registers the pipeline).
+TASK = "next-item-recommendation"
+# The Hub refuses a README whose `pipeline_tag` is not one of its own tasks, and recommendation is none of them:
+# cards say `other` (the Hub's tag for such models) and name the task in `tags` and in `model-index`.
+PIPELINE_TAG = "other"
+TASK_TAGS = ("recommendation", TASK)
+# Counts logged beside the metrics, which are no results.
+_NOT_RESULTS = ("num_users",)
 
 
 def method_hyperparameters(
@@ -65,6 +77,30 @@ def logged_metrics(log_history: list[dict[str, Any]]) -> dict[str, dict[str, flo
                     continue
                 metrics.setdefault(prefix, {})[name] = round(float(value), 4) if isinstance(value, float) else value
     return metrics
+
+
+def hub_repo_id(name: str | None) -> str | None:
+    """`name` if it is a Hub repo id (`namespace/name`, no local path of that name), else `None`: only those are
+    valid card metadata; a local path is named in the card's text instead."""
+    return name if name and _REPO_ID.match(name) and not os.path.exists(name) else None
+
+
+def eval_results(
+    metrics: dict[str, dict[str, float]], *, dataset_id: str | None, dataset_name: str | None
+) -> list[EvalResult]:
+    """The card's `model-index`: one `EvalResult` per split and metric of `metrics` (`logged_metrics`), on the
+    Hub dataset `dataset_id` (`custom` when the data was a local folder)."""
+    results = []
+    for split in METRIC_PREFIXES:
+        for name, value in metrics.get(split, {}).items():
+            if name.endswith(_NOT_RESULTS):
+                continue
+            results.append(EvalResult(
+                task_type=TASK, task_name="Next-item recommendation", dataset_type=dataset_id or "custom",
+                dataset_name=dataset_id or dataset_name or "prepared dataset", dataset_split=split,
+                metric_type=name, metric_name=name, metric_value=value,
+            ))
+    return results
 
 
 def _versions() -> dict[str, str]:
@@ -109,7 +145,8 @@ def build_model_card(
     base_model = base_model or (getattr(config, "_name_or_path", "") or None)
     dataset_name = dataset_name or getattr(trainer, "dataset_name", None)
     model_name = model_name or Path(args.output_dir).name
-    all_tags = list(dict.fromkeys([*trainer._tag_names, *(tags or [])]))
+    all_tags = list(dict.fromkeys([*trainer._tag_names, *TASK_TAGS, *(tags or [])]))
+    dataset_id = hub_repo_id(dataset_name)
     if extra_files is None:
         extra_files = [f"{name}.safetensors" for name in getattr(trainer, "_head_names", ())]
         if getattr(trainer, "is_peft", False):
@@ -128,11 +165,13 @@ def build_model_card(
 
     card_data = ModelCardData(
         library_name="hf_genrec",
+        pipeline_tag=PIPELINE_TAG,
         tags=all_tags,
         license=license,
-        # Only a Hub repo id is valid metadata; a local path is named in the text instead.
-        base_model=base_model if base_model and _REPO_ID.match(base_model) and not os.path.exists(base_model) else None,
+        base_model=hub_repo_id(base_model),
+        datasets=[dataset_id] if dataset_id else None,
         model_name=model_name,
+        eval_results=eval_results(metrics, dataset_id=dataset_id, dataset_name=dataset_name) or None,
     )
     return ModelCard.from_template(
         card_data,
@@ -145,6 +184,7 @@ def build_model_card(
         config_class=type(args).__name__,
         base_model=base_model,
         dataset_name=dataset_name,
+        dataset_id=dataset_id,
         peft=peft,
         extra_files=", ".join(f"`{name}`" for name in extra_files) if extra_files else None,
         hyperparameters=method_hyperparameters(args, common_config),
@@ -155,4 +195,14 @@ def build_model_card(
     )
 
 
-__all__ = ["TEMPLATE_PATH", "build_model_card", "logged_metrics", "method_hyperparameters"]
+__all__ = [
+    "PIPELINE_TAG",
+    "TASK",
+    "TASK_TAGS",
+    "TEMPLATE_PATH",
+    "build_model_card",
+    "eval_results",
+    "hub_repo_id",
+    "logged_metrics",
+    "method_hyperparameters",
+]

@@ -29,7 +29,13 @@ import yaml
 from transformers import TrainerCallback
 
 from ..data import ItemVocabulary
-from ..data.prepared import check_same_vocabulary, load_prepared
+from ..data.prepared import (
+    check_same_vocabulary,
+    load_prepared,
+    load_prepared_from_hub,
+    parse_hf_dataset_path,
+    prepared_dataset_name,
+)
 from ..data.vocabulary import VOCABULARY_FILE
 from ..evaluation.metrics import RUNTIME, SUBSETS, strip_metric_prefix
 from ..recipes import build_training_config
@@ -350,6 +356,8 @@ class TrainingRun:
         self.inputs: dict[str, str] = {}
         self._recipe: dict[str, Any] | None = None
         self._writing = False
+        # What the model card names as the training data (`load_data`): a Hub dataset's repo id, or the folder's input.
+        self.dataset_name: str | None = None
 
     @property
     def callbacks(self) -> list[TrainerCallback]:
@@ -383,18 +391,28 @@ class TrainingRun:
     def load_data(self, data_dir: str | os.PathLike, split: str, model_dir: str | os.PathLike | None = None):
         """Refuse an output folder that holds another run, then load the prepared data as (splits, vocabulary).
 
-        A resumed run reuses its folder; with `overwrite`, the folder may hold an earlier run's files (they are
-        deleted when training starts) and nothing else. Other ranks skip the check, as they would see rank 0's
-        fresh `checkpoints/`. With `model_dir`, a vocabulary saved there must be the dataset's. The data and the
-        model are recorded as the run's inputs (`add_input`).
+        `data_dir` is a folder written by `hf-genrec prepare`, or a dataset repo it pushed, as
+        `hf://datasets/REPO[@REVISION]` (`--dataset_name`). A resumed run reuses its folder; with `overwrite`, the
+        folder may hold an earlier run's files (they are deleted when training starts) and nothing else. Other
+        ranks skip the check, as they would see rank 0's fresh `checkpoints/`. With `model_dir`, a vocabulary saved
+        there must be the dataset's. The data (a Hub dataset by its repo id and the commit read) and the model are
+        recorded as the run's inputs (`add_input`).
         """
         if self.main_process and not self.options.resume:
             if self.options.overwrite:
                 _run_entries(self.output_dir)
             else:
                 check_output_dir(self.output_dir, self.metrics_file, False)
-        splits, vocabulary = load_prepared(data_dir, split)
-        self.add_input("prepared_data", data_dir)
+        hub = parse_hf_dataset_path(data_dir)
+        if hub is not None:
+            splits, vocabulary, commit = load_prepared_from_hub(hub[0], split, revision=hub[1],
+                                                                token=self.options.hub_token)
+            # A branch moves: the commit read, not the revision asked for, identifies the data.
+            self.inputs["prepared_data"] = f"hub:datasets/{hub[0]}@{commit}"
+        else:
+            splits, vocabulary = load_prepared(data_dir, split)
+            self.add_input("prepared_data", data_dir)
+        self.dataset_name = prepared_dataset_name(data_dir)
         if model_dir is not None:
             check_model_vocabulary(model_dir, vocabulary)
             self.add_input("base_model", model_dir)
@@ -419,6 +437,8 @@ class TrainingRun:
         files are deleted (`overwrite`) and `recipe.yaml` is written, as training is about to start.
         """
         trainer.run_identity = {**self.identity, "inputs": dict(self.inputs)}
+        if getattr(trainer, "dataset_name", None) is None:  # for the model card
+            trainer.dataset_name = self.dataset_name
         resume_from = self._resume_checkpoint(trainer) if self.options.resume else None
         self._start_writing()
         return trainer.train(resume_from_checkpoint=resume_from)
