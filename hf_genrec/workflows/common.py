@@ -13,6 +13,7 @@ version, the seed); `--resume` continues only from a checkpoint whose fingerprin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import hashlib
@@ -40,7 +41,7 @@ from ..data.vocabulary import VOCABULARY_FILE
 from ..evaluation.metrics import RUNTIME, SUBSETS, strip_metric_prefix
 from ..recipes import build_training_config
 from ..trainers.base import checkpoint_fingerprint, last_complete_checkpoint
-from ..utils.io import check_output_dir, peak_memory_mb, write_json
+from ..utils.io import check_output_dir, output_dir_lock, peak_memory_mb, write_json
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -428,6 +429,13 @@ class TrainingRun:
             used = {key: recipe[key] for key in ("description",) if key in recipe}
             used.update(model=model, training=training, data=data, method=method)
             self._recipe = used
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run folder's lock (`output_dir_lock`) for the block, on the main process: a second run writing
+        the same folder at the same time fails at once with `OutputDirBusyError`, naming the folder."""
+        with output_dir_lock(self.output_dir) if self.main_process else contextlib.nullcontext():
+            yield self
 
     def train(self, trainer):
         """`trainer.train()`, from the newest complete checkpoint when resuming; returns its `TrainOutput`.

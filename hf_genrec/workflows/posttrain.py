@@ -193,37 +193,38 @@ def posttrain(
     method = resolve_method(method, recipe)
     lora = resolve_peft_config(lora_r, peft_config)
     run = TrainingRun(f"posttrain --method {method}", output_dir, options)
-    args, training = _method_config(run, method, recipe, method_overrides or {}, reward_model)
-    splits, vocabulary = run.load_data(data_dir, recipe["data"].get("split", "leave-one-out"), model_dir=model_dir)
-    if reward_model is not None:
-        run.add_input("reward_model", reward_model)
-    # `lora_r` alone keeps the fingerprint of earlier runs (their checkpoints still resume); a PEFT config adds all
-    # of its fields.
-    identity = {"peft_config": peft_description(lora)} if peft_config is not None else {}
-    run.describe(recipe, training, model=dict(recipe["model"]), data=dict(recipe["data"]), method={"name": method},
-                 lora_r=lora_r, **identity)
+    with run.lock():
+        args, training = _method_config(run, method, recipe, method_overrides or {}, reward_model)
+        splits, vocabulary = run.load_data(data_dir, recipe["data"].get("split", "leave-one-out"), model_dir=model_dir)
+        if reward_model is not None:
+            run.add_input("reward_model", reward_model)
+        # `lora_r` alone keeps the fingerprint of earlier runs (their checkpoints still resume); a PEFT config adds all
+        # of its fields.
+        identity = {"peft_config": peft_description(lora)} if peft_config is not None else {}
+        run.describe(recipe, training, model=dict(recipe["model"]), data=dict(recipe["data"]), method={"name": method},
+                     lora_r=lora_r, **identity)
 
-    # Seed before loading so the seed also fixes any newly initialised weights (heads).
-    set_seed(args.seed)
-    model = AutoModelForNextItemPrediction.from_pretrained(model_dir, **recipe["model"])
-    if model.config.num_items != vocabulary.num_items:
-        raise ValueError(f"the model scores {model.config.num_items} items but the dataset has {vocabulary.num_items}.")
-    trainer = METHODS[method][1](
-        model=model,
-        reward_model=reward_model,
-        args=args,
-        train_dataset=splits["train"],
-        eval_dataset=splits["validation"],
-        processing_class=vocabulary,
-        peft_config=lora,
-        callbacks=run.callbacks,
-    )
-    trainer.dataset_name = prepared_dataset_name(data_dir)
-    train_output = run.train(trainer)
-    validation, test = run.evaluate(trainer, splits) if evaluate else ({}, {})
-    trainer.save_model(str(run.output_dir))  # the model card is written here, with the metrics above
-    return run.finish(_report(run, trainer, train_output, method=method, validation=validation, test=test,
-                              base_model=model_dir, reward_model=reward_model, training=training, lora=lora))
+        # Seed before loading so the seed also fixes any newly initialised weights (heads).
+        set_seed(args.seed)
+        model = AutoModelForNextItemPrediction.from_pretrained(model_dir, **recipe["model"])
+        if model.config.num_items != vocabulary.num_items:
+            raise ValueError(f"the model scores {model.config.num_items} items but the dataset has {vocabulary.num_items}.")
+        trainer = METHODS[method][1](
+            model=model,
+            reward_model=reward_model,
+            args=args,
+            train_dataset=splits["train"],
+            eval_dataset=splits["validation"],
+            processing_class=vocabulary,
+            peft_config=lora,
+            callbacks=run.callbacks,
+        )
+        trainer.dataset_name = prepared_dataset_name(data_dir)
+        train_output = run.train(trainer)
+        validation, test = run.evaluate(trainer, splits) if evaluate else ({}, {})
+        trainer.save_model(str(run.output_dir))  # the model card is written here, with the metrics above
+        return run.finish(_report(run, trainer, train_output, method=method, validation=validation, test=test,
+                                  base_model=model_dir, reward_model=reward_model, training=training, lora=lora))
 
 
 def _report(run: TrainingRun, trainer, train_output, *, method: str, validation: dict[str, Any],

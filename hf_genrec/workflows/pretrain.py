@@ -55,49 +55,50 @@ def pretrain(
     Returns the content of `metrics.json` (plus `hub_commit_url` when pushed).
     """
     run = TrainingRun("pretrain", output_dir, RunOptions.merge(options, flags, caller="pretrain"))
-    keep_cpu_heap_warm()
-    recipe = resolve_recipe(recipe)
-    args, training = run.training_config(PretrainConfig, recipe)
-    split = recipe["data"].get("split", "leave-one-out")
-    splits, vocabulary = run.load_data(data_dir, split)
+    with run.lock():
+        keep_cpu_heap_warm()
+        recipe = resolve_recipe(recipe)
+        args, training = run.training_config(PretrainConfig, recipe)
+        split = recipe["data"].get("split", "leave-one-out")
+        splits, vocabulary = run.load_data(data_dir, split)
 
-    # Seed before building the model so the seed also fixes the initial weights.
-    set_seed(args.seed)
-    model_kwargs = {**recipe["model"], **(model_overrides or {})}
-    model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **model_kwargs))
-    run.describe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
-                 method=recipe["method"] or {})
-    timer = EpochTimer()
-    trainer = PretrainTrainer(
-        model=model,
-        args=args,
-        data_collator=SequenceCollator(max_seq_len=model.config.max_seq_len),
-        train_dataset=splits["train"],
-        eval_dataset=splits["validation"],
-        processing_class=vocabulary,
-        callbacks=[timer, *run.callbacks],
-    )
-    train_output = run.train(trainer)
-    # Timings are reported once, below; the metric dicts hold only what the model computed.
-    validation, test = run.evaluate(trainer, splits, keep_runtime=False)
-    trainer.save_model(str(run.output_dir))
+        # Seed before building the model so the seed also fixes the initial weights.
+        set_seed(args.seed)
+        model_kwargs = {**recipe["model"], **(model_overrides or {})}
+        model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **model_kwargs))
+        run.describe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
+                     method=recipe["method"] or {})
+        timer = EpochTimer()
+        trainer = PretrainTrainer(
+            model=model,
+            args=args,
+            data_collator=SequenceCollator(max_seq_len=model.config.max_seq_len),
+            train_dataset=splits["train"],
+            eval_dataset=splits["validation"],
+            processing_class=vocabulary,
+            callbacks=[timer, *run.callbacks],
+        )
+        train_output = run.train(trainer)
+        # Timings are reported once, below; the metric dicts hold only what the model computed.
+        validation, test = run.evaluate(trainer, splits, keep_runtime=False)
+        trainer.save_model(str(run.output_dir))
 
-    epoch_seconds = timer.seconds
-    report = {
-        "validation": validation,
-        "test": test,
-        "best_epoch": _best_epoch(trainer),
-        "epochs_trained": trainer.state.epoch,
-        "seconds_per_epoch": sorted(epoch_seconds)[len(epoch_seconds) // 2] if epoch_seconds else None,
-        "train_runtime_s": train_output.metrics.get("train_runtime"),
-        **run.resources(),
-        "num_parameters": model.num_parameters(),
-        "seed": args.seed,
-        "num_processes": args.world_size,
-        "split": split,
-        "model_config": model.config.to_diff_dict(),
-    }
-    if run.main_process:
-        # save_model wrote a card already; name it after the run, not after its checkpoints/ folder.
-        trainer.create_model_card(model_name=run.output_dir.name, output_dir=str(run.output_dir))
-    return run.finish(report)
+        epoch_seconds = timer.seconds
+        report = {
+            "validation": validation,
+            "test": test,
+            "best_epoch": _best_epoch(trainer),
+            "epochs_trained": trainer.state.epoch,
+            "seconds_per_epoch": sorted(epoch_seconds)[len(epoch_seconds) // 2] if epoch_seconds else None,
+            "train_runtime_s": train_output.metrics.get("train_runtime"),
+            **run.resources(),
+            "num_parameters": model.num_parameters(),
+            "seed": args.seed,
+            "num_processes": args.world_size,
+            "split": split,
+            "model_config": model.config.to_diff_dict(),
+        }
+        if run.main_process:
+            # save_model wrote a card already; name it after the run, not after its checkpoints/ folder.
+            trainer.create_model_card(model_name=run.output_dir.name, output_dir=str(run.output_dir))
+        return run.finish(report)

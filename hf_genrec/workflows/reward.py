@@ -148,39 +148,40 @@ def reward(
     `hub_commit_url` when pushed).
     """
     run = TrainingRun("reward", output_dir, RunOptions.merge(options, flags, caller="reward"), METRICS_FILE)
-    keep_cpu_heap_warm()
-    recipe = resolve_recipe(recipe)
-    args, training = run.training_config(
-        RewardConfig, recipe, overrides={"ensemble_size": ensemble_size} if ensemble_size is not None else None
-    )
-    split = recipe["data"].get("split", "leave-one-out")
-    splits, vocabulary = run.load_data(data_dir, split, model_dir=model_dir)
-    model_kwargs = {**recipe["model"], **(model_overrides or {})}
-    run.describe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
-                 method=recipe["method"] or {}, write_recipe=False)
+    with run.lock():
+        keep_cpu_heap_warm()
+        recipe = resolve_recipe(recipe)
+        args, training = run.training_config(
+            RewardConfig, recipe, overrides={"ensemble_size": ensemble_size} if ensemble_size is not None else None
+        )
+        split = recipe["data"].get("split", "leave-one-out")
+        splits, vocabulary = run.load_data(data_dir, split, model_dir=model_dir)
+        model_kwargs = {**recipe["model"], **(model_overrides or {})}
+        run.describe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
+                     method=recipe["method"] or {}, write_recipe=False)
 
-    trained_on = {
-        "data": str(data_dir),
-        "split": split,
-        "training_split": "train",
-        "num_users": len(splits["train"]),
-        "pretrained_model": str(model_dir),
-        "epochs": args.num_train_epochs,
-        "freeze_backbone": args.freeze_backbone,
-        "next_item_loss_weight": args.next_item_loss_weight,
-        "model_overrides": model_kwargs,
-    }
-    train_start = time.time()
-    ensemble = train_reward_ensemble(
-        model_dir, splits["train"], splits["validation"], args, vocabulary=vocabulary,
-        model_overrides=model_kwargs, trained_on=trained_on, callbacks=run.callbacks, train=run.train,
-    )
-    train_seconds = time.time() - train_start
-    ensemble.save_pretrained(run.output_dir)
-    report = _reward_report(run, ensemble, splits, args, trained_on, train_seconds)
-    markdown = format_reward_table(report["table"]) + "\n\nEnsemble std by item popularity (test contexts):\n\n"
-    markdown += format_uncertainty(report["std_by_item_popularity"])
-    return {**run.finish(report), "markdown": markdown}
+        trained_on = {
+            "data": str(data_dir),
+            "split": split,
+            "training_split": "train",
+            "num_users": len(splits["train"]),
+            "pretrained_model": str(model_dir),
+            "epochs": args.num_train_epochs,
+            "freeze_backbone": args.freeze_backbone,
+            "next_item_loss_weight": args.next_item_loss_weight,
+            "model_overrides": model_kwargs,
+        }
+        train_start = time.time()
+        ensemble = train_reward_ensemble(
+            model_dir, splits["train"], splits["validation"], args, vocabulary=vocabulary,
+            model_overrides=model_kwargs, trained_on=trained_on, callbacks=run.callbacks, train=run.train,
+        )
+        train_seconds = time.time() - train_start
+        ensemble.save_pretrained(run.output_dir)
+        report = _reward_report(run, ensemble, splits, args, trained_on, train_seconds)
+        markdown = format_reward_table(report["table"]) + "\n\nEnsemble std by item popularity (test contexts):\n\n"
+        markdown += format_uncertainty(report["std_by_item_popularity"])
+        return {**run.finish(report), "markdown": markdown}
 
 
 def _reward_report(run: TrainingRun, ensemble: RewardEnsemble, splits, args: RewardConfig,

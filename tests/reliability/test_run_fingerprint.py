@@ -212,3 +212,17 @@ def test_recipe_is_not_written_by_a_run_that_fails_before_training(data, tmp_pat
     with pytest.raises(ValueError, match="max_position_embeddings"):
         pretrain(data, tmp_path / "run", recipe=bad_model)
     assert not (tmp_path / "run" / "recipe.yaml").exists()
+
+
+def test_a_second_concurrent_run_into_the_same_folder_fails_at_once(data, tmp_path):
+    """While one run writes a folder (here: its lock is held), another run into it is refused before it reads or
+    writes anything; once the first run is done, the folder is free again."""
+    from hf_genrec.utils.io import OutputDirBusyError, output_dir_lock
+
+    output = tmp_path / "run"
+    with output_dir_lock(output):
+        with pytest.raises(OutputDirBusyError, match="run"):
+            pretrain(data, output, recipe=recipe(epochs=1))
+        assert not output.exists()
+    pretrain(data, output, recipe=recipe(epochs=1))
+    assert (output / "metrics.json").is_file()
