@@ -15,11 +15,9 @@ Statistics, per row (method), test subset and metric:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +33,7 @@ from ..evaluation.metrics import (
     ndcg_key,
     ranking_metric_names,
 )
+from ..utils.io import write_json
 from .evaluation import PolicyEvaluation
 
 __all__ = [
@@ -159,12 +158,8 @@ def _clean(value: Any) -> Any:
 
 
 def write_json_strict(path: str | os.PathLike, payload: dict[str, Any]) -> str:
-    """Write `payload` as strict JSON (NaN as null), atomically."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return str(path)
+    """Write `payload` as strict JSON (NaN as null), atomically (`write_json`)."""
+    return write_json(path, _clean(payload))
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
