@@ -86,6 +86,23 @@ def _add_hub_flags(p) -> None:
     p.add_argument("--hub-private", action="store_true", help="Create the Hub repo as private.")
 
 
+_CONFIG_EPILOG = (
+    "Every field of the trainer's config (a transformers.TrainingArguments subclass) and of HSTUConfig is also a "
+    "flag, parsed by trl.TrlParser with its type: --learning_rate 1e-4 --gradient_accumulation_steps 2 --report_to "
+    "tensorboard --bf16 false --num_hidden_layers 4 (dashes accepted); TRL's --push_to_hub --hub_model_id REPO "
+    "works too. Later sources win: --recipe < --config < flags."
+)
+
+
+def _add_config_flags(p) -> None:
+    """`--config FILE.yaml` (TRL's flat config) and the epilog on the trainer config flags (see commands/arguments.py)."""
+    p.add_argument("--config", default=None, metavar="FILE.yaml",
+                   help="A TRL-style flat config: top-level keys are this command's flags (data, model, output or "
+                   "output_dir, ...), trainer config and HSTUConfig fields, split, method, and env: (environment "
+                   "variables). A nested recipe (model/training/data/method sections) is accepted too.")
+    p.epilog = _CONFIG_EPILOG
+
+
 def _add_pretrain(subparsers) -> None:
     p = subparsers.add_parser(
         "pretrain",
@@ -95,8 +112,10 @@ def _add_pretrain(subparsers) -> None:
         "test metrics of that epoch).",
     )
     _add_data_flags(p)
-    p.add_argument("--output", required=True, help="Output directory for the model and metrics.json.")
+    p.add_argument("--output", "--output_dir", "--output-dir", required=True,
+                   help="Output directory for the model and metrics.json.")
     p.add_argument("--recipe", default=None, help="YAML recipe (e.g. recipes/movielens-1m/hstu.yaml).")
+    _add_config_flags(p)
     p.add_argument("--epochs", type=float, default=None, help="Override the recipe's num_train_epochs.")
     p.add_argument("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
     p.add_argument("--seed", type=int, default=None, help="Override the recipe's seed.")
@@ -136,13 +155,16 @@ def _add_reward(subparsers) -> None:
         "another directory.",
     )
     _add_data_flags(p)
-    p.add_argument("--model", required=True, help="Pretrained model directory (or Hub repo id) whose backbone is used.")
-    p.add_argument("--output", required=True, help="Output directory for the ensemble and reward_metrics.json.")
+    p.add_argument("--model", "--model_name_or_path", required=True,
+                   help="Pretrained model directory (or Hub repo id) whose backbone is used.")
+    p.add_argument("--output", "--output_dir", "--output-dir", required=True,
+                   help="Output directory for the ensemble and reward_metrics.json.")
     p.add_argument("--ensemble", type=int, default=None, help="Ensemble members K (default: the recipe's, or 5).")
     p.add_argument("--seed", type=int, default=None, help="Seed of member 0; member k uses seed + k.")
     p.add_argument("--epochs", type=float, default=None, help="Override the recipe's num_train_epochs.")
     p.add_argument("--max-steps", type=int, default=None, help="Stop each member after this many optimiser steps.")
     p.add_argument("--recipe", default=None, help="YAML recipe (e.g. recipes/movielens-1m/reward.yaml).")
+    _add_config_flags(p)
     p.add_argument("--overwrite", action="store_true", help="Replace an existing output directory.")
     _add_hub_flags(p)
 
@@ -182,10 +204,12 @@ def _add_posttrain(subparsers) -> None:
     p.add_argument("--method", choices=tuple(METHODS), default=None,
                    help="Post-training method (default: the recipe's method.name).")
     _add_data_flags(p)
-    p.add_argument("--model", required=True, help="Pretrained model directory (or Hub repo id).")
+    p.add_argument("--model", "--model_name_or_path", required=True, help="Pretrained model directory (or Hub repo id).")
     p.add_argument("--reward-model", default=None, help="Reward ensemble directory written by `hf-genrec reward`.")
-    p.add_argument("--output", required=True, help="Output directory for the model and metrics.json.")
+    p.add_argument("--output", "--output_dir", "--output-dir", required=True,
+                   help="Output directory for the model and metrics.json.")
     p.add_argument("--recipe", default=None, help="YAML recipe (e.g. recipes/movielens-1m/asft.yaml).")
+    _add_config_flags(p)
     p.add_argument("--seed", type=int, default=None, help="Override the recipe's seed.")
     p.add_argument("--epochs", type=float, default=None, help="Override the recipe's num_train_epochs.")
     p.add_argument("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
@@ -270,20 +294,37 @@ def _add_benchmark(subparsers) -> None:
                    help="A-SFT temperatures of the λ sweep (default: the preset's; none: no sweep).")
 
 
-def _run_options(args: argparse.Namespace, **training: Any) -> RunOptions:
+def _run_options(args: argparse.Namespace, config_flags: dict[str, Any] | None = None, **training: Any) -> RunOptions:
     """The shared run flags of a training subcommand as `RunOptions` (flags a subcommand lacks keep their defaults).
 
-    `training` holds subcommand-specific config fields; unset ones (`None`) are left to the recipe.
+    `config_flags` are the trainer config fields given as TRL-style flags (`--learning_rate`); `training` holds
+    subcommand-specific config fields, which win over them; unset ones (`None`) are left to the recipe.
     """
     from .workflows import RunOptions
 
     training["bf16"] = False if getattr(args, "no_bf16", False) else None
-    overrides = {name: value for name, value in training.items() if value is not None}
+    overrides = {**(config_flags or {}), **{name: value for name, value in training.items() if value is not None}}
     return RunOptions(
         epochs=args.epochs, seed=args.seed, max_steps=args.max_steps, training_overrides=overrides or None,
         overwrite=args.overwrite, resume=getattr(args, "resume", False), push_to_hub=args.push_to_hub,
         hub_private=args.hub_private,
     )
+
+
+def _training_arguments(args: argparse.Namespace, config_class: type) -> tuple[Any, dict[str, Any]]:
+    """(recipe, trainer config flags) of a training command: the `--recipe` file with a flat `--config` file laid
+    over it (plus `HSTUConfig` fields given as flags), and the trainer config fields given as flags."""
+    from .commands.arguments import apply_run_owned_fields, parse_config_flags, recipe_from_config
+    from .recipes import resolve_recipe
+
+    recipe = recipe_from_config(args.recipe, args.config_values, config_class=config_class,
+                                script_dests=args.own_dests, source=f"--config {args.config}")
+    training, model = parse_config_flags(config_class, args.config_tokens, args.own_flags)
+    training = apply_run_owned_fields(training, args)
+    if model:
+        recipe = resolve_recipe(recipe)
+        recipe["model"].update(model)
+    return recipe, training
 
 
 def _print_written(what: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
@@ -311,9 +352,11 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 
 def _run_pretrain(args: argparse.Namespace) -> None:
+    from .trainers import PretrainConfig
     from .workflows import pretrain
 
-    report = pretrain(_data_source(args), args.output, recipe=args.recipe, options=_run_options(args))
+    recipe, config_flags = _training_arguments(args, PretrainConfig)
+    report = pretrain(_data_source(args), args.output, recipe=recipe, options=_run_options(args, config_flags))
     print(json.dumps({key: report[key] for key in ("validation", "test", "best_epoch", "seconds_per_epoch")},
                      indent=2))
     _print_written("Model, vocabulary, model card, recipe.yaml and metrics.json", args, report)
@@ -329,24 +372,31 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
 
 def _run_reward(args: argparse.Namespace) -> None:
+    from .trainers import RewardConfig
     from .workflows import reward
     from .workflows.reward import METRICS_FILE
 
-    report = reward(_data_source(args), args.model, args.output, ensemble_size=args.ensemble, recipe=args.recipe,
-                    options=_run_options(args))
+    recipe, config_flags = _training_arguments(args, RewardConfig)
+    report = reward(_data_source(args), args.model, args.output, ensemble_size=args.ensemble, recipe=recipe,
+                    options=_run_options(args, config_flags))
     print(report["markdown"])
     _print_written(f"Ensemble ({report['ensemble_size']} members) and {METRICS_FILE}", args, report)
 
 
 def _run_posttrain(args: argparse.Namespace) -> None:
+    from .recipes import load_recipe
     from .workflows import posttrain
-    from .workflows.posttrain import lora_arguments
+    from .workflows.posttrain import METHODS, lora_arguments, resolve_method
 
+    # The method picks the config class whose fields the TRL-style flags may set.
+    method = resolve_method(args.method, {"method": dict(load_recipe(args.recipe)["method"])} if args.recipe else {})
+    recipe, config_flags = _training_arguments(args, METHODS[method][0])
     method_overrides = {name: getattr(args, name) for name in [*POSTTRAIN_METHOD_FLAGS, "normalize_weights"]
                         if getattr(args, name) is not None}
-    options = _run_options(args, learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size)
-    report = posttrain(_data_source(args), args.model, args.output, method=args.method,
-                       reward_model=args.reward_model, recipe=args.recipe, method_overrides=method_overrides, options=options,
+    options = _run_options(args, config_flags, learning_rate=args.learning_rate,
+                           per_device_train_batch_size=args.batch_size)
+    report = posttrain(_data_source(args), args.model, args.output, method=method,
+                       reward_model=args.reward_model, recipe=recipe, method_overrides=method_overrides, options=options,
                        **lora_arguments(use_peft=args.use_peft, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                                         lora_dropout=args.lora_dropout, lora_target_modules=args.lora_target_modules))
     print(json.dumps({key: report[key] for key in ("method", "test", "train_runtime_s")}, indent=2))
@@ -387,6 +437,8 @@ SUBCOMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], None]]] = 
 }
 
 
+# The commands that train: they take `--config` and every trainer config field as a flag (commands/arguments.py).
+TRAINING_COMMANDS = ("pretrain", "reward", "posttrain")
 # The flags that name files or folders, so an OS error can say which flag its path came from.
 _PATH_FLAGS = ("input", "output", "data", "recipe", "catalog", "model", "reward_model", "pretrained", "judge_model")
 # The flags that name a model: a value that is no local path is looked up on the Hub, whose errors do not name it.
@@ -495,6 +547,8 @@ def _describe_expected_error(error: Exception, args: argparse.Namespace) -> str 
 class _Parser(argparse.ArgumentParser):
     """argparse with the error line of every other expected failure: `hf-genrec CMD: error: ...`, exit 2."""
 
+    subcommands: dict[str, argparse.ArgumentParser] = {}
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help`.\n")
 
@@ -514,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_subcommand, _ in SUBCOMMANDS.values():
         add_subcommand(subparsers)
+    parser.subcommands = subparsers.choices
     for subparser in subparsers.choices.values():
         # Also accepted after the command; SUPPRESS keeps a `--debug` given before it.
         _add_debug_flag(subparser, default=argparse.SUPPRESS)
@@ -539,6 +594,42 @@ def _check_model_flags(args: argparse.Namespace) -> None:
             ) from None
 
 
+def parse_args(parser: _Parser, argv: list[str]) -> argparse.Namespace:
+    """Parse `argv`. A training command also gets: its `--config` file read (a flat config's entries become the
+    defaults of its flags; a nested recipe is taken as `--recipe`) and the tokens left for the trainer config flags
+    (`config_tokens`, parsed once the config class is known; see commands/arguments.py)."""
+    command = next((token for token in argv if not token.startswith("-")), None)
+    values, nested_recipe = None, None
+    if command in TRAINING_COMMANDS and any(token.split("=")[0] == "--config" for token in argv):
+        from .commands import arguments
+        from .recipes import RecipeError
+
+        config_path = arguments.find_config_file(argv)
+        try:
+            values = arguments.read_config_file(config_path) if config_path is not None else None
+        except RecipeError as error:
+            parser.subcommands[command].error(_one_line(error).rstrip("."))
+        if values is not None and arguments.is_nested_recipe(values):
+            values, nested_recipe = None, config_path  # taken as --recipe below
+        elif values is not None:
+            arguments.set_config_defaults(parser.subcommands[command], values)
+    args, extras = parser.parse_known_args(argv)
+    if args.command not in TRAINING_COMMANDS:
+        if extras:
+            parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
+    if nested_recipe is not None:
+        if args.recipe not in (None, nested_recipe):
+            parser.subcommands[command].error(
+                f"--config {nested_recipe} is a nested recipe; pass it or --recipe {args.recipe}, not both")
+        args.recipe = nested_recipe
+    own = parser.subcommands[args.command]._actions
+    args.config_values, args.config_tokens = values, extras
+    args.own_dests = [action.dest for action in own]
+    args.own_flags = [option for action in own for option in action.option_strings]
+    return args
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed subcommand; returns the exit status."""
     _check_model_flags(args)
@@ -555,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     through with its traceback instead. `KeyboardInterrupt` and `SystemExit` always pass through.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.debug:
         return run(args)
