@@ -20,12 +20,20 @@ if TYPE_CHECKING:  # the workflows import torch and transformers: `--help` stays
 logger = logging.getLogger("hf_genrec")
 
 
-def _rating_scale(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(x) for x in text.split(","))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"--rating-scale takes 'MIN,MAX' (e.g. 1,5), got {text!r}") from error
-    return low, high
+def _float_pair(flag: str, form: str, example: str) -> Callable[[str], tuple[float, float]]:
+    """An argparse `type` reading `A,B` as two floats, whose error names `flag` and its `form`."""
+    def parse(text: str) -> tuple[float, float]:
+        try:
+            first, second = (float(x) for x in text.split(","))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{flag} takes '{form}' (e.g. {example}), got {text!r}") from error
+        return first, second
+
+    return parse
+
+
+_rating_scale = _float_pair("--rating-scale", "MIN,MAX", "1,5")
+_rating_pair = _float_pair("--preference-ratings", "HIGH,LOW", "4,2")
 
 
 def _add_prepare(subparsers) -> None:
@@ -225,6 +233,12 @@ def _add_posttrain(subparsers) -> None:
     p.add_argument("--lora_dropout", "--lora-dropout", type=float, default=None, help="With --use_peft: LoRA dropout.")
     p.add_argument("--lora_target_modules", "--lora-target-modules", nargs="+", default=None,
                    help="With --use_peft: module names to adapt, or all-linear (default: uvqk o_proj).")
+    p.add_argument("--preferences", choices=("sampled", "logged"), default="sampled",
+                   help="dpo/ipo: sampled = RS-DPO/IPO, items sampled from the reference ranked by --reward-model "
+                   "(default); logged = TRL's offline DPO on pairs of logged items of the same user (a chosen item "
+                   "rated >= HIGH, a later one rated <= LOW; see --preference-ratings), no reward model needed.")
+    p.add_argument("--preference-ratings", type=_rating_pair, default=(4.0, 2.0), metavar="HIGH,LOW",
+                   help="With --preferences logged: the ratings that make a chosen and a rejected item (default 4,2).")
     p.add_argument("--normalize-weights", action="store_true", default=None,
                    help="A-SFT: divide the weights by their mean over each optimizer step.")
     for name, (help_text, kind) in POSTTRAIN_METHOD_FLAGS.items():
@@ -397,6 +411,7 @@ def _run_posttrain(args: argparse.Namespace) -> None:
                            per_device_train_batch_size=args.batch_size)
     report = posttrain(_data_source(args), args.model, args.output, method=method,
                        reward_model=args.reward_model, recipe=recipe, method_overrides=method_overrides, options=options,
+                       preferences=args.preferences, preference_ratings=args.preference_ratings,
                        **lora_arguments(use_peft=args.use_peft, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                                         lora_dropout=args.lora_dropout, lora_target_modules=args.lora_target_modules))
     print(json.dumps({key: report[key] for key in ("method", "test", "train_runtime_s")}, indent=2))

@@ -9,6 +9,7 @@ from typing import Any
 
 from transformers import set_seed
 
+from ..data.preferences import build_preference_dataset
 from ..data.prepared import prepared_dataset_name
 from ..models import AutoModelForNextItemPrediction
 from ..recipes import RecipeError, resolve_recipe
@@ -73,7 +74,7 @@ def check_method_overrides(method: str, config_class: type, overrides: dict[str,
 
 
 def _method_config(run: TrainingRun, method: str, recipe: dict[str, Any], method_overrides: dict[str, Any],
-                   reward_model) -> tuple[Any, dict[str, Any]]:
+                   reward_model, *, offline: bool = False) -> tuple[Any, dict[str, Any]]:
     """(config, training values) of `method`: what the method name implies < recipe < flags, checked."""
     config_class, trainer_class, implied = METHODS[method]
     check_method_overrides(method, config_class, method_overrides)
@@ -81,8 +82,13 @@ def _method_config(run: TrainingRun, method: str, recipe: dict[str, Any], method
                                          source=f"recipe/flags of --method {method}")
     if implied.get("loss_type") and args.loss_type != [implied["loss_type"]]:  # DPOConfig keeps TRL's list form
         raise ValueError(f"--method {method} means loss_type={implied['loss_type']!r}, but loss_type={args.loss_type!r} was set.")
-    if reward_model is None and trainer_class.needs_reward_model(args):
-        hint = " (or --baseline user_mean / zero with --reward-source observed)" if method == "asft" else ""
+    if offline and trainer_class is not DPOTrainer:
+        raise ValueError(f"--preferences logged trains on logged preference pairs, which only --method dpo and ipo "
+                         f"read; --method {method} trains on the sequences. Fix: drop --preferences or use dpo/ipo.")
+    if reward_model is None and not offline and trainer_class.needs_reward_model(args):
+        hints = {"asft": " (or --baseline user_mean / zero with --reward-source observed)",
+                 "dpo": " (or --preferences logged: DPO on logged pairs, no reward model)"}
+        hint = hints.get("dpo" if method == "ipo" else method, "")
         raise ValueError(
             f"--method {method} with these settings queries a reward model: pass --reward-model DIR, a reward "
             f"ensemble written by `hf-genrec reward`{hint}."
@@ -155,6 +161,8 @@ def posttrain(
     lora_r: int | None = None,
     peft_config: Any = None,
     evaluate: bool = True,
+    preferences: str = "sampled",
+    preference_ratings: tuple[float, float] = (4.0, 2.0),
     options: RunOptions | None = None,
     **flags: Any,
 ) -> dict[str, Any]:
@@ -175,6 +183,12 @@ def posttrain(
             of all weights.
         peft_config: instead of `lora_r`, the adapter as a `peft.LoraConfig` or a `trl.ModelConfig(use_peft=True,
             ...)` (TRL's `task_type="CAUSAL_LM"` is dropped; targets default to the HSTU projections).
+        preferences: for dpo/ipo, where the preference pairs come from: `"sampled"` (RS-DPO/IPO: items sampled
+            from the reference policy, ranked by `reward_model`) or `"logged"` (TRL's offline DPO: pairs of logged
+            items of the same user, built from the training split by
+            `hf_genrec.data.preferences.build_preference_dataset`; no reward model needed).
+        preference_ratings: with `preferences="logged"`, (high, low): a logged item rated >= high is chosen over a
+            later item of the same user rated <= low.
         evaluate: rank the validation and test splits after training (`False`: skip it, e.g. when the caller
             evaluates the saved model itself, as `hf-genrec benchmark` does; `validation`/`test` are then empty).
         options, **flags: the `RunOptions` of the run (`epochs`, `seed`, `max_steps`, `training_overrides`
@@ -193,14 +207,26 @@ def posttrain(
     method = resolve_method(method, recipe)
     lora = resolve_peft_config(lora_r, peft_config)
     run = TrainingRun(f"posttrain --method {method}", output_dir, options)
+    if preferences not in ("sampled", "logged"):
+        raise ValueError(f"preferences={preferences!r}: use 'sampled' (pairs ranked by the reward model) or 'logged'.")
+    offline = preferences == "logged"
     with run.lock():
-        args, training = _method_config(run, method, recipe, method_overrides or {}, reward_model)
+        args, training = _method_config(run, method, recipe, method_overrides or {}, reward_model, offline=offline)
         splits, vocabulary = run.load_data(data_dir, recipe["data"].get("split", "leave-one-out"), model_dir=model_dir)
+        train_dataset = splits["train"]
+        if offline:
+            high, low = preference_ratings
+            train_dataset = build_preference_dataset(train_dataset, high_rating=high, low_rating=low, seed=args.seed)
+            if len(train_dataset) == 0:
+                raise ValueError(f"--preferences logged found no pair with ratings >= {high} and later <= {low} in "
+                                 "the training split. Fix: change --preference-ratings HIGH,LOW.")
         if reward_model is not None:
             run.add_input("reward_model", reward_model)
         # `lora_r` alone keeps the fingerprint of earlier runs (their checkpoints still resume); a PEFT config adds all
         # of its fields.
         identity = {"peft_config": peft_description(lora)} if peft_config is not None else {}
+        if offline:  # runs with sampled pairs keep the fingerprint of earlier runs
+            identity["preferences"] = {"source": preferences, "ratings": list(preference_ratings)}
         run.describe(recipe, training, model=dict(recipe["model"]), data=dict(recipe["data"]), method={"name": method},
                      lora_r=lora_r, **identity)
 
@@ -213,7 +239,7 @@ def posttrain(
             model=model,
             reward_model=reward_model,
             args=args,
-            train_dataset=splits["train"],
+            train_dataset=train_dataset,
             eval_dataset=splits["validation"],
             processing_class=vocabulary,
             peft_config=lora,
@@ -224,11 +250,14 @@ def posttrain(
         validation, test = run.evaluate(trainer, splits) if evaluate else ({}, {})
         trainer.save_model(str(run.output_dir))  # the model card is written here, with the metrics above
         return run.finish(_report(run, trainer, train_output, method=method, validation=validation, test=test,
-                                  base_model=model_dir, reward_model=reward_model, training=training, lora=lora))
+                                  base_model=model_dir, reward_model=reward_model, training=training, lora=lora,
+                                  preferences=identity.get("preferences"),
+                                  num_preference_pairs=len(train_dataset) if offline else None))
 
 
 def _report(run: TrainingRun, trainer, train_output, *, method: str, validation: dict[str, Any],
-            test: dict[str, Any], base_model, reward_model, training: dict[str, Any], lora) -> dict[str, Any]:
+            test: dict[str, Any], base_model, reward_model, training: dict[str, Any], lora,
+            preferences: dict[str, Any] | None = None, num_preference_pairs: int | None = None) -> dict[str, Any]:
     """What `metrics.json` of a post-training run holds."""
     train_logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     return {
@@ -241,6 +270,8 @@ def _report(run: TrainingRun, trainer, train_output, *, method: str, validation:
         "hyperparameters": training,
         "lora_r": getattr(lora, "r", None),
         "peft_config": peft_description(lora),
+        "preferences": preferences or ({"source": "sampled"} if isinstance(trainer, DPOTrainer) else None),
+        "num_preference_pairs": num_preference_pairs,
         "global_steps": trainer.state.global_step,
         "epochs_trained": trainer.state.epoch,
         "last_train_log": train_logs[-1] if train_logs else None,

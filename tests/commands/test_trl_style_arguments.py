@@ -131,3 +131,27 @@ def test_trl_push_to_hub_flags_upload_the_run(workspace, tmp_path, fake_hub):
                  "--push_to_hub", "--hub_model_id", "tester/sft-tiny"]) == 0
     files = fake_hub.files("tester/sft-tiny")
     assert "model.safetensors" in files and "item_vocabulary.json" in files, sorted(files)
+
+
+def test_offline_dpo_from_logged_pairs_needs_no_reward_model(workspace, tmp_path, capsys):
+    output = tmp_path / "dpo"
+    assert main(["posttrain", "--method", "dpo", "--preferences", "logged", "--preference-ratings", "4,2",
+                 "--data", str(workspace / "data"), "--model", str(workspace / "pretrained"), "--output",
+                 str(output), "--max-steps", "2", "--batch-size", "8", "--beta", "0.2"]) == 0
+    report = json.loads((output / "metrics.json").read_text())
+    assert report["preferences"] == {"source": "logged", "ratings": [4.0, 2.0]}
+    assert report["num_preference_pairs"] > 0 and report["global_steps"] == 2
+    assert report["last_train_log"] is None or "loss" in report["last_train_log"]
+    before = HSTUForNextItemPrediction.from_pretrained(workspace / "pretrained").state_dict()
+    after = AutoModelForNextItemPrediction.from_pretrained(output).state_dict()
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+
+    # Logged pairs are for DPO/IPO only; no pair at all is a clear error, not an empty run.
+    capsys.readouterr()
+    assert main(["posttrain", "--method", "sft", "--preferences", "logged", "--data", str(workspace / "data"),
+                 "--model", str(workspace / "pretrained"), "--output", str(tmp_path / "sft")]) == 2
+    assert "only --method dpo and ipo" in capsys.readouterr().err
+    assert main(["posttrain", "--method", "ipo", "--preferences", "logged", "--preference-ratings", "6,5.5",
+                 "--data", str(workspace / "data"), "--model", str(workspace / "pretrained"), "--output",
+                 str(tmp_path / "ipo")]) == 2
+    assert "no pair" in capsys.readouterr().err
