@@ -141,7 +141,7 @@ def _add_evaluate(subparsers) -> None:
         "items already in the user's history, and write the metrics as a flat JSON object.",
     )
     p.add_argument("--model", required=True, help="Model directory (or Hub repo id).")
-    p.add_argument("--data", required=True, help="Directory written by `hf-genrec prepare`.")
+    _add_data_flags(p)
     p.add_argument("--split", default="test", choices=("validation", "test"), help="Which split to rank.")
     p.add_argument("--subset", default="all", choices=("all", "high_reward_target", "high_reward_trajectory"),
                    help="Evaluation subset.")
@@ -379,7 +379,7 @@ def _run_pretrain(args: argparse.Namespace) -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     from .workflows import evaluate_model
 
-    metrics = evaluate_model(args.model, args.data, split=args.split, subset=args.subset,
+    metrics = evaluate_model(args.model, _data_source(args), split=args.split, subset=args.subset,
                              split_method=args.split_method, batch_size=args.batch_size, output=args.output)
     print(json.dumps(metrics, indent=2))
     print(f"Metrics written to {args.output}")

@@ -106,6 +106,14 @@ def test_pretrain_from_dataset_name_equals_pretrain_from_data(ratings, tmp_path,
         assert all(torch.equal(trained["local"][k], trained["hub"][k]) for k in trained["local"])
     assert ModelCard.load(tmp_path / "posttrain-hub" / "README.md").data.datasets == [REPO]
 
+    # evaluate reads the same test split from the Hub as from the folder.
+    evaluated = {}
+    for name, data_flag in (("local", ["--data", str(tmp_path / "data")]), ("hub", ["--dataset_name", REPO])):
+        output = tmp_path / f"eval-{name}.json"
+        assert cli_main(["evaluate", "--model", str(runs["local"]), *data_flag, "--output", str(output)]) == 0
+        evaluated[name] = json.loads(output.read_text())
+    assert evaluated["hub"] == evaluated["local"] and evaluated["local"]["num_users"] > 0
+
 
 def test_fingerprint_holds_the_repo_and_the_commit_read(ratings, tmp_path, fake_hub):
     prepare_and_push(ratings, tmp_path / "data")
