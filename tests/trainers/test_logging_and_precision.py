@@ -5,6 +5,9 @@
 - `bf16=True` on a GPU without bf16 keeps training on the GPU, in fp16 when it has it, else in fp32.
 """
 
+import os
+import platform
+
 import pytest
 import torch
 from posttrain_helpers import posttrain_trainer
@@ -64,9 +67,30 @@ def test_bf16_on_a_gpu_without_half_precision_trains_in_fp32_on_the_gpu(gpu_with
     assert not args.use_cpu and not args.fp16 and not args.bf16
 
 
-def test_bf16_without_any_accelerator_runs_bf16_on_the_cpu(monkeypatch, tmp_path):
+@pytest.fixture
+def cpu_only(monkeypatch):
     monkeypatch.setattr(trainer_base, "is_torch_bf16_gpu_available", lambda: False)
     monkeypatch.setattr(trainer_base, "_has_accelerator", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    return monkeypatch
+
+
+def test_bf16_without_any_accelerator_runs_bf16_on_a_cpu_with_bf16(cpu_only, tmp_path):
+    cpu_only.setattr(trainer_base, "cpu_has_native_bf16", lambda: True)
     args = GenRecConfig(str(tmp_path), bf16=True)
     assert args.use_cpu and args.bf16 and not args.fp16
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_trains_in_fp32(cpu_only, tmp_path):
+    # Emulated bf16 autocast made HSTU ~15x slower than fp32 on an AVX2-only CPU: the recipes' bf16 must not.
+    cpu_only.setattr(trainer_base, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no bf16 instructions.*fp32"):
+        args = GenRecConfig(str(tmp_path), bf16=True)
+    assert args.use_cpu and not args.bf16 and not args.fp16
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/cpuinfo") or platform.machine() not in ("x86_64", "AMD64"),
+                    reason="reads x86 CPU flags from /proc/cpuinfo")
+def test_cpu_bf16_probe_agrees_with_the_cpu_flags():
+    flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
+    assert trainer_base.cpu_has_native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
