@@ -80,10 +80,9 @@ def _data_source(args: argparse.Namespace) -> str:
     """What the workflows take as their data: `--data`, or `--dataset_name` as `hf://datasets/REPO[@REVISION]`."""
     if args.data is not None:
         return args.data
-    from .data.prepared import hf_dataset_path
+    from .data.prepared import dataset_name_path
 
-    repo_id, _, revision = args.dataset_name.partition("@")
-    return hf_dataset_path(repo_id, revision or None)
+    return dataset_name_path(args.dataset_name)
 
 
 def _add_hub_flags(p) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "SEQUENCES_DIR",
     "check_prepared_dir",
     "check_same_vocabulary",
+    "dataset_name_path",
     "hf_dataset_path",
     "load_prepared",
     "load_prepared_from_hub",
@@ -213,6 +214,12 @@ def hf_dataset_path(repo_id: str, revision: str | None = None) -> str:
     """`hf://datasets/REPO[@REVISION]`: how a run's data argument names a dataset repo written by
     `push_prepared_to_hub` (the form of `huggingface_hub.HfFileSystem` paths); `--dataset_name REPO` passes this."""
     return f"{HF_DATASETS_SCHEME}{repo_id}" + (f"@{revision}" if revision else "")
+
+
+def dataset_name_path(dataset_name: str) -> str:
+    """The `hf://datasets/REPO[@REVISION]` path of a `--dataset_name REPO[@REVISION]` (TRL's flag name)."""
+    repo_id, _, revision = dataset_name.partition("@")
+    return hf_dataset_path(repo_id, revision or None)
 
 
 def parse_hf_dataset_path(source: Any) -> tuple[str, str | None] | None:

@@ -173,7 +173,7 @@ class GenRecConfig(TrainingArguments):
             Target reward at or above which a case is in the `high_reward_target` subset.
 
     Defaults that differ from `TrainingArguments`: `remove_unused_columns=False` (the collator needs the
-    sequence columns), `report_to="none"`, and `use_cpu` is switched on on a machine without any accelerator
+    sequence columns) and `use_cpu` is switched on on a machine without any accelerator
     (so that `torchrun` / `accelerate launch` give data parallelism on gloo; `bf16=True` then runs bf16
     autocast on the CPU, which is faster there too, on a CPU with bf16 instructions: on one without, the run is
     in fp32, with a warning, see `cpu_has_native_bf16`). `bf16=True` on a GPU without bf16 keeps the GPU and
@@ -193,7 +193,6 @@ class GenRecConfig(TrainingArguments):
         metadata={"help": "Target reward at or above which a test case is 'high_reward_target'."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the sequence columns."})
-    report_to: str | list[str] = field(default="none", metadata={"help": "Logging integrations."})
 
     def __post_init__(self):
         if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available() and _has_accelerator():

@@ -90,3 +90,34 @@ def test_lora_posttrain(pretrained, tmp_path):
     start = AutoModelForNextItemPrediction.from_pretrained(model_dir).state_dict()
     assert torch.equal(merged["model.item_embeddings.weight"], start["model.item_embeddings.weight"])  # frozen
     assert not torch.equal(merged["model.layers.0.uvqk.weight"], start["model.layers.0.uvqk.weight"])  # adapted
+
+
+def test_trl_style_script_with_flat_config_flags_and_lora(tmp_path, monkeypatch):
+    from hf_genrec import HSTUConfig, HSTUForNextItemPrediction
+    from hf_genrec.data import generate_synthetic_interactions, write_movielens_file
+    from hf_genrec.data.prepared import prepare_dataset
+
+    monkeypatch.delenv("HF_GENREC_EXAMPLE_VARIABLE", raising=False)
+    ratings = write_movielens_file(generate_synthetic_interactions(num_users=40, num_items=30, seed=2),
+                                   tmp_path / "ratings.dat")
+    prepare_dataset(ratings, tmp_path / "data")
+    vocabulary = ItemVocabulary.from_pretrained(tmp_path / "data")
+    torch.manual_seed(0)
+    HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, hidden_size=16, num_hidden_layers=1,
+                                         attention_dim=8, linear_dim=8, max_seq_len=12, max_position_embeddings=15,
+                                         num_negatives=8)).save_pretrained(tmp_path / "model")
+    vocabulary.save_pretrained(tmp_path / "model")
+    config = tmp_path / "asft.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nmodel_name_or_path: {tmp_path / 'model'}\n"
+                      f"output_dir: {tmp_path / 'asft'}\nbaseline: user_mean\nlearning_rate: 1e-4\nmax_steps: 2\n"
+                      "per_device_train_batch_size: 8\ndisable_tqdm: true\n"
+                      "env:\n  HF_GENREC_EXAMPLE_VARIABLE: 'on'\n")
+    namespace = runpy.run_path(str(EXAMPLES / "trl_style_script.py"))
+    trainer = namespace["main"](["--config", str(config), "--temperature", "0.5", "--use_peft", "--lora_r", "2"])
+    assert trainer.args.learning_rate == 1e-4 and trainer.args.temperature == 0.5
+    assert trainer.state.global_step == 2
+    assert (tmp_path / "asft" / "adapter" / "adapter_config.json").is_file()
+    assert AutoModelForNextItemPrediction.from_pretrained(tmp_path / "asft").config.num_items == vocabulary.num_items
+    import os
+
+    assert os.environ["HF_GENREC_EXAMPLE_VARIABLE"] == "on"
