@@ -96,6 +96,16 @@ def _method_config(run: TrainingRun, method: str, recipe: dict[str, Any], method
     return args, training
 
 
+def _logged_pairs(train, preference_ratings: tuple[float, float], seed: int):
+    """`--preferences logged`: the preference pairs `build_preference_dataset` finds in the training split."""
+    high, low = preference_ratings
+    pairs = build_preference_dataset(train, high_rating=high, low_rating=low, seed=seed)
+    if len(pairs) == 0:
+        raise ValueError(f"--preferences logged found no pair with ratings >= {high} and later <= {low} in the "
+                         "training split. Fix: change --preference-ratings HIGH,LOW.")
+    return pairs
+
+
 def lora_arguments(*, use_peft: bool = False, lora_r: int | None = None, lora_alpha: int | None = None,
                    lora_dropout: float | None = None, lora_target_modules: list[str] | None = None) -> dict[str, Any]:
     """The `posttrain` keywords of the LoRA flags: `{"peft_config": trl.ModelConfig}` with `--use_peft` (TRL's
@@ -169,7 +179,7 @@ def posttrain(
     """Post-train the recommender in `model_dir` with `method` on a prepared dataset and save it.
 
     Trains for the recipe's budget (no epoch selection), then evaluates validation and test on every
-    subset (`all`, `high_reward_target`, `high_reward_trajectory`). Writes to `output_dir`: the recommender
+    subset (`all`, `high_reward_target`, `long_history`). Writes to `output_dir`: the recommender
     (`config.json`, `model.safetensors`; extra heads as `<head>.safetensors`, a LoRA adapter under
     `adapter/`), `item_vocabulary.json`, the model card `README.md`, `recipe.yaml` (the recipe with every
     override applied) and `metrics.json`.
@@ -213,13 +223,7 @@ def posttrain(
     with run.lock():
         args, training = _method_config(run, method, recipe, method_overrides or {}, reward_model, offline=offline)
         splits, vocabulary = run.load_data(data_dir, recipe["data"].get("split", "leave-one-out"), model_dir=model_dir)
-        train_dataset = splits["train"]
-        if offline:
-            high, low = preference_ratings
-            train_dataset = build_preference_dataset(train_dataset, high_rating=high, low_rating=low, seed=args.seed)
-            if len(train_dataset) == 0:
-                raise ValueError(f"--preferences logged found no pair with ratings >= {high} and later <= {low} in "
-                                 "the training split. Fix: change --preference-ratings HIGH,LOW.")
+        train_dataset = _logged_pairs(splits["train"], preference_ratings, args.seed) if offline else splits["train"]
         if reward_model is not None:
             run.add_input("reward_model", reward_model)
         # `lora_r` alone keeps the fingerprint of earlier runs (their checkpoints still resume); a PEFT config adds all
