@@ -101,9 +101,19 @@ class CQLTrainer(PolicyTrainer):
         return {CQL_HEAD: CQLHead(scale)}
 
     def _cosines(self, user_embeddings: torch.Tensor) -> torch.Tensor:
-        """(P, d) user vectors -> (P, V + 1) cosines with every item (column 0, padding, is 0)."""
+        """(P, d) user vectors -> (P, V + 1) cosines with every item (column 0, padding, is 0), from the
+        unsharded policy (training takes them from the forward, `_forward_cosines`)."""
         with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
             return user_embeddings.float() @ self.policy.normalized_item_embeddings().float().T
+
+    @staticmethod
+    def _forward_cosines(model, inputs: dict[str, torch.Tensor], supervised: torch.Tensor):
+        """The forward of `model` on `inputs` and the (P, V + 1) float32 cosines at the (B, N) `supervised`
+        positions, scored inside it (cosine / 1.0; column 0, padding, set back to 0 from −inf)."""
+        outputs = policy_forward(model, inputs, supervised, logits_temperature=1.0)
+        logits = outputs.logits  # (P, V + 1), column 0 −inf
+        padding = torch.arange(logits.shape[-1], device=logits.device) == 0
+        return outputs, logits.masked_fill(padding, 0.0)
 
     def _q_values(self, cosines: torch.Tensor) -> torch.Tensor:
         """(P, V + 1) Q-values, −inf on column 0 (masked after the affine map so no gradient meets −inf)."""
@@ -118,16 +128,14 @@ class CQLTrainer(PolicyTrainer):
         """(P,) r − s·cos(x, y) of the batch's logged items (Q(x, y) − b for the reward r)."""
         supervised = supervised_mask(batch[LABELS])
         labels = batch[LABELS][supervised]
-        cosines = self._cosines(policy_forward(self.policy, batch).user_embeddings[supervised])  # (P, V + 1)
+        _, cosines = self._forward_cosines(self.policy, batch, supervised)  # (P, V + 1)
         logged = cosines.gather(1, labels[:, None]).squeeze(1)  # (P,)
         return batch[LABEL_RATINGS][supervised].float() - self.head(CQL_HEAD).scale * logged
 
     def _loss_sum(self, model, inputs, mode):
-        outputs = policy_forward(model, inputs)
-        supervised = supervised_mask(inputs[LABELS])
+        supervised = supervised_mask(inputs[LABELS])  # (B, N)
         labels = inputs[LABELS][supervised]
-        user = outputs.user_embeddings[supervised]  # (P, d)
-        cosines = self._cosines(user)  # (P, V + 1)
+        outputs, cosines = self._forward_cosines(model, inputs, supervised)  # cosines (P, V + 1)
         q_values = self._q_values(cosines)
         losses, regression, penalty = cql_loss(
             q_values, labels, inputs[LABEL_RATINGS][supervised].float(), self.args.alpha

@@ -34,16 +34,17 @@ import torch
 from transformers import Trainer
 from trl.trainer.callbacks import SyncRefModelCallback
 
-from ..data.columns import ATTENTION_MASK, LABELS
+from ..data.columns import ATTENTION_MASK, ITEM_IDS, LABELS
 from ..data.preferences import CHOSEN_ITEM_IDS, REJECTED_ITEM_IDS, PreferenceCollator, is_preference_dataset
 from ..losses.dpo import DPO_LOSS_TYPES, preference_loss, separated_pairs
 from .policy import (
     PREPARED,
     PolicyTrainer,
     PostTrainConfig,
-    catalogue_log_probs,
     context_batch,
+    items_log_softmax,
     policy_forward,
+    positions_mask,
     sample_contexts,
     sample_items,
     seen_item_mask,
@@ -269,8 +270,8 @@ class DPOTrainer(PolicyTrainer):
         rows = torch.arange(chosen.shape[0], device=chosen.device)  # (B,)
         positions = inputs[ATTENTION_MASK].sum(dim=1) - 1  # (B,)
         with self.reference_policy() as reference:
-            user = policy_forward(reference, inputs).user_embeddings[rows, positions]  # (B, d)
-            ref_log_probs = catalogue_log_probs(reference, user)  # (B, V + 1)
+            mask = positions_mask(inputs[ITEM_IDS].shape, rows, positions)  # (B, N)
+            ref_log_probs = items_log_softmax(policy_forward(reference, inputs, mask).logits)  # (B, V + 1)
         num_columns = ref_log_probs.shape[1]
         for name, items in (("chosen", chosen), ("rejected", rejected)):
             if ((items < 1) | (items >= num_columns)).any():
@@ -296,8 +297,8 @@ class DPOTrainer(PolicyTrainer):
 
         # Reference log-probabilities over the catalogue at each context.
         with self.reference_policy() as reference:
-            user = policy_forward(reference, inputs).user_embeddings[rows, positions]  # (C, d)
-            ref_log_probs = catalogue_log_probs(reference, user)  # (C, V + 1)
+            mask = positions_mask(labels.shape, rows, positions)  # (B, N)
+            ref_log_probs = items_log_softmax(policy_forward(reference, inputs, mask).logits)  # (C, V + 1)
 
         # Candidates: M distinct items from π_ref with the history excluded, plus the logged item.
         exclude = seen_item_mask(prefixes.item_ids, ref_log_probs.shape[1])
@@ -336,9 +337,9 @@ class DPOTrainer(PolicyTrainer):
 
     def _loss_sum(self, model, inputs, mode):
         prepared = inputs[PREPARED]
-        outputs = policy_forward(model, inputs)
-        user = outputs.user_embeddings[prepared[ROWS], prepared[POSITIONS]]  # (K, d), K kept pairs
-        log_probs = catalogue_log_probs(self.policy, user)  # (K, V + 1)
+        mask = positions_mask(inputs[ITEM_IDS].shape, prepared[ROWS], prepared[POSITIONS])  # (B, N)
+        outputs = policy_forward(model, inputs, mask)  # the scores of the K kept pairs' contexts
+        log_probs = items_log_softmax(outputs.logits)  # (K, V + 1)
         chosen_logps = log_probs.gather(1, prepared[CHOSEN][:, None]).squeeze(1)
         rejected_logps = log_probs.gather(1, prepared[REJECTED][:, None]).squeeze(1)
         losses, chosen_rewards, rejected_rewards = preference_loss(

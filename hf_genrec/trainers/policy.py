@@ -6,7 +6,14 @@ Shapes: B batch rows, N positions, d hidden size, V items (the catalogue has V +
 padding and never an action), P supervised positions of a batch, C contexts, M candidates per context.
 
 The policy π_θ(·|x) of a recommender at a position is the softmax of its item scores over the catalogue,
-`log_softmax(model.item_logits(user_embedding))`.
+`log_softmax(model.item_logits(user_embedding))`. On the training path the scores come out of the model's own
+forward (`policy_forward(model, inputs, logits_mask=...)`): under FSDP / ZeRO-3 the item table is sharded and
+only the wrapped module's forward gathers it.
+
+**Sharded post-training.** The frozen models follow the trainer's distributed setup (`prepare_frozen_model`):
+under DeepSpeed the reference policy goes through TRL's `prepare_deepspeed`, under FSDP through TRL's
+`prepare_fsdp`; on one process or under DDP it is moved to the device, as before. The reward ensemble stays a
+full copy on each device (its scoring methods run outside any forward; see `docs/trl.md`).
 
 **How a post-training trainer runs one optimizer step** (`PolicyTrainer`):
 
@@ -34,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import is_peft_model
 from torch import nn
+from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import disable_dropout_in_model
 
 from ..data.history import History
@@ -111,29 +119,64 @@ def item_logits_fp32(policy: nn.Module, user_embeddings: torch.Tensor) -> torch.
         return policy.item_logits(user_embeddings.float()).float()
 
 
-def catalogue_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, exclude: torch.Tensor | None = None):
-    """log π(·|x) over the catalogue: (C, d) normalised user vectors -> (C, V + 1) float32 log-probabilities.
+def items_log_softmax(logits: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """log π(·|x) from item scores: (C, V + 1) float32 logits -> (C, V + 1) float32 log-probabilities.
 
     Column 0 (padding) is −inf. `exclude` (C, V + 1) bool removes more actions (e.g. items already seen)
     before the softmax, so the result is the policy restricted to the remaining items.
     """
-    logits = item_logits_fp32(policy, user_embeddings)  # (C, V + 1)
     if exclude is not None:
         logits = logits.masked_fill(exclude, float("-inf"))
     return F.log_softmax(logits, dim=-1)
 
 
-def logged_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log π(y|x) of the logged items: (P, d) user vectors and (P,) labels -> (P,) float32.
+def labels_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log π(y|x) of the logged items: (P, V + 1) float32 logits and (P,) labels -> (P,) float32.
 
     Full-catalogue softmax (fused cross-entropy, so the (P, V + 1) log-softmax is not kept twice).
     """
-    return -F.cross_entropy(item_logits_fp32(policy, user_embeddings), labels, reduction="none")
+    return -F.cross_entropy(logits, labels, reduction="none")
 
 
-def policy_forward(model: nn.Module, inputs: dict[str, torch.Tensor]):
-    """Forward a training batch through `model` (possibly DDP/PEFT-wrapped) without a loss."""
-    return model(**History.from_batch(inputs).model_inputs())
+def catalogue_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, exclude: torch.Tensor | None = None):
+    """log π(·|x) over the catalogue of an unsharded `policy`: (C, d) normalised user vectors -> (C, V + 1)
+    float32 log-probabilities (`items_log_softmax`). The trainers take the scores from the forward instead."""
+    return items_log_softmax(item_logits_fp32(policy, user_embeddings), exclude)
+
+
+def logged_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log π(y|x) of the logged items of an unsharded `policy`: (P, d) user vectors and (P,) labels -> (P,)
+    float32 (`labels_log_probs`)."""
+    return labels_log_probs(item_logits_fp32(policy, user_embeddings), labels)
+
+
+def policy_forward(
+    model: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    logits_mask: torch.Tensor | None = None,
+    logits_temperature: float | None = None,
+):
+    """Forward a training batch through `model` (possibly DDP/FSDP/DeepSpeed/PEFT-wrapped) without a loss.
+
+    With `logits_mask` ((B, N) bool), the outputs' `logits` are the (P, V + 1) float32 full-catalogue scores at
+    its P True positions (row-major order), computed inside the model's forward (`HSTUForNextItemPrediction`),
+    the one place where a sharded item table is gathered; `logits_temperature` is τ of cosine / τ (1.0: cosines).
+    """
+    history = History.from_batch(inputs).model_inputs()
+    if logits_mask is None:
+        return model(**history)
+    return model(**history, logits_mask=logits_mask, logits_temperature=logits_temperature)
+
+
+def positions_mask(shape: torch.Size, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool, True at the C positions `(rows, positions)`.
+
+    `tensor[mask]` lists them in row-major order, which is their order when they come sorted and without
+    repeats (as `sample_contexts` returns them, and any subset of those).
+    """
+    mask = torch.zeros(shape, dtype=torch.bool, device=rows.device)
+    mask[rows, positions] = True
+    return mask
 
 
 # ----------------------------------------------------------------------------- contexts and sampling
@@ -218,6 +261,21 @@ def create_reference_model(model: nn.Module) -> nn.Module:
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
     return reference
+
+
+def prepare_frozen_model(model: nn.Module, trainer: GenRecTrainer) -> nn.Module:
+    """Place a frozen model (the reference policy) for the trainer's distributed setup, as TRL's trainers do.
+
+    DeepSpeed: TRL's `prepare_deepspeed` (ZeRO-3 shards it like the policy; other stages keep a full copy);
+    FSDP: TRL's `prepare_fsdp` (sharded, so it must be queried through its forward); otherwise (one process,
+    DDP) the model is moved to the device, unchanged. Returns the model to query (a DeepSpeed engine under
+    DeepSpeed).
+    """
+    if trainer.is_deepspeed_enabled:
+        return prepare_deepspeed(model, trainer.accelerator)
+    if trainer.is_fsdp_enabled:
+        return prepare_fsdp(model, trainer.accelerator)
+    return model.to(trainer.accelerator.device)
 
 
 def recommender_peft_config(peft_config: Any):
@@ -385,8 +443,10 @@ class PolicyTrainer(GenRecTrainer):
         )
         device = self.accelerator.device
         if self.ref_model is not None:
-            self.ref_model.to(device)
+            self.ref_model = prepare_frozen_model(self.ref_model, self)
         if self.reward_model is not None:
+            # A full copy on each device under every setup: its scoring methods (`predict_candidates`, ...) read
+            # the item table outside any forward, which a sharded copy would not have gathered.
             self.reward_model = self.reward_model.to(device)
             self.reward_model.eval()
         with torch.no_grad():
@@ -543,9 +603,13 @@ __all__ = [
     "create_reference_model",
     "disable_dropout_in_model",
     "is_peft_model",
+    "items_log_softmax",
+    "labels_log_probs",
     "load_reward_model",
     "logged_log_probs",
     "policy_forward",
+    "positions_mask",
+    "prepare_frozen_model",
     "recommender_peft_config",
     "sample_contexts",
     "sample_items",

@@ -44,9 +44,10 @@ from .policy import (
     PolicyHead,
     PolicyTrainer,
     PostTrainConfig,
-    catalogue_log_probs,
     context_batch,
+    items_log_softmax,
     policy_forward,
+    positions_mask,
     sample_contexts,
     sample_items,
     seen_item_mask,
@@ -308,15 +309,14 @@ class PPOTrainer(PolicyTrainer):
         args = self.args
         rows, positions = sample_contexts(inputs[LABELS], args.contexts_per_sequence)  # (C,)
         prefixes = context_batch(inputs, rows, positions)
-        outputs = policy_forward(self.model, inputs)
-        user = outputs.user_embeddings[rows, positions]  # (C, d)
+        mask = positions_mask(inputs[LABELS].shape, rows, positions)  # (B, N)
+        outputs = policy_forward(self.model, inputs, mask)
         num_columns = self.policy.config.num_items + 1
         exclude = seen_item_mask(prefixes.item_ids, num_columns) if args.exclude_seen_items else None
-        log_probs = catalogue_log_probs(self.policy, user, exclude)  # (C, V + 1)
+        log_probs = items_log_softmax(outputs.logits, exclude)  # (C, V + 1)
         actions, _ = sample_items(log_probs, args.samples_per_context, replacement=True)  # (C, S)
         with self.reference_policy() as reference:
-            ref_user = policy_forward(reference, inputs).user_embeddings[rows, positions]
-            ref_log_probs = catalogue_log_probs(reference, ref_user, exclude)  # (C, V + 1)
+            ref_log_probs = items_log_softmax(policy_forward(reference, inputs, mask).logits, exclude)  # (C, V + 1)
 
         scores = self.reward_model.predict_candidates(**prefixes.model_inputs(), candidate_item_ids=actions)
         rewards = (scores.mean if args.reward_member is None else scores.members[args.reward_member]).float()
@@ -346,8 +346,8 @@ class PPOTrainer(PolicyTrainer):
     def _loss_sum(self, model, inputs, mode):
         args, prepared = self.args, inputs[PREPARED]
         rows, positions = prepared[ROWS], prepared[POSITIONS]
-        outputs = policy_forward(model, inputs)
-        log_probs = catalogue_log_probs(self.policy, outputs.user_embeddings[rows, positions], prepared[EXCLUDE])
+        outputs = policy_forward(model, inputs, positions_mask(inputs[LABELS].shape, rows, positions))
+        log_probs = items_log_softmax(outputs.logits, prepared[EXCLUDE])  # (C, V + 1)
         log_probs_taken = log_probs.gather(1, prepared[ACTIONS])  # (C, S)
         policy_losses, clipped, ratios = clipped_policy_loss(
             log_probs_taken, prepared[OLD_LOGPS], prepared[ADVANTAGES], args.cliprange

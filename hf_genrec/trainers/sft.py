@@ -20,7 +20,7 @@ from .policy import (
     PREPARED,
     PolicyTrainer,
     PostTrainConfig,
-    logged_log_probs,
+    labels_log_probs,
     policy_forward,
     supervised_mask,
 )
@@ -97,9 +97,9 @@ class SFTTrainer(PolicyTrainer):
         return inputs
 
     def _loss_sum(self, model, inputs, mode):
-        outputs = policy_forward(model, inputs)
         supervised = supervised_mask(inputs[LABELS])  # (B, N)
-        log_probs = logged_log_probs(self.policy, outputs.user_embeddings[supervised], inputs[LABELS][supervised])
+        outputs = policy_forward(model, inputs, supervised)  # logits (P, V + 1) at the supervised positions
+        log_probs = labels_log_probs(outputs.logits, inputs[LABELS][supervised])  # (P,)
         weights = inputs[PREPARED][POSITION_WEIGHTS]
         losses = weighted_nll(log_probs, weights)  # (P,)
 

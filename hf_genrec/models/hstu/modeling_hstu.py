@@ -602,15 +602,23 @@ class HSTUItemScoringMixin:
         """(..., d) hidden states -> (..., d) L2-normalised user vectors."""
         return F.normalize(hidden_states, dim=-1, eps=self.config.l2_norm_eps)
 
-    def item_logits(self, user_embeddings: torch.Tensor, item_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+    def item_logits(
+        self,
+        user_embeddings: torch.Tensor,
+        item_embeddings: torch.Tensor | None = None,
+        temperature: float | None = None,
+    ) -> torch.Tensor:
         """Scores of every item: (..., d) normalised user vectors -> (..., V + 1), padding column -inf.
 
         `item_embeddings` is the (V + 1, d) normalised table when the caller already holds it (serving
-        normalises it once per call, not once per chunk); by default it is computed here.
+        normalises it once per call, not once per chunk); by default it is computed here. `temperature` is τ of
+        cosine / τ (default: `config.similarity_temperature`).
         """
         if item_embeddings is None:
             item_embeddings = self.normalized_item_embeddings()
-        logits = user_embeddings @ item_embeddings.T / self.config.similarity_temperature
+        if temperature is None:
+            temperature = self.config.similarity_temperature
+        logits = user_embeddings @ item_embeddings.T / temperature
         logits[..., 0] = float("-inf")
         return logits
 
@@ -669,6 +677,8 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_logits: bool = False,
         output_hidden_states: bool = False,
+        logits_mask: torch.BoolTensor | None = None,
+        logits_temperature: float | None = None,
     ) -> NextItemPredictionOutput:
         r"""
         Args:
@@ -677,6 +687,14 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
                 configured next-item loss averaged over the positions with a target.
             output_logits (`bool`, *optional*, defaults to `False`):
                 Also return the (batch_size, sequence_length, num_items + 1) scores.
+            logits_mask (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Score the whole catalogue only at the True positions: `logits` is then (P, num_items + 1) float32
+                (P True positions, in the order of `tensor[logits_mask]`), computed with autocast off (under bf16
+                autocast the scores, up to ±1/τ, would carry an error of ~0.1). Trainers get item scores this
+                way so that they come from inside the forward, where FSDP / ZeRO-3 gather a sharded item table.
+            logits_temperature (`float`, *optional*):
+                τ of the scores at `logits_mask`, cosine / τ (default: `config.similarity_temperature`; 1.0
+                gives the cosines, column 0 still -inf).
 
         Other arguments are those of [`HSTUModel.forward`].
         """
@@ -689,7 +707,14 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
             supervised = labels > 0  # (B, N)
             loss = self.next_item_loss(user_embeddings[supervised], labels[supervised])  # over P positions
 
+        if logits_mask is not None and output_logits:
+            raise ValueError("pass output_logits=True (scores at every position) or logits_mask (scores at the "
+                             "masked positions), not both; drop output_logits to score only the masked positions.")
         logits = self.item_logits(user_embeddings) if output_logits else None
+        if logits_mask is not None:
+            with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
+                user = user_embeddings[logits_mask].float()  # (P, d)
+                logits = self.item_logits(user, temperature=logits_temperature).float()  # (P, V + 1)
         return NextItemPredictionOutput(
             loss=loss,
             logits=logits,
