@@ -133,6 +133,9 @@ def _add_pretrain(subparsers) -> None:
 
 
 def _add_evaluate(subparsers) -> None:
+    from .data.splits import SPLITS
+    from .evaluation.metrics import SUBSETS
+
     p = subparsers.add_parser(
         "evaluate",
         help="Full-catalogue ranking metrics (HR@k, NDCG@k, MRR) of a saved model.",
@@ -142,9 +145,10 @@ def _add_evaluate(subparsers) -> None:
     p.add_argument("--model", required=True, help="Model directory (or Hub repo id).")
     _add_data_flags(p)
     p.add_argument("--split", default="test", choices=("validation", "test"), help="Which split to rank.")
-    p.add_argument("--subset", default="all", choices=("all", "high_reward_target", "high_reward_trajectory"),
-                   help="Evaluation subset.")
-    p.add_argument("--split-method", default="leave-one-out", choices=("leave-one-out", "temporal"),
+    p.add_argument("--subset", default="all", choices=SUBSETS,
+                   help="Evaluation subset; high_reward_trajectory and trajectory_reward_q1..q4 need "
+                   "--split-method future (they rank users by the accumulated reward of a future test window).")
+    p.add_argument("--split-method", default="leave-one-out", choices=SPLITS,
                    help="How the prepared sequences are split.")
     p.add_argument("--batch-size", type=int, default=256, help="Histories per batch.")
     p.add_argument("--output", required=True, help="JSON file for the metrics.")
@@ -206,7 +210,7 @@ def _add_posttrain(subparsers) -> None:
         description="Load the pretrained recommender of --model, post-train it on the training split with one "
         "method for the recipe's budget, then write the model, its vocabulary, the model card, recipe.yaml "
         "and metrics.json (validation and test HR@k, NDCG@k, MRR on the subsets all, high_reward_target and "
-        "high_reward_trajectory). dpo, ipo, ppo and asft with the value baseline need --reward-model.",
+        "long_history). dpo, ipo, ppo and asft with the value baseline need --reward-model.",
     )
     p.add_argument("--method", choices=tuple(METHODS), default=None,
                    help="Post-training method (default: the recipe's method.name).")
@@ -271,7 +275,8 @@ def _add_benchmark(subparsers) -> None:
         help="The post-training benchmark: every method vs reward-weighted BC, with intervals, judge and λ sweep.",
         description="prepare -> pretrain -> reward ensemble -> separate judge ensemble -> every post-training "
         "method (x seeds) and A-SFT's λ sweep -> test HR@k, NDCG@k, MRR and the reward-model-as-judge score on "
-        "the subsets all, high_reward_target and high_reward_trajectory, as % change vs reward-weighted BC with "
+        "the subsets all, high_reward_target and long_history (high_reward_trajectory and the accumulated-reward "
+        "quartiles on the future protocol's test windows), as % change vs reward-weighted BC with "
         "paired bootstrap 95% intervals. Writes DIR/results.json, DIR/results.md, DIR/improvement_vs_rwbc.png "
         "and DIR/asft_lambda_sweep.png. Resumable: stages are keyed by their inputs, so running the same "
         "command again reuses finished stages and a changed flag recomputes only what depends on it. "

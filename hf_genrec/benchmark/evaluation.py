@@ -43,7 +43,9 @@ class PolicyEvaluation:
             tmp,
             ranks=self.ranking.ranks.numpy(),
             target_ratings=self.ranking.target_ratings.numpy(),
-            trajectory_rewards=self.ranking.trajectory_rewards.numpy(),
+            history_rewards=self.ranking.history_rewards.numpy(),
+            window_rewards=self.ranking.window_rewards.numpy(),
+            window_positions=self.ranking.window_positions.numpy(),
             judge_scores=self.judge.scores.numpy(),
             judge_member_scores=self.judge.member_scores.numpy(),
             judge_items=self.judge.items.numpy(),
@@ -58,8 +60,11 @@ def load_evaluation(directory: str | os.PathLike) -> PolicyEvaluation:
     """Read what `PolicyEvaluation.save` wrote."""
     with np.load(Path(directory) / PREDICTIONS_FILE) as data:
         arrays = {name: torch.from_numpy(data[name]) for name in data.files}
+    # Files written before `long_history` got its name hold the same sums as `trajectory_rewards`, and no windows.
+    history_rewards = arrays["history_rewards"] if "history_rewards" in arrays else arrays["trajectory_rewards"]
     ranking = RankingPredictions(ranks=arrays["ranks"], target_ratings=arrays["target_ratings"],
-                                 trajectory_rewards=arrays["trajectory_rewards"])
+                                 history_rewards=history_rewards, window_rewards=arrays.get("window_rewards"),
+                                 window_positions=arrays.get("window_positions"))
     judge = JudgeScores(scores=arrays["judge_scores"], member_scores=arrays["judge_member_scores"],
                         items=arrays["judge_items"], rewards=arrays["judge_rewards"], steps=arrays["judge_steps"])
     return PolicyEvaluation(ranking=ranking, judge=judge)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..data import generate_synthetic_interactions, write_movielens_file
 from ..data.prepared import load_prepared, prepare_dataset
-from ..evaluation.metrics import SUBSETS
+from ..evaluation.metrics import NUM_USERS
 from ..recipes import build_training_config
 from ..rewards import RewardEnsemble, format_reward_table, reward_table
 from ..rewards.ensemble import ENSEMBLE_FILE
@@ -186,7 +186,7 @@ def evaluate_model(output: Path, *, model: Path, data: Path, split: str, judge: 
                                  batch_size=batch_size, horizon=horizon, gamma=gamma, time_gap=time_gap,
                                  show_progress=show_progress)
     evaluation.save(output)
-    metrics = evaluation.ranking.metrics(subsets=SUBSETS)
+    metrics = evaluation.ranking.metrics(subsets=evaluation.ranking.default_subsets())
     return {"all": metrics["all"], "judge": evaluation.judge.mean(), "judge_spread": evaluation.judge.spread()}
 
 
@@ -350,7 +350,7 @@ def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Sta
     return {
         "schema_version": SCHEMA_VERSION,
         "config": config,
-        "subsets": list(SUBSETS),
+        "subsets": list(summary[NUM_USERS]),
         "metrics": list(METRICS),
         "num_users": summary["num_users"],
         "methods": table_rows,

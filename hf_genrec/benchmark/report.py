@@ -27,8 +27,8 @@ from ..evaluation.metrics import (
     DEFAULT_KS,
     NUM_USERS,
     SUBSET_ALL,
+    SUBSET_HIGH_REWARD_TARGET,
     SUBSET_HIGH_REWARD_TRAJECTORY,
-    SUBSETS,
     hr_key,
     ndcg_key,
     ranking_metric_names,
@@ -58,9 +58,16 @@ JUDGE = "judge"
 METRICS: tuple[str, ...] = (*ranking_metric_names(DEFAULT_KS), JUDGE)
 LABELS = {**{name: name.upper() for name in ranking_metric_names(DEFAULT_KS)}, JUDGE: "judge"}
 # The λ sweep's table and figure: NDCG@10 and HR@10 on every test user and on the post's test subset.
-SWEEP_METRICS, SWEEP_SUBSETS = (ndcg_key(10), hr_key(10)), (SUBSET_ALL, SUBSET_HIGH_REWARD_TRAJECTORY)
+SWEEP_METRICS = (ndcg_key(10), hr_key(10))
 METHOD_LABELS = {"pretrained": "pretrained (no post-training)", "sft": "SFT", "rwbc": "reward-weighted BC",
                  "asft": "A-SFT", "dpo": "RS-DPO", "ipo": "RS-IPO", "cql": "CQL", "ppo": "PPO"}
+
+
+def _sweep_subsets(subsets: list[str]) -> tuple[str, str]:
+    """`all` and the post's high-reward subset: `high_reward_trajectory` with test windows (`future`), else its
+    one-target analogue `high_reward_target` (leave-one-out)."""
+    high = SUBSET_HIGH_REWARD_TRAJECTORY if SUBSET_HIGH_REWARD_TRAJECTORY in subsets else SUBSET_HIGH_REWARD_TARGET
+    return SUBSET_ALL, high
 
 
 @dataclass
@@ -120,8 +127,11 @@ def _summarize_row(row: BenchmarkRow, reference: BenchmarkRow, subset: str, resa
 
 
 def summarize(rows: list[BenchmarkRow], reference: str = "rwbc", *, resamples: int = 1000,
-              subsets: tuple[str, ...] = SUBSETS) -> dict[str, Any]:
+              subsets: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Per row, subset and metric: value, std across seeds, % vs `reference` with its paired bootstrap interval.
+
+    `subsets` defaults to those of the test rows (`RankingPredictions.default_subsets`: `high_reward_trajectory`
+    and the accumulated-reward quartiles with test windows, `long_history` without).
 
     Returns `{"num_users": {subset: n}, "rows": {name: {...}}}` (see the module docstring).
     """
@@ -129,6 +139,8 @@ def summarize(rows: list[BenchmarkRow], reference: str = "rwbc", *, resamples: i
     if reference not in by_name:
         raise ValueError(f"the reference method {reference!r} is not among the rows {list(by_name)}.")
     reference_row = by_name[reference]
+    if subsets is None:
+        subsets = reference_row.evaluations[0].ranking.default_subsets()
     sizes = {len(e.ranking) for row in rows for e in row.evaluations}
     if len(sizes) != 1:
         raise ValueError(f"the rows were evaluated on different numbers of test users: {sorted(sizes)}.")
@@ -229,15 +241,16 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += _table({k: v for k, v in main_rows.items() if v["method"] != config["reference"]}, subset,
                         lambda entry, metric: _pct_cell(entry)) + [""]
     if results["lambda_sweep"]:
+        sweep_subsets = _sweep_subsets(results["subsets"])
         lines += ["## A-SFT λ sweep", "",
-                  "| λ | seeds | " + " | ".join(f"{LABELS[m]} ({s})" for s in SWEEP_SUBSETS
-                                                for m in SWEEP_METRICS) + " | judge (all) | % NDCG@10 vs rwbc (hrt) |",
+                  "| λ | seeds | " + " | ".join(f"{LABELS[m]} ({s})" for s in sweep_subsets for m in SWEEP_METRICS)
+                  + f" | judge (all) | % NDCG@10 vs rwbc ({sweep_subsets[1]}) |",
                   "|---|---|" + "---:|" * 6]
         for entry in results["lambda_sweep"]:
             subsets = entry["subsets"]
-            cells = [_value_cell(subsets[s]["metrics"][m], m) for s in SWEEP_SUBSETS for m in SWEEP_METRICS]
+            cells = [_value_cell(subsets[s]["metrics"][m], m) for s in sweep_subsets for m in SWEEP_METRICS]
             cells.append(_value_cell(subsets[SUBSET_ALL]["metrics"][JUDGE], JUDGE))
-            cells.append(_pct_cell(subsets[SUBSET_HIGH_REWARD_TRAJECTORY]["metrics"][SWEEP_METRICS[0]]))
+            cells.append(_pct_cell(subsets[sweep_subsets[1]]["metrics"][SWEEP_METRICS[0]]))
             lines.append(f"| {entry['temperature']:g} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
         lines.append("")
     for key, title in (("reward_table", "Reward ensemble the methods train against"),
@@ -295,14 +308,15 @@ def plot_improvements(results: dict[str, Any], path: str | os.PathLike) -> str:
 
 
 def plot_lambda_sweep(results: dict[str, Any], path: str | os.PathLike) -> str:
-    """A-SFT's λ sweep: NDCG@10 (all, high_reward_trajectory) and the judge score against λ, with intervals."""
+    """A-SFT's λ sweep: NDCG@10 (all, and high_reward_trajectory or, without test windows, high_reward_target)
+    and the judge score against λ, with intervals."""
     plt = _pyplot()
     sweep = results["lambda_sweep"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     lambdas = [entry["temperature"] for entry in sweep]
     methods = results["methods"]
     ndcg = SWEEP_METRICS[0]
-    for subset, marker in zip(SWEEP_SUBSETS, ("o", "s")):
+    for subset, marker in zip(_sweep_subsets(results["subsets"]), ("o", "s")):
         values = [entry["subsets"][subset]["metrics"][ndcg]["value"] for entry in sweep]
         errors = [entry["subsets"][subset]["metrics"][ndcg]["std"] or 0.0 for entry in sweep]
         line = left.errorbar(lambdas, values, yerr=errors, marker=marker, capsize=3, label=f"A-SFT ({subset})")

@@ -11,10 +11,9 @@ from typing import Any
 
 from ..data import SequenceCollator, generate_synthetic_interactions, write_movielens_file
 from ..data.prepared import load_prepared, prepare_dataset
-from ..evaluation import MostPopularRecommender, evaluate_ranking, flatten_metrics
+from ..evaluation import MostPopularRecommender, dataset_subsets, evaluate_ranking, flatten_metrics
 from ..evaluation.metrics import (
     SUBSET_HIGH_REWARD_TARGET,
-    SUBSETS,
     metric_key,
     ndcg_key,
     ranking_metric_names,
@@ -64,7 +63,7 @@ def quickstart(
     popular = MostPopularRecommender.from_dataset(splits["train"], vocabulary.num_items)
     baseline = flatten_metrics(evaluate_ranking(
         popular, splits["test"], SequenceCollator(max_seq_len=QUICKSTART_RECIPE["model"]["max_seq_len"]),
-        subsets=SUBSETS,
+        subsets=dataset_subsets(splits["test"]),
     ))
     columns = [*ranking_metric_names((10, 50)), metric_key(ndcg_key(10), SUBSET_HIGH_REWARD_TARGET)]
     table = format_table({"most popular": baseline, "HSTU (pretrained)": report["test"]}, columns)

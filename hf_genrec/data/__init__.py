@@ -35,7 +35,15 @@ from .history import HISTORY_FIELDS, History, query_timestamps
 from .interactions import Interactions
 from .loaders import read_delimited, read_movielens, read_movielens_catalog
 from .sequences import DUPLICATE_POLICIES, SEQUENCE_FEATURES, build_sequences
-from .splits import EVALUATION_FEATURES, SPLITS, leave_one_out_split, split_sequences, temporal_split
+from .splits import (
+    EVALUATION_FEATURES,
+    FUTURE_EVALUATION_FEATURES,
+    SPLITS,
+    future_split,
+    leave_one_out_split,
+    split_sequences,
+    temporal_split,
+)
 from .synthetic import generate_synthetic_interactions, write_movielens_file
 from .vocabulary import PAD_INDEX, VOCABULARY_FILE, ItemVocabulary
 
@@ -52,11 +60,13 @@ __all__ = [
     # sequences and splits
     "SEQUENCE_FEATURES",
     "EVALUATION_FEATURES",
+    "FUTURE_EVALUATION_FEATURES",
     "DUPLICATE_POLICIES",
     "build_sequences",
     "SPLITS",
     "leave_one_out_split",
     "temporal_split",
+    "future_split",
     "split_sequences",
     # batches
     "SequenceCollator",

@@ -22,6 +22,10 @@ from .columns import (
     TARGET_TIMESTAMP,
     TARGET_TIMESTAMPS,
     TIMESTAMPS,
+    WINDOW_POSITION,
+    WINDOW_POSITIONS,
+    WINDOW_REWARD,
+    WINDOW_REWARDS,
 )
 from .history import History
 from .vocabulary import PAD_INDEX
@@ -57,7 +61,9 @@ class SequenceCollator:
     - `target_item_ids` (B,) int64, `target_ratings` (B,) float32, `target_timestamps` (B,) int64;
     - `history_item_ids` (B, H) int64: the FULL, uncut history (to exclude seen items when ranking),
       0-padded, H = longest full history in the batch;
-    - `history_reward_sums` (B,) float32: sum of the full history's ratings.
+    - `history_reward_sums` (B,) float32: sum of the full history's ratings;
+    - `window_rewards` (B,) float32, `window_positions` (B,) int64: only for rows of the `future` split, the
+      user's accumulated test-window reward and the row's position in the window.
 
     All values are 0 on padding. Rows may hold lists, numpy arrays or torch tensors.
 
@@ -154,6 +160,10 @@ class SequenceCollator:
         # The last real position predicts the held-out target: its query time is the target's time.
         history = History.from_events(torch.from_numpy(item_ids), torch.from_numpy(attention_mask),
                                       torch.from_numpy(timestamps), torch.from_numpy(target_timestamps))
+        windows = {}
+        if WINDOW_REWARD in features[0]:
+            windows[WINDOW_REWARDS] = torch.tensor([float(row[WINDOW_REWARD]) for row in features], dtype=torch.float32)
+            windows[WINDOW_POSITIONS] = torch.tensor([int(row[WINDOW_POSITION]) for row in features], dtype=torch.long)
         return {
             **history.model_inputs(),
             RATINGS: torch.from_numpy(ratings),
@@ -162,6 +172,7 @@ class SequenceCollator:
             TARGET_TIMESTAMPS: torch.from_numpy(target_timestamps),
             HISTORY_ITEM_IDS: torch.from_numpy(history_item_ids),
             HISTORY_REWARD_SUMS: torch.from_numpy(history_reward_sums),
+            **windows,
         }
 
 

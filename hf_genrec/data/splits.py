@@ -4,7 +4,8 @@ Every split is a `DatasetDict` with three splits and one column layout:
 
 - `train`: `user_id, item_ids, ratings, timestamps`, the training sequences (next-item loss on every position);
 - `validation` / `test`: the same history columns plus `target_item_id, target_rating, target_timestamp`,
-  the held-out event to predict from that history.
+  the held-out event to predict from that history; the `future` split adds `window_reward, window_position`
+  (the user's accumulated reward over a window of H targets, and the row's place in it).
 
 All work is vectorised over the flat event arrays (no per-user Python loop).
 """
@@ -20,13 +21,25 @@ import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Features, Value
 
-from .columns import ITEM_IDS, RATINGS, TARGET_ITEM_ID, TARGET_RATING, TARGET_TIMESTAMP, TIMESTAMPS, USER_ID
+from .columns import (
+    ITEM_IDS,
+    RATINGS,
+    TARGET_ITEM_ID,
+    TARGET_RATING,
+    TARGET_TIMESTAMP,
+    TIMESTAMPS,
+    USER_ID,
+    WINDOW_POSITION,
+    WINDOW_REWARD,
+)
 from .errors import DataFormatError
 from .sequences import SEQUENCE_FEATURES, sequence_dataset
 
 __all__ = [
     "EVALUATION_FEATURES",
+    "FUTURE_EVALUATION_FEATURES",
     "SPLITS",
+    "future_split",
     "leave_one_out_split",
     "temporal_split",
     "split_sequences",
@@ -44,7 +57,13 @@ EVALUATION_FEATURES = Features(
 )
 """Columns of the validation and test splits: the history (as in `SEQUENCE_FEATURES`) and its target."""
 
-SPLITS = ("leave-one-out", "temporal")
+FUTURE_EVALUATION_FEATURES = Features(
+    {**EVALUATION_FEATURES, WINDOW_REWARD: Value("float32"), WINDOW_POSITION: Value("int32")}
+)
+"""Columns of the `future` split's validation and test rows: `EVALUATION_FEATURES` plus the user's accumulated
+window reward and the row's position in the window (the other splits keep `EVALUATION_FEATURES`)."""
+
+SPLITS = ("leave-one-out", "temporal", "future")
 
 
 @dataclass
@@ -104,10 +123,16 @@ class _FlatSequences:
         return np.repeat(np.arange(len(self.user_ids)), self.lengths)
 
     def subset(
-        self, rows: np.ndarray, starts: np.ndarray, lengths: np.ndarray, targets: np.ndarray | None = None
+        self,
+        rows: np.ndarray,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        targets: np.ndarray | None = None,
+        window: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Dataset:
         """A dataset whose row k is events `starts[k]:starts[k] + lengths[k]` of row `rows[k]`, with the
-        event at flat position `targets[k]` as its target when `targets` is given."""
+        event at flat position `targets[k]` as its target when `targets` is given, and the window columns
+        `window = (window_rewards, window_positions)` (one value per row) when given."""
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         events = _ranges(starts, lengths)
@@ -120,6 +145,9 @@ class _FlatSequences:
                 TARGET_TIMESTAMP: self.timestamps[targets],
             }
             features = EVALUATION_FEATURES
+            if window is not None:
+                extra[WINDOW_REWARD], extra[WINDOW_POSITION] = window
+                features = FUTURE_EVALUATION_FEATURES
         return sequence_dataset(
             user_ids=[self.user_ids[row] for row in rows.tolist()],
             offsets=offsets,
@@ -189,6 +217,30 @@ def _quantile_cutoff(timestamps: np.ndarray, fraction_after: float) -> int:
     return int(np.quantile(timestamps, 1.0 - fraction_after, method="higher"))
 
 
+def _check_fraction(name: str, fraction: float) -> None:
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(
+            f"{name} must be in (0, 1), got {fraction}. Fix: pass a fraction strictly between 0 and 1."
+        )
+
+
+def _check_time_order(flat: _FlatSequences, split: str) -> np.ndarray:
+    """The row index of every event (E,), after checking that there are events and each row is chronological
+    (so the events before any cut-off are a prefix of the row)."""
+    timestamps = flat.timestamps
+    if timestamps.size == 0:
+        raise DataFormatError(f"{split} split: the sequences hold no events. Fix: check the input data.")
+    rows_of_events = flat.rows_of_events()
+    unsorted = (timestamps[1:] < timestamps[:-1]) & (rows_of_events[1:] == rows_of_events[:-1])
+    if unsorted.any():
+        row = int(rows_of_events[1:][unsorted][0])
+        raise ValueError(
+            f"{split} split: the events of user {flat.user_ids[row]!r} are not in time order. "
+            "Fix: build the sequences with `build_sequences`, which sorts them."
+        )
+    return rows_of_events
+
+
 def _format_time(timestamp: int) -> str:
     try:
         return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -227,19 +279,9 @@ def temporal_split(
     """
     flat = _FlatSequences.from_dataset(sequences)
     timestamps = flat.timestamps
-    if timestamps.size == 0:
-        raise DataFormatError("temporal split: the sequences hold no events. Fix: check the input data.")
-    rows_of_events = flat.rows_of_events()
-    unsorted = (timestamps[1:] < timestamps[:-1]) & (rows_of_events[1:] == rows_of_events[:-1])
-    if unsorted.any():
-        row = int(rows_of_events[1:][unsorted][0])
-        raise ValueError(
-            f"temporal split: the events of user {flat.user_ids[row]!r} are not in time order. "
-            "Fix: build the sequences with `build_sequences`, which sorts them."
-        )
+    rows_of_events = _check_time_order(flat, "temporal")
     for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"{name} must be in (0, 1), got {fraction}.")
+        _check_fraction(name, fraction)
     if test_start is None:
         test_start = _quantile_cutoff(timestamps, test_fraction)
     if validation_start is None:
@@ -293,12 +335,159 @@ def temporal_split(
     return DatasetDict(splits)
 
 
+def _check_window_arguments(
+    cutoff_quantile: float, horizon: int, min_history: int, validation_fraction: float
+) -> None:
+    _check_fraction("cutoff_quantile", cutoff_quantile)
+    _check_fraction("validation_fraction", validation_fraction)
+    for name, value in (("horizon", horizon), ("min_history", min_history)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(
+                f"{name} must be an int >= 1, got {value!r}. Fix: pass a positive number of events."
+            )
+
+
+def _future_cutoffs(
+    timestamps: np.ndarray,
+    cutoff: int | None,
+    cutoff_quantile: float,
+    validation_start: int | None,
+    validation_fraction: float,
+) -> tuple[int, int]:
+    """(validation_start, cutoff): the test window starts at `cutoff`, the validation window [validation_start,
+    cutoff) holds about `validation_fraction` of the events before the cutoff."""
+    if cutoff is None:
+        cutoff = _quantile_cutoff(timestamps, 1.0 - cutoff_quantile)
+    cutoff = int(cutoff)
+    before = timestamps[timestamps < cutoff]
+    if before.size == 0:
+        raise ValueError(
+            f"future split: no event happens before the cutoff {cutoff} ({_format_time(cutoff)}), so there is no "
+            "training data. Fix: pass a later `cutoff` or a larger `cutoff_quantile`."
+        )
+    if validation_start is None:
+        validation_start = _quantile_cutoff(before, validation_fraction)
+    validation_start = int(validation_start)
+    if validation_start > cutoff:
+        raise ValueError(
+            f"validation_start ({validation_start}) is after the cutoff ({cutoff}). Fix: the validation window "
+            "[validation_start, cutoff) must come before the test window."
+        )
+    return validation_start, cutoff
+
+
+def _window_rows(flat: _FlatSequences, rows: np.ndarray, window_starts: np.ndarray, horizon: int) -> Dataset:
+    """One evaluation row per event of each user's window: row (u, j) has target = the `j`-th event from flat
+    position `window_starts[u]` of row `rows[u]`, and history = all the row's events before that target.
+
+    Shapes: `rows`, `window_starts` (N,) -> a dataset of N * horizon rows, a user's rows consecutive.
+    """
+    positions = np.tile(np.arange(horizon, dtype=np.int64), len(rows))  # (N * H,)
+    targets = np.repeat(window_starts, horizon) + positions  # (N * H,)
+    row_of_target = np.repeat(rows, horizon)  # (N * H,)
+    starts = flat.offsets[row_of_target]
+    # Accumulated reward of the window: the sum of its H observed ratings, the same on each of the user's H rows.
+    rewards = flat.ratings[targets].reshape(-1, horizon).sum(axis=1, dtype=np.float64)  # (N,)
+    window = (np.repeat(rewards, horizon).astype(np.float32), positions.astype(np.int32))
+    return flat.subset(row_of_target, starts, targets - starts, targets=targets, window=window)
+
+
+def future_split(
+    sequences: Dataset,
+    *,
+    cutoff: int | None = None,
+    cutoff_quantile: float = 0.9,
+    horizon: int = 10,
+    min_history: int = 10,
+    validation_fraction: float = 0.1,
+    validation_start: int | None = None,
+) -> DatasetDict:
+    """The Netflix post's protocol: test users are evaluated on their first `horizon` events after a global cutoff.
+
+    "This test set is collected on a future date after the training." One cutoff time splits the data; every event
+    at or after it is test-only, and validation comes from before it, so no stage before the test reads the test
+    window. With `validation_start <= cutoff`:
+
+    - `train`: each user's events before `validation_start` (users with at least 2 of them);
+    - `validation`: for each user with at least `min_history` events before `validation_start` and at least
+      `horizon` events in [validation_start, cutoff): their first `horizon` events in that window, each a
+      target row whose history is all of the user's events before it;
+    - `test`: for each user with at least `min_history` events before the cutoff and at least `horizon` events at
+      or after it: their first `horizon` events from the cutoff on, each a target row whose history is all the
+      user's events before it (the earlier test-window events included, as a deployed model sees them).
+
+    Each validation and test row also carries `window_reward`, the sum of the `horizon` observed ratings of the
+    user's window (the same on the user's rows; a fixed `horizon`, so it does not count events), and
+    `window_position` (0..horizon-1). A user's rows are consecutive, in window order.
+
+    Args:
+        sequences (`Dataset`): chronological sequences, as built by `build_sequences`.
+        cutoff (`int`, *optional*): the start of the test window, in Unix seconds; by default the
+            `cutoff_quantile` quantile of all event times (a real event time).
+        cutoff_quantile (`float`, *optional*, defaults to 0.9): used only when `cutoff` is not given.
+        horizon (`int`, *optional*, defaults to 10): H, the events of each validation and test window.
+        min_history (`int`, *optional*, defaults to 10): the events a user needs before the window.
+        validation_fraction (`float`, *optional*, defaults to 0.1): about this fraction of the events before the
+            cutoff lie in the validation window; used only when `validation_start` is not given.
+        validation_start (`int`, *optional*): the start of the validation window, in Unix seconds.
+
+    Returns:
+        `DatasetDict` with `train` (`SEQUENCE_FEATURES`), `validation` and `test` (`FUTURE_EVALUATION_FEATURES`).
+    """
+    _check_window_arguments(cutoff_quantile, horizon, min_history, validation_fraction)
+    flat = _FlatSequences.from_dataset(sequences)
+    rows_of_events = _check_time_order(flat, "future")
+    timestamps, num_rows = flat.timestamps, len(flat.user_ids)
+    validation_start, cutoff = _future_cutoffs(
+        timestamps, cutoff, cutoff_quantile, validation_start, validation_fraction
+    )
+    # Rows are chronological, so the events before a cut-off are a prefix of the row: counts give its length.
+    before_validation = np.bincount(rows_of_events[timestamps < validation_start], minlength=num_rows)
+    before_cutoff = np.bincount(rows_of_events[timestamps < cutoff], minlength=num_rows)
+    starts, lengths = flat.offsets[:-1], flat.lengths
+    train_rows = np.flatnonzero(before_validation >= 2)
+    validation_rows = np.flatnonzero(
+        (before_validation >= min_history) & (before_cutoff - before_validation >= horizon)
+    )
+    test_rows = np.flatnonzero((before_cutoff >= min_history) & (lengths - before_cutoff >= horizon))
+    splits = {
+        "train": flat.subset(train_rows, starts[train_rows], before_validation[train_rows]),
+        "validation": _window_rows(
+            flat, validation_rows, starts[validation_rows] + before_validation[validation_rows], horizon
+        ),
+        "test": _window_rows(flat, test_rows, starts[test_rows] + before_cutoff[test_rows], horizon),
+    }
+    logger.info(
+        "future split: cutoff %s, validation from %s, H=%d, min_history=%d: %d train users (%d events), "
+        "%d validation users (%d targets), %d test users (%d targets).",
+        _format_time(cutoff),
+        _format_time(validation_start),
+        horizon,
+        min_history,
+        len(train_rows),
+        int(before_validation[train_rows].sum()),
+        len(validation_rows),
+        len(splits["validation"]),
+        len(test_rows),
+        len(splits["test"]),
+    )
+    for split, dataset in splits.items():
+        if len(dataset) == 0:
+            logger.warning(
+                "future split: the %s split is empty; move the cutoff or lower `horizon` / `min_history`.",
+                split,
+            )
+    return DatasetDict(splits)
+
+
 def split_sequences(sequences: Dataset, method: str, **kwargs: Any) -> DatasetDict:
-    """Splits sequences with `method`, one of `SPLITS` (`"leave-one-out"` or `"temporal"`); `kwargs` go to
-    `leave_one_out_split` or `temporal_split`."""
+    """Splits sequences with `method`, one of `SPLITS` (`"leave-one-out"`, `"temporal"` or `"future"`); `kwargs`
+    go to `leave_one_out_split`, `temporal_split` or `future_split`."""
     normalised = method.strip().lower().replace("_", "-")
     if normalised == "leave-one-out":
         return leave_one_out_split(sequences, **kwargs)
     if normalised == "temporal":
         return temporal_split(sequences, **kwargs)
+    if normalised == "future":
+        return future_split(sequences, **kwargs)
     raise ValueError(f"unknown split method {method!r}; valid methods are {list(SPLITS)}.")

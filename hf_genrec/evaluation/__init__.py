@@ -5,7 +5,7 @@ call them.
 """
 
 from .baselines import MostPopularRecommender, popularity_scores
-from .evaluator import RankingPredictions, evaluate_ranking, flatten_metrics, predict_ranks
+from .evaluator import RankingPredictions, dataset_subsets, evaluate_ranking, flatten_metrics, predict_ranks
 from .judge import JudgeScores, judge_score, rollout_batch
 from .metrics import (
     DEFAULT_HIGH_REWARD_THRESHOLD,
@@ -16,7 +16,11 @@ from .metrics import (
     SUBSET_ALL,
     SUBSET_HIGH_REWARD_TARGET,
     SUBSET_HIGH_REWARD_TRAJECTORY,
+    SUBSET_LONG_HISTORY,
+    SUBSET_TRAJECTORY_REWARD_QUARTILES,
     SUBSETS,
+    TRAJECTORY_SUBSETS,
+    default_subsets,
     hr_key,
     metric_key,
     ndcg_key,
@@ -36,11 +40,16 @@ __all__ = [
     "SUBSET_ALL",
     "SUBSET_HIGH_REWARD_TARGET",
     "SUBSET_HIGH_REWARD_TRAJECTORY",
+    "SUBSET_LONG_HISTORY",
+    "SUBSET_TRAJECTORY_REWARD_QUARTILES",
+    "TRAJECTORY_SUBSETS",
     "JudgeScores",
     "MostPopularRecommender",
     "RankingPredictions",
     "bootstrap_mean_ci",
     "bootstrap_relative_change_ci",
+    "dataset_subsets",
+    "default_subsets",
     "evaluate_ranking",
     "flatten_metrics",
     "hr_key",

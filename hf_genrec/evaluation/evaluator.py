@@ -16,74 +16,112 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.columns import HISTORY_ITEM_IDS, HISTORY_REWARD_SUMS, TARGET_ITEM_IDS, TARGET_RATINGS
+from ..data.columns import (
+    HISTORY_ITEM_IDS,
+    HISTORY_REWARD_SUMS,
+    TARGET_ITEM_IDS,
+    TARGET_RATINGS,
+    WINDOW_POSITIONS,
+    WINDOW_REWARD,
+    WINDOW_REWARDS,
+)
 from ..data.history import History
-from .metrics import DEFAULT_HIGH_REWARD_THRESHOLD, DEFAULT_KS, SUBSET_ALL, metric_key
+from .metrics import DEFAULT_HIGH_REWARD_THRESHOLD, DEFAULT_KS, SUBSET_ALL, default_subsets, metric_key
 from .ranking import per_user_ranking_metrics, ranking_metrics, subset_mask, target_ranks
 
-__all__ = ["RankingPredictions", "evaluate_ranking", "flatten_metrics", "predict_ranks", "rank_batch"]
+__all__ = [
+    "RankingPredictions",
+    "dataset_subsets",
+    "evaluate_ranking",
+    "flatten_metrics",
+    "predict_ranks",
+    "rank_batch",
+]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RankingPredictions:
-    """Per-user outcome of a ranking pass, kept so metrics, subsets and bootstrap intervals need no rerun.
+    """Per-case outcome of a ranking pass, kept so metrics, subsets and bootstrap intervals need no rerun.
 
     Attributes:
-        ranks: (U,) int64, 1-based rank of each user's target (`target_ranks`, history excluded).
-        target_ratings: (U,) float32, rating of each user's target.
-        trajectory_rewards: (U,) float32, accumulated reward = sum of history ratings + target rating.
+        ranks: (U,) int64, 1-based rank of each case's target (`target_ranks`, history excluded).
+        target_ratings: (U,) float32, rating of each case's target.
+        history_rewards: (U,) float32, the sum of the case's history ratings plus its target rating (the
+            `long_history` score).
+        window_rewards: (U,) float32, the case's user's accumulated reward over its test window (rows of the
+            `future` split); NaN on rows without a window. Default: no windows.
+        window_positions: (U,) int64, the case's position in its user's window (0..H-1); -1 without a window.
 
-    Users are in dataset order, so predictions of two models on the same dataset are aligned per user
-    (what a paired bootstrap needs).
+    Cases are in dataset order, so predictions of two models on the same dataset are aligned per case
+    (what a paired bootstrap needs). Every field is a tensor, so `tensors()` can be gathered across processes.
     """
 
     ranks: torch.Tensor
     target_ratings: torch.Tensor
-    trajectory_rewards: torch.Tensor
+    history_rewards: torch.Tensor
+    window_rewards: torch.Tensor | None = None
+    window_positions: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.ranks.dim() != 1 or not (
-            self.ranks.shape == self.target_ratings.shape == self.trajectory_rewards.shape
-        ):
+        if self.window_rewards is None:
+            self.window_rewards = torch.full_like(self.target_ratings, float("nan"), dtype=torch.float32)
+        if self.window_positions is None:
+            self.window_positions = torch.full_like(self.ranks, -1, dtype=torch.long)
+        shapes = [tuple(tensor.shape) for tensor in self.tensors()]
+        if self.ranks.dim() != 1 or len(set(shapes)) != 1:
             raise ValueError(
-                "ranks, target_ratings and trajectory_rewards must all be (U,), got shapes "
-                f"{tuple(self.ranks.shape)}, {tuple(self.target_ratings.shape)}, "
-                f"{tuple(self.trajectory_rewards.shape)}"
+                "ranks, target_ratings, history_rewards, window_rewards and window_positions must all be (U,), "
+                f"got shapes {shapes}"
+            )
+        windowed = self.window_positions >= 0
+        if windowed.any() and not windowed.all():
+            raise ValueError(
+                f"{int(windowed.sum())} of {windowed.numel()} cases have a test window: the predictions mix rows of "
+                "the `future` split with rows of another split. Fix: evaluate each split's rows separately."
             )
 
     def __len__(self) -> int:
         return self.ranks.numel()
 
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The fields in order, so `RankingPredictions(*predictions.tensors())` rebuilds the predictions."""
+        return self.ranks, self.target_ratings, self.history_rewards, self.window_rewards, self.window_positions
+
+    @property
+    def has_windows(self) -> bool:
+        """Whether the cases come from test windows (the `future` split), so trajectory subsets are defined."""
+        return bool(len(self)) and bool((self.window_positions >= 0).all())
+
+    def default_subsets(self) -> tuple[str, ...]:
+        """The subsets reported on these cases (`hf_genrec.evaluation.metrics.default_subsets`)."""
+        return default_subsets(self.has_windows)
+
     def reorder(self, index: torch.Tensor) -> "RankingPredictions":
-        """The users in the order `index` (e.g. the inverse of a length sort)."""
-        return RankingPredictions(self.ranks[index], self.target_ratings[index], self.trajectory_rewards[index])
+        """The cases in the order `index` (e.g. the inverse of a length sort)."""
+        return RankingPredictions(*(tensor[index] for tensor in self.tensors()))
 
     def cpu(self) -> "RankingPredictions":
         """The same predictions with every tensor on the CPU."""
-        return RankingPredictions(self.ranks.cpu(), self.target_ratings.cpu(), self.trajectory_rewards.cpu())
+        return RankingPredictions(*(tensor.cpu() for tensor in self.tensors()))
 
     @classmethod
     def concat(cls, predictions: Sequence["RankingPredictions"]) -> "RankingPredictions":
-        """Concatenate predictions along users, in the given order (empty input gives zero users)."""
+        """Concatenate predictions along cases, in the given order (empty input gives zero cases)."""
         if not predictions:
-            return cls(
-                ranks=torch.zeros(0, dtype=torch.long),
-                target_ratings=torch.zeros(0),
-                trajectory_rewards=torch.zeros(0),
-            )
-        return cls(
-            ranks=torch.cat([p.ranks for p in predictions]),
-            target_ratings=torch.cat([p.target_ratings for p in predictions]),
-            trajectory_rewards=torch.cat([p.trajectory_rewards for p in predictions]),
-        )
+            return cls(ranks=torch.zeros(0, dtype=torch.long), target_ratings=torch.zeros(0),
+                       history_rewards=torch.zeros(0))
+        return cls(*(torch.cat(parts) for parts in zip(*(p.tensors() for p in predictions))))
 
     def subset_mask(
         self, subset: str, high_reward_threshold: float = DEFAULT_HIGH_REWARD_THRESHOLD
     ) -> torch.Tensor:
-        """(U,) bool mask of the users in `subset` (see `hf_genrec.evaluation.ranking.subset_mask`)."""
-        return subset_mask(subset, self.target_ratings, self.trajectory_rewards, high_reward_threshold)
+        """(U,) bool mask of the cases in `subset` (see `hf_genrec.evaluation.ranking.subset_mask`); the
+        trajectory subsets raise on cases without a test window."""
+        # No cases: every subset is empty, whatever the split.
+        windows = (self.window_rewards, self.window_positions) if self.has_windows or not len(self) else (None, None)
+        return subset_mask(subset, self.target_ratings, self.history_rewards, high_reward_threshold, *windows)
 
     def metrics(
         self,
@@ -93,8 +131,8 @@ class RankingPredictions:
     ) -> dict[str, dict[str, float]]:
         """`{subset: {metric: mean value, ..., "num_users": n}}` (see `ranking_metrics`).
 
-        The `high_reward_trajectory` median is taken over all users of these predictions, not over
-        another subset.
+        The `long_history` median is taken over all cases of these predictions, the `high_reward_trajectory`
+        median and the quartiles over all their users, never over another subset.
         """
         return {
             subset: ranking_metrics(self.ranks[self.subset_mask(subset, high_reward_threshold)], ks)
@@ -127,7 +165,8 @@ def rank_batch(
         model: any module with `score_next_items(item_ids, attention_mask, timestamps=, query_timestamps=)`
             returning (B, V + 1) scores (column 0 is padding).
         batch: an evaluation batch of `SequenceCollator` (`target_item_ids`, `target_ratings`,
-            `history_item_ids`, `history_reward_sums` and the history columns), on the model's device.
+            `history_item_ids`, `history_reward_sums`, the history columns, and `window_rewards`,
+            `window_positions` for rows of the `future` split), on the model's device.
         history: what the model reads, when it differs from the batch's history columns (e.g. a shorter
             window of them); default `History.from_batch(batch)`.
 
@@ -140,8 +179,10 @@ def rank_batch(
     predictions = RankingPredictions(
         ranks=target_ranks(scores, batch[TARGET_ITEM_IDS], batch[HISTORY_ITEM_IDS]),
         target_ratings=target_ratings,
-        # Accumulated reward of the trajectory: the history's ratings plus the target's.
-        trajectory_rewards=batch[HISTORY_REWARD_SUMS].float() + target_ratings,
+        history_rewards=batch[HISTORY_REWARD_SUMS].float() + target_ratings,
+        # Only rows of the `future` split carry a test window (see `SequenceCollator`).
+        window_rewards=batch[WINDOW_REWARDS].float() if WINDOW_REWARDS in batch else None,
+        window_positions=batch[WINDOW_POSITIONS].long() if WINDOW_POSITIONS in batch else None,
     )
     return predictions, scores
 
@@ -222,6 +263,12 @@ def evaluate_ranking(
     """
     predictions = predict_ranks(model, dataset, collator, batch_size=batch_size, device=device)
     return predictions.metrics(subsets=subsets, ks=ks, high_reward_threshold=high_reward_threshold)
+
+
+def dataset_subsets(dataset: Any) -> tuple[str, ...]:
+    """The subsets reported on an evaluation dataset: with the `future` split's window columns, the trajectory
+    subsets; without (leave-one-out, temporal), `long_history` instead (see `default_subsets`)."""
+    return default_subsets(WINDOW_REWARD in getattr(dataset, "column_names", ()))
 
 
 def flatten_metrics(metrics_by_subset: dict[str, dict[str, float]], *, prefix: str = "") -> dict[str, float]:

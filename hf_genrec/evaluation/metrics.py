@@ -25,6 +25,10 @@ __all__ = [
     "SUBSET_ALL",
     "SUBSET_HIGH_REWARD_TARGET",
     "SUBSET_HIGH_REWARD_TRAJECTORY",
+    "SUBSET_LONG_HISTORY",
+    "SUBSET_TRAJECTORY_REWARD_QUARTILES",
+    "TRAJECTORY_SUBSETS",
+    "default_subsets",
     "hr_key",
     "metric_key",
     "ndcg_key",
@@ -40,13 +44,32 @@ NUM_USERS = "num_users"
 # Seconds an evaluation took (`Trainer.evaluate` reports `{prefix}_runtime`).
 RUNTIME = "runtime"
 
-# Test subsets (brief, section 5).
+# Test subsets (brief, section 5); `hf_genrec.evaluation.ranking.subset_mask` defines each.
 SUBSET_ALL = "all"
-# Users whose held-out target has a high rating (the A-SFT paper's 1,530 ML-1M cases come from such a filter).
+# Cases whose held-out target has a high rating (the A-SFT paper's 1,530 ML-1M cases come from such a filter).
 SUBSET_HIGH_REWARD_TARGET = "high_reward_target"
-# Users whose accumulated reward is strictly above the population median (the Netflix blog's test set).
+# Cases whose history ratings plus target rating sum above the median: on ML-1M this sum correlates 0.987 with
+# the number of ratings, so it selects long histories, not high rewards (it is named for what it measures).
+SUBSET_LONG_HISTORY = "long_history"
+# Test users whose accumulated reward over their test window of H events is strictly above the median of the
+# test users (the Netflix post's high-reward trajectories); only on rows with a window (the `future` split).
 SUBSET_HIGH_REWARD_TRAJECTORY = "high_reward_trajectory"
-SUBSETS: tuple[str, ...] = (SUBSET_ALL, SUBSET_HIGH_REWARD_TARGET, SUBSET_HIGH_REWARD_TRAJECTORY)
+# Test users by quartile of accumulated window reward over the users (q1 lowest); also windowed rows only.
+SUBSET_TRAJECTORY_REWARD_QUARTILES: tuple[str, ...] = tuple(f"trajectory_reward_q{q}" for q in range(1, 5))
+# The subsets that need the accumulated reward of a test window.
+TRAJECTORY_SUBSETS: tuple[str, ...] = (SUBSET_HIGH_REWARD_TRAJECTORY, *SUBSET_TRAJECTORY_REWARD_QUARTILES)
+# Every subset name.
+SUBSETS: tuple[str, ...] = (SUBSET_ALL, SUBSET_HIGH_REWARD_TARGET, SUBSET_LONG_HISTORY, *TRAJECTORY_SUBSETS)
+
+
+def default_subsets(has_windows: bool) -> tuple[str, ...]:
+    """The subsets reported on evaluation rows: with test windows (the `future` split) `all`, `high_reward_target`,
+    `high_reward_trajectory` and the accumulated-reward quartiles; without (leave-one-out, temporal) `all`,
+    `high_reward_target` and `long_history`."""
+    if has_windows:
+        return (SUBSET_ALL, SUBSET_HIGH_REWARD_TARGET, *TRAJECTORY_SUBSETS)
+    return (SUBSET_ALL, SUBSET_HIGH_REWARD_TARGET, SUBSET_LONG_HISTORY)
+
 
 # Ratings >= 4.5 select a 5 on integer 1-5 scales and still work on half-star scales (4.5 and 5.0).
 DEFAULT_HIGH_REWARD_THRESHOLD = 4.5

@@ -22,7 +22,10 @@ from .metrics import (
     SUBSET_ALL,
     SUBSET_HIGH_REWARD_TARGET,
     SUBSET_HIGH_REWARD_TRAJECTORY,
+    SUBSET_LONG_HISTORY,
+    SUBSET_TRAJECTORY_REWARD_QUARTILES,
     SUBSETS,
+    TRAJECTORY_SUBSETS,
     hr_key,
     ndcg_key,
     ranking_metric_names,
@@ -162,46 +165,107 @@ def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict
     return metrics
 
 
+def _user_quantiles(window_rewards: torch.Tensor, window_positions: torch.Tensor, q: list[float]) -> torch.Tensor:
+    """Quantiles `q` of the accumulated window reward over the test USERS, each user once (its position-0 row
+    stands for it: every user's H rows carry the same reward). Shape (len(q),) float64."""
+    first = window_positions == 0
+    if not first.any():
+        raise ValueError(
+            "the evaluation rows have window columns but no row at window_position 0, so the users cannot be "
+            "counted once each. Fix: evaluate every row of each user's window (the `future` split's rows unfiltered)."
+        )
+    rewards = window_rewards[first].to(torch.float64)
+    if torch.isnan(rewards).any():
+        raise ValueError("window_rewards contain NaN; the median over users is undefined")
+    return torch.quantile(rewards, torch.tensor(q, dtype=torch.float64, device=rewards.device))
+
+
+def _trajectory_mask(subset: str, window_rewards: torch.Tensor, window_positions: torch.Tensor) -> torch.Tensor:
+    if window_rewards.numel() == 0:
+        return torch.zeros_like(window_rewards, dtype=torch.bool)
+    rewards = window_rewards.to(torch.float64)
+    if subset == SUBSET_HIGH_REWARD_TRAJECTORY:
+        return rewards > _user_quantiles(window_rewards, window_positions, [0.5])[0]
+    quartile = SUBSET_TRAJECTORY_REWARD_QUARTILES.index(subset)  # 0..3
+    bounds = _user_quantiles(window_rewards, window_positions, [0.25, 0.5, 0.75])
+    above = rewards > bounds[quartile - 1] if quartile > 0 else torch.ones_like(rewards, dtype=torch.bool)
+    below = rewards <= bounds[quartile] if quartile < 3 else torch.ones_like(rewards, dtype=torch.bool)
+    return above & below
+
+
 def subset_mask(
     subset: str,
     target_ratings: torch.Tensor,
-    trajectory_rewards: torch.Tensor,
+    history_rewards: torch.Tensor,
     high_reward_threshold: float = DEFAULT_HIGH_REWARD_THRESHOLD,
+    window_rewards: torch.Tensor | None = None,
+    window_positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Which users belong to a test subset (brief, section 5).
+    """Which evaluation cases belong to a test subset (brief, section 5).
 
-    - `all`: every user.
+    - `all`: every case.
     - `high_reward_target`: target_rating >= `high_reward_threshold` (4.5 selects a 5 on 1-5 scales).
-    - `high_reward_trajectory`: trajectory_reward > median(trajectory_rewards), strictly, where the median
-      is taken over the users passed in (the evaluated population), as in the Netflix blog ("the
-      accumulated reward is higher than the median of the population"). With a strict `>`, the even-count
-      conventions (lower middle value or mean of the two middle values) select the same users.
+    - `long_history`: history_reward > median(history_rewards) over the cases passed in, strictly. The sum of a
+      history's ratings grows with its length (0.987 correlation with the number of ratings on ML-1M), so this
+      selects long histories; it was called `high_reward_trajectory` before the `future` protocol existed.
+    - `high_reward_trajectory` (rows with a test window only, the `future` split): the cases of the users whose
+      accumulated window reward (sum of the H observed ratings of their test window) is strictly above the
+      median over the test USERS, each user counted once whatever its number of rows, as in the Netflix post
+      ("the accumulated reward is higher than the median of the population").
+    - `trajectory_reward_q1` .. `q4` (windowed rows only): the users by quartile of accumulated window reward,
+      quartiles over users; q1 = reward <= Q1, q2 = Q1 < reward <= median, q3 = median < reward <= Q3,
+      q4 = reward > Q3, so q3 and q4 together are `high_reward_trajectory` (ties go to the lower quartile).
+
+    Medians and quartiles are linear-interpolation quantiles (`torch.quantile`); with a strict `>`, the
+    even-count conventions of the median select the same cases.
 
     Args:
         subset: one of `SUBSETS`.
-        target_ratings: (U,) float, the rating of each user's held-out target.
-        trajectory_rewards: (U,) float, each user's accumulated reward (the caller passes the sum of the
-            history ratings plus the target rating).
+        target_ratings: (U,) float, the rating of each case's held-out target.
+        history_rewards: (U,) float, the sum of each case's history ratings plus its target rating.
         high_reward_threshold: rating threshold of `high_reward_target`.
+        window_rewards: (U,) float or None, each case's user's accumulated window reward; None for rows
+            without a test window (leave-one-out, temporal).
+        window_positions: (U,) int or None, each case's position in its user's window (0..H-1); the
+            position-0 rows stand for the users when the quantiles over users are taken.
 
     Returns:
         (U,) bool mask on the device of `target_ratings`.
+
+    Raises:
+        ValueError: an unknown subset, mismatched shapes, or a trajectory subset asked on rows without windows.
     """
-    if target_ratings.dim() != 1 or trajectory_rewards.shape != target_ratings.shape:
+    if target_ratings.dim() != 1 or history_rewards.shape != target_ratings.shape:
         raise ValueError(
-            "target_ratings and trajectory_rewards must both be (U,), got shapes "
-            f"{tuple(target_ratings.shape)} and {tuple(trajectory_rewards.shape)}"
+            "target_ratings and history_rewards must both be (U,), got shapes "
+            f"{tuple(target_ratings.shape)} and {tuple(history_rewards.shape)}"
+        )
+    if (window_rewards is None) != (window_positions is None):
+        raise ValueError("window_rewards and window_positions go together: pass both or neither.")
+    if window_rewards is not None and not (window_rewards.shape == window_positions.shape == target_ratings.shape):
+        raise ValueError(
+            "window_rewards and window_positions must be (U,) like target_ratings, got shapes "
+            f"{tuple(window_rewards.shape)}, {tuple(window_positions.shape)} and {tuple(target_ratings.shape)}"
         )
     if subset == SUBSET_ALL:
         return torch.ones_like(target_ratings, dtype=torch.bool)
     if subset == SUBSET_HIGH_REWARD_TARGET:
         return target_ratings >= high_reward_threshold
-    if subset == SUBSET_HIGH_REWARD_TRAJECTORY:
-        if trajectory_rewards.numel() == 0:
-            return torch.zeros_like(trajectory_rewards, dtype=torch.bool)
-        rewards = trajectory_rewards.to(torch.float64)
+    if subset == SUBSET_LONG_HISTORY:
+        if history_rewards.numel() == 0:
+            return torch.zeros_like(history_rewards, dtype=torch.bool)
+        rewards = history_rewards.to(torch.float64)
         if torch.isnan(rewards).any():
-            raise ValueError("trajectory_rewards contain NaN; the median is undefined")
+            raise ValueError("history_rewards contain NaN; the median is undefined")
         median = torch.quantile(rewards, 0.5)  # mean of the two middle values for an even count
         return (rewards > median).to(target_ratings.device)
+    if subset in TRAJECTORY_SUBSETS:
+        if window_rewards is None:
+            raise ValueError(
+                f"subset {subset!r} needs each test user's accumulated reward over a window of H future events, "
+                "and these evaluation rows have none (a leave-one-out or temporal split: one target per user). "
+                "Fix: split with the `future` protocol (`split_sequences(sequences, 'future')`), or ask for "
+                f"{SUBSET_HIGH_REWARD_TARGET!r} or {SUBSET_LONG_HISTORY!r}."
+            )
+        return _trajectory_mask(subset, window_rewards, window_positions).to(target_ratings.device)
     raise ValueError(f"unknown subset {subset!r}; valid subsets are {SUBSETS}")

@@ -168,7 +168,8 @@ class GenRecConfig(TrainingArguments):
         bucket_batches (`int`, *optional*, defaults to 16):
             Batches sorted together per bucket when `bucket_by_length` (more = less padding, less shuffle).
         eval_subsets (`list[str]`, *optional*, defaults to `["all"]`):
-            Test subsets reported by `evaluate`: `all`, `high_reward_target`, `high_reward_trajectory`.
+            Test subsets reported by `evaluate`: `all`, `high_reward_target`, `long_history`, and on rows of the
+            `future` split `high_reward_trajectory` and `trajectory_reward_q1`..`q4` (see `subset_mask`).
         high_reward_threshold (`float`, *optional*, defaults to 4.5):
             Target reward at or above which a case is in the `high_reward_target` subset.
 
@@ -471,9 +472,7 @@ class GenRecTrainer(Trainer):
             batch = self._prepare_inputs(batch)
             with self.autocast_smart_context_manager():
                 predictions, _ = rank_batch(model, batch)  # scores are computed in fp32
-            gathered = self.accelerator.gather_for_metrics(
-                (predictions.ranks, predictions.target_ratings, predictions.trajectory_rewards)
-            )
+            gathered = self.accelerator.gather_for_metrics(predictions.tensors())
             parts.append(RankingPredictions(*gathered).cpu())
         model.train(was_training)
         restore = order.argsort()  # scored order -> dataset order

@@ -38,7 +38,8 @@ from ..data.prepared import (
     prepared_dataset_name,
 )
 from ..data.vocabulary import VOCABULARY_FILE
-from ..evaluation.metrics import RUNTIME, SUBSETS, strip_metric_prefix
+from ..evaluation.evaluator import dataset_subsets
+from ..evaluation.metrics import RUNTIME, strip_metric_prefix
 from ..recipes import build_training_config
 from ..trainers.base import checkpoint_fingerprint, last_complete_checkpoint
 from ..utils.io import check_output_dir, output_dir_lock, peak_memory_mb, write_json
@@ -487,7 +488,7 @@ class TrainingRun:
 
         `keep_runtime=False` leaves out the evaluation's wall seconds (`runtime`).
         """
-        trainer.args.eval_subsets = list(SUBSETS)
+        trainer.args.eval_subsets = list(dataset_subsets(splits["test"]))
         results = []
         for split in ("validation", "test"):
             metrics = strip_metric_prefix(trainer.evaluate(splits[split], metric_key_prefix=split), split)

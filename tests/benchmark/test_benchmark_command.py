@@ -12,7 +12,7 @@ from hf_genrec.commands.benchmark import benchmark
 from hf_genrec.data import SequenceCollator
 from hf_genrec.data.prepared import load_prepared
 from hf_genrec.evaluation import MostPopularRecommender, evaluate_ranking
-from hf_genrec.evaluation.metrics import SUBSETS
+from hf_genrec.evaluation.metrics import default_subsets
 
 # The tiny preset's pipeline at test size, as overrides on the recipes: 80 users, a 1-layer HSTU, one
 # optimizer step per method.
@@ -47,9 +47,9 @@ def test_end_to_end_outputs_and_schema(first_run):
     loaded = json.loads((output / "results.json").read_text())
     assert loaded["schema_version"] == 1
     assert list(loaded["methods"]) == ["pretrained", "sft", "rwbc", "asft", "dpo", "ipo", "cql", "ppo"]
-    assert set(loaded["num_users"]) == set(SUBSETS) and loaded["num_users"]["all"] == 80
+    assert set(loaded["num_users"]) == set(default_subsets(has_windows=False)) and loaded["num_users"]["all"] == 80
     for row in loaded["methods"].values():
-        for subset in SUBSETS:
+        for subset in default_subsets(has_windows=False):
             assert row["subsets"][subset]["num_users"] == loaded["num_users"][subset]
             metrics = row["subsets"][subset]["metrics"]
             assert set(metrics) == set(METRICS)
@@ -64,7 +64,7 @@ def test_end_to_end_outputs_and_schema(first_run):
     # The judge is a separate ensemble: other seeds than the training ensemble.
     reward_seeds = yaml.safe_load((output / "results.json").read_text())["config"]["preset_settings"]["judge_seed"]
     assert reward_seeds == 1000
-    assert "## `high_reward_trajectory`" in results["markdown"]
+    assert "## `long_history`" in results["markdown"]
 
 
 def test_second_run_reuses_every_stage_and_a_change_recomputes_only_its_dependents(first_run):

@@ -20,7 +20,7 @@ from hf_genrec.benchmark.report import (
 from hf_genrec.evaluation import RankingPredictions
 from hf_genrec.evaluation.judge import JudgeScores
 
-# 4 test users: targets rated 5, 3, 5, 1; trajectory rewards 10, 20, 30, 40 (median 25: users 2 and 3 are high).
+# 4 test users: targets rated 5, 3, 5, 1; history rewards 10, 20, 30, 40 (median 25: users 2 and 3 are high).
 TARGETS = torch.tensor([5.0, 3.0, 5.0, 1.0])
 TRAJECTORIES = torch.tensor([10.0, 20.0, 30.0, 40.0])
 
@@ -29,7 +29,7 @@ def evaluation(ranks, judge) -> PolicyEvaluation:
     judge = torch.tensor(judge, dtype=torch.float64)
     members = torch.stack([judge - 0.5, judge + 0.5])  # spread of the member means: 0.5
     return PolicyEvaluation(
-        ranking=RankingPredictions(ranks=torch.tensor(ranks), target_ratings=TARGETS, trajectory_rewards=TRAJECTORIES),
+        ranking=RankingPredictions(ranks=torch.tensor(ranks), target_ratings=TARGETS, history_rewards=TRAJECTORIES),
         judge=JudgeScores(scores=judge, member_scores=members, items=torch.ones(4, 3, dtype=torch.long),
                           rewards=torch.ones(4, 3, dtype=torch.float64), steps=torch.full((4,), 3)),
     )
@@ -50,7 +50,7 @@ def rows():
 
 def test_summary_values_by_hand():
     summary = summarize(rows(), "rwbc", resamples=200)
-    assert summary["num_users"] == {"all": 4, "high_reward_target": 2, "high_reward_trajectory": 2}
+    assert summary["num_users"] == {"all": 4, "high_reward_target": 2, "long_history": 2}
     mrr = summary["rows"]["asft"]["subsets"]["all"]["metrics"]["mrr"]
     reference_mrr = (1 + 1 / 2 + 1 / 4 + 1 / 100) / 4
     assert mrr["per_seed"] == pytest.approx([1.0, reference_mrr])
@@ -60,12 +60,12 @@ def test_summary_values_by_hand():
     assert mrr["pct_vs_rwbc_per_seed"] == pytest.approx([100 * (1 - reference_mrr) / reference_mrr, 0.0])
     low, high = mrr["ci95"]
     assert low <= mrr["pct_vs_rwbc"] <= high
-    # high_reward_trajectory = users 2 and 3 (ranks 4 and 100 for rwbc): HR@10 is 0.5, MRR (1/4 + 1/100) / 2.
-    subset = summary["rows"]["rwbc"]["subsets"]["high_reward_trajectory"]["metrics"]
+    # long_history = users 2 and 3 (ranks 4 and 100 for rwbc): HR@10 is 0.5, MRR (1/4 + 1/100) / 2.
+    subset = summary["rows"]["rwbc"]["subsets"]["long_history"]["metrics"]
     assert subset["hr@10"]["value"] == 0.5 and subset["mrr"]["value"] == pytest.approx(0.13)
     assert subset["mrr"]["pct_vs_rwbc"] == 0.0 and subset["mrr"]["ci95"] == [0.0, 0.0]
     # A resample of two users who both missed the top 10 has a zero reference: no interval, not a biased one.
-    assert all(math.isnan(x) for x in summary["rows"]["asft"]["subsets"]["high_reward_trajectory"]["metrics"]["hr@10"]["ci95"])
+    assert all(math.isnan(x) for x in summary["rows"]["asft"]["subsets"]["long_history"]["metrics"]["hr@10"]["ci95"])
     judge = summary["rows"]["asft"]["subsets"]["all"]["metrics"][JUDGE]
     assert judge["value"] == pytest.approx(4.0) and judge["pct_vs_rwbc"] == pytest.approx(0.0)
     assert judge["spread"] == pytest.approx(0.5)
@@ -77,7 +77,7 @@ def test_results_schema_markdown_and_figures(tmp_path):
     table = {k: v for k, v in summary["rows"].items() if v["kind"] != "sweep"}
     sweep = [{"temperature": r["temperature"], "row": k, "seeds": r["seeds"], "subsets": r["subsets"]}
              for k, r in summary["rows"].items() if r["method"] == "asft"]
-    results = {"schema_version": 1, "subsets": ["all", "high_reward_target", "high_reward_trajectory"],
+    results = {"schema_version": 1, "subsets": ["all", "high_reward_target", "long_history"],
                "metrics": list(METRICS), "num_users": summary["num_users"], "methods": table, "lambda_sweep": sweep,
                "reward_table": None, "judge_reward_table": None, "wall_time_s": 1.0,
                "stages": [{"label": "prepare", "key": "abc", "cached": True, "seconds": 0.1}],
@@ -90,7 +90,7 @@ def test_results_schema_markdown_and_figures(tmp_path):
     assert set(entry) >= {"value", "std", "per_seed", "pct_vs_rwbc", "ci95", "pct_vs_rwbc_per_seed"}
     assert loaded["methods"]["pretrained"]["subsets"]["all"]["metrics"]["hr@10"]["std"] is None
     markdown = results_markdown(results)
-    assert "`high_reward_trajectory` (2 test users)" in markdown and "## A-SFT λ sweep" in markdown
+    assert "`long_history` (2 test users)" in markdown and "## A-SFT λ sweep" in markdown
     assert "reward-weighted BC" in markdown
     plot_improvements(results, tmp_path / "improvement.png")
     plot_lambda_sweep(results, tmp_path / "sweep.png")

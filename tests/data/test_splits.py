@@ -108,11 +108,11 @@ def test_temporal_split_default_cutoffs_are_quantiles():
 
 
 def test_split_sequences_dispatch():
-    assert SPLITS == ("leave-one-out", "temporal")
+    assert SPLITS == ("leave-one-out", "temporal", "future")
     sequences = _sequences(TEMPORAL)
     assert split_sequences(sequences, "leave-one-out")["test"]["target_item_id"] == [5, 8, 13]
     assert len(split_sequences(sequences, "temporal", validation_start=30, test_start=40)["test"]) == 2
-    with pytest.raises(ValueError, match="valid methods are \\['leave-one-out', 'temporal'\\]"):
+    with pytest.raises(ValueError, match="valid methods are \\['leave-one-out', 'temporal', 'future'\\]"):
         split_sequences(sequences, "random")
     with pytest.raises(ValueError, match="after test_start"):
         temporal_split(sequences, validation_start=50, test_start=40)

@@ -12,6 +12,7 @@ from hf_genrec.evaluation import (
     SUBSET_HIGH_REWARD_TRAJECTORY,
     SUBSETS,
     RankingPredictions,
+    default_subsets,
     evaluate_ranking,
     flatten_metrics,
     metric_key,
@@ -75,7 +76,7 @@ def test_predict_ranks_hand_computed(eval_collate):
     assert predictions.ranks.tolist() == EXPECTED_RANKS
     assert predictions.ranks.dtype == torch.long
     assert predictions.target_ratings.tolist() == [5.0, 3.0, 5.0]
-    assert predictions.trajectory_rewards.tolist() == [14.0, 13.0, 8.0]
+    assert predictions.history_rewards.tolist() == [14.0, 13.0, 8.0]
     assert len(predictions) == 3
     # Timestamps reach the model (the query of the last position is the target's time).
     assert model.seen_query_timestamps[0][:, 0].tolist() == [102, 202]
@@ -84,9 +85,9 @@ def test_predict_ranks_hand_computed(eval_collate):
 def test_evaluate_ranking_metrics_per_subset(eval_collate):
     model = LastItemScorer(_table())
     metrics = evaluate_ranking(
-        model, _dataset(), eval_collate(1), subsets=SUBSETS, ks=(1, 3, 10), batch_size=2
+        model, _dataset(), eval_collate(1), subsets=default_subsets(has_windows=False), ks=(1, 3, 10), batch_size=2
     )
-    assert set(metrics) == set(SUBSETS)
+    assert set(metrics) == {"all", "high_reward_target", "long_history"}
     everyone = metrics["all"]
     assert everyone[NUM_USERS] == 3
     assert everyone["hr@1"] == pytest.approx(1 / 3)
@@ -100,7 +101,7 @@ def test_evaluate_ranking_metrics_per_subset(eval_collate):
     assert target_subset["mrr"] == pytest.approx((1 + 1 / 4) / 2)
     assert target_subset["ndcg@3"] == pytest.approx(0.5)
     # Rewards strictly above the median 13: user 10 only.
-    trajectory_subset = metrics["high_reward_trajectory"]
+    trajectory_subset = metrics["long_history"]
     assert trajectory_subset[NUM_USERS] == 1
     assert trajectory_subset["hr@1"] == 1.0
 
@@ -141,7 +142,7 @@ def test_predictions_concat_and_empty():
     b = RankingPredictions(torch.tensor([3]), torch.tensor([1.0]), torch.tensor([2.0]))
     both = RankingPredictions.concat([a, b])
     assert both.ranks.tolist() == [1, 2, 3]
-    assert both.trajectory_rewards.tolist() == [9.0, 8.0, 2.0]
+    assert both.history_rewards.tolist() == [9.0, 8.0, 2.0]
     empty = RankingPredictions.concat([])
     assert len(empty) == 0
     assert empty.metrics(subsets=SUBSETS)["high_reward_trajectory"][NUM_USERS] == 0

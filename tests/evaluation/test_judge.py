@@ -143,7 +143,7 @@ def test_evaluate_policy_ranks_like_predict_ranks(tmp_path):
     evaluation = evaluate_policy(tmp_path, judge, dataset, batch_size=4, show_progress=False)
     expected = predict_ranks(model, dataset, SequenceCollator(max_seq_len=6), batch_size=4)
     assert torch.equal(evaluation.ranking.ranks, expected.ranks)
-    assert torch.equal(evaluation.ranking.trajectory_rewards, expected.trajectory_rewards)
+    assert torch.equal(evaluation.ranking.history_rewards, expected.history_rewards)
     alone = judge_score(model, judge, dataset, SequenceCollator(max_seq_len=9), batch_size=3)
     assert torch.allclose(evaluation.judge.scores, alone.scores) and torch.equal(evaluation.judge.items, alone.items)
 

@@ -11,7 +11,7 @@ from hf_genrec.evaluation import (
     NUM_USERS,
     SUBSET_ALL,
     SUBSET_HIGH_REWARD_TARGET,
-    SUBSET_HIGH_REWARD_TRAJECTORY,
+    SUBSET_LONG_HISTORY,
     SUBSETS,
     hr_key,
     ndcg_key,
@@ -31,7 +31,16 @@ INF = float("inf")
 def test_metric_names():
     assert DEFAULT_KS == (10, 50, 200)
     assert ranking_metric_names() == ["hr@10", "ndcg@10", "hr@50", "ndcg@50", "hr@200", "ndcg@200", "mrr"]
-    assert SUBSETS == ("all", "high_reward_target", "high_reward_trajectory")
+    assert SUBSETS == (
+        "all",
+        "high_reward_target",
+        "long_history",
+        "high_reward_trajectory",
+        "trajectory_reward_q1",
+        "trajectory_reward_q2",
+        "trajectory_reward_q3",
+        "trajectory_reward_q4",
+    )
     with pytest.raises(ValueError):
         hr_key(0)
     with pytest.raises(ValueError):
@@ -200,14 +209,14 @@ def test_high_reward_target_threshold():
     assert lower == [True, True, True, False]
 
 
-def test_high_reward_trajectory_strictly_above_median():
+def test_long_history_strictly_above_median():
     ratings = [0.0] * 4
-    assert _mask(SUBSET_HIGH_REWARD_TRAJECTORY, ratings, [1.0, 2.0, 3.0, 4.0]) == [False, False, True, True]
+    assert _mask(SUBSET_LONG_HISTORY, ratings, [1.0, 2.0, 3.0, 4.0]) == [False, False, True, True]
     # Users at the median are excluded.
-    assert _mask(SUBSET_HIGH_REWARD_TRAJECTORY, ratings, [2.0, 1.0, 2.0, 3.0]) == [False, False, False, True]
-    assert _mask(SUBSET_HIGH_REWARD_TRAJECTORY, ratings[:3], [5.0, 1.0, 3.0]) == [True, False, False]
-    assert _mask(SUBSET_HIGH_REWARD_TRAJECTORY, ratings[:3], [2.0, 2.0, 2.0]) == [False, False, False]
-    assert _mask(SUBSET_HIGH_REWARD_TRAJECTORY, [], []) == []
+    assert _mask(SUBSET_LONG_HISTORY, ratings, [2.0, 1.0, 2.0, 3.0]) == [False, False, False, True]
+    assert _mask(SUBSET_LONG_HISTORY, ratings[:3], [5.0, 1.0, 3.0]) == [True, False, False]
+    assert _mask(SUBSET_LONG_HISTORY, ratings[:3], [2.0, 2.0, 2.0]) == [False, False, False]
+    assert _mask(SUBSET_LONG_HISTORY, [], []) == []
 
 
 def test_unknown_subset_lists_valid_ones():

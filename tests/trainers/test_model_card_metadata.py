@@ -5,7 +5,7 @@ import pytest
 from huggingface_hub import ModelCard
 from posttrain_helpers import posttrain_trainer
 
-from hf_genrec.evaluation.metrics import SUBSETS
+from hf_genrec.evaluation.metrics import default_subsets
 from hf_genrec.pipeline_task import TASK as PIPELINE_TASK
 from hf_genrec.trainers.model_card import PIPELINE_TAG, TASK, TASK_TAGS, logged_metrics
 
@@ -19,7 +19,7 @@ def evaluated_trainer(synthetic_data, tmp_path_factory):
     trainer = posttrain_trainer("sft", tmp_path_factory.mktemp("card") / "run", splits["train"],
                                 eval_dataset=splits["validation"], processing_class=vocabulary, max_steps=1)
     trainer.train()
-    trainer.args.eval_subsets = list(SUBSETS)
+    trainer.args.eval_subsets = list(default_subsets(has_windows=False))
     trainer.evaluate(splits["validation"], metric_key_prefix="validation")
     test = trainer.evaluate(splits["test"], metric_key_prefix="test")
     return trainer, test

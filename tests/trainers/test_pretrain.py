@@ -64,7 +64,7 @@ def test_pretraining_selects_best_epoch_and_beats_most_popular(tmp_path, synthet
     sorted_pass = trainer.predict_ranks(splits["test"])
     assert torch.equal(sorted_pass.ranks, plain.ranks)
     assert torch.equal(sorted_pass.target_ratings, plain.target_ratings)
-    assert torch.equal(sorted_pass.trajectory_rewards, plain.trajectory_rewards)
+    assert torch.equal(sorted_pass.history_rewards, plain.history_rewards)
 
     trainer.save_model(str(tmp_path / "final"))
     loaded = AutoModelForNextItemPrediction.from_pretrained(tmp_path / "final")
