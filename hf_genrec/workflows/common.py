@@ -39,7 +39,7 @@ from ..data.prepared import (
 )
 from ..data.vocabulary import VOCABULARY_FILE
 from ..evaluation.evaluator import dataset_subsets
-from ..evaluation.metrics import RUNTIME, strip_metric_prefix
+from ..evaluation.metrics import RUNTIME, metric_key, strip_metric_prefix
 from ..recipes import build_training_config
 from ..trainers.base import checkpoint_fingerprint, last_complete_checkpoint
 from ..utils.io import check_output_dir, output_dir_lock, peak_memory_mb, write_json
@@ -140,6 +140,27 @@ class RunOptions:
             if value is not None:
                 values[name] = value
         return values
+
+
+def logged_validation(trainer, validation, *, expected) -> dict[str, Any] | None:
+    """The validation metrics training logged for the weights `trainer.model` holds now, or `None`.
+
+    Ranking the validation split again would give the same numbers (same weights, evaluation mode, same batches),
+    so a run reports the logged ones instead of paying for another pass. They are used only when: training
+    evaluated `validation` itself (its `eval_dataset`), at the step whose weights the model holds (the best
+    checkpoint's with `load_best_model_at_end`, else the last step's), and that evaluation has exactly the
+    `expected` metric names (the same subsets as the final evaluation).
+    """
+    if trainer.eval_dataset is not validation:
+        return None
+    state = trainer.state
+    step = state.best_global_step if trainer.args.load_best_model_at_end else state.global_step
+    head = metric_key("", prefix="eval")
+    for entry in reversed(state.log_history):
+        if entry.get("step") == step and any(key.startswith(head) for key in entry):
+            metrics = strip_metric_prefix(entry, "eval")
+            return metrics if metrics.keys() == set(expected) else None
+    return None
 
 
 def is_main_process() -> bool:
@@ -486,16 +507,20 @@ class TrainingRun:
     def evaluate(trainer, splits, *, keep_runtime: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
         """(validation, test) ranking metrics on every subset, keyed without the split prefix.
 
-        `keep_runtime=False` leaves out the evaluation's wall seconds (`runtime`).
+        The validation metrics are those training logged for the weights the model holds now, when training
+        evaluated the validation split on the same subsets at that step (`logged_validation`); otherwise the
+        split is ranked again. `keep_runtime=False` leaves out the evaluations' wall seconds (`runtime`).
         """
         trainer.args.eval_subsets = list(dataset_subsets(splits["test"]))
-        results = []
-        for split in ("validation", "test"):
-            metrics = strip_metric_prefix(trainer.evaluate(splits[split], metric_key_prefix=split), split)
-            if not keep_runtime:
+        test = strip_metric_prefix(trainer.evaluate(splits["test"], metric_key_prefix="test"), "test")
+        validation = logged_validation(trainer, splits["validation"], expected=test.keys())
+        if validation is None:
+            validation = strip_metric_prefix(trainer.evaluate(splits["validation"], metric_key_prefix="validation"),
+                                             "validation")
+        if not keep_runtime:
+            for metrics in (validation, test):
                 metrics.pop(RUNTIME, None)
-            results.append(metrics)
-        return results[0], results[1]
+        return validation, test
 
     def resources(self) -> dict[str, float]:
         """`total_runtime_s` (since the run started) and `peak_memory_mb`, as every report records them."""

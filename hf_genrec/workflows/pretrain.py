@@ -8,6 +8,7 @@ from typing import Any
 from transformers import set_seed
 
 from ..data import SequenceCollator
+from ..evaluation.evaluator import dataset_subsets
 from ..models import HSTUConfig, HSTUForNextItemPrediction
 from ..recipes import resolve_recipe
 from ..trainers import PretrainConfig, PretrainTrainer
@@ -68,6 +69,8 @@ def pretrain(
         model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **model_kwargs))
         run.describe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
                      method=recipe["method"] or {})
+        # Every epoch's validation pass reports every subset, so the selected epoch's metrics need no new pass.
+        args.eval_subsets = list(dataset_subsets(splits["test"]))
         timer = EpochTimer()
         trainer = PretrainTrainer(
             model=model,

@@ -130,3 +130,25 @@ def test_training_commands_map_their_flags_onto_one_workflow_call(monkeypatch, c
     out = capsys.readouterr().out
     assert '"best_epoch": 1' in out and "Pushed to the Hub: https://hub/commit/1" in out
     assert "| table |" in out and "Ensemble (3 members) and reward_metrics.json written to R" in out
+
+
+def test_pretrain_reports_the_selected_epochs_logged_validation_without_ranking_it_again(data_dir, tmp_path,
+                                                                                         monkeypatch):
+    # The selected epoch's validation pass already ranked the validation split with the weights the run keeps;
+    # the report must hold exactly what ranking it again gives, without the extra pass.
+    from hf_genrec.trainers.base import GenRecTrainer
+    from hf_genrec.workflows import common
+
+    recipe = {**TINY_RECIPE, "training": {**TINY_RECIPE["training"], "num_train_epochs": 3}}
+    calls = []
+    predict_ranks = GenRecTrainer.predict_ranks
+    monkeypatch.setattr(GenRecTrainer, "predict_ranks",
+                        lambda self, dataset: calls.append(len(dataset)) or predict_ranks(self, dataset))
+    reused = pretrain(data_dir, tmp_path / "reused", recipe=recipe)
+    assert len(calls) == 3 + 1  # one validation pass per epoch, then the test split only
+    calls.clear()
+    monkeypatch.setattr(common, "logged_validation", lambda *args, **kwargs: None)
+    ranked = pretrain(data_dir, tmp_path / "ranked", recipe=recipe)
+    assert len(calls) == 3 + 2
+    assert reused["validation"] == ranked["validation"] and reused["test"] == ranked["test"]
+    assert "long_history/ndcg@10" in reused["validation"] and "runtime" not in reused["validation"]
