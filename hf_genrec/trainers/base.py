@@ -34,7 +34,7 @@ from ..data.vocabulary import PAD_INDEX
 from ..evaluation import RankingPredictions, flatten_metrics
 from ..evaluation.evaluator import rank_batch
 from ..evaluation.metrics import DEFAULT_HIGH_REWARD_THRESHOLD, RUNTIME, SUBSET_ALL, SUBSETS, metric_key
-from ..utils.runtime import release_cpu_heap
+from ..utils.runtime import CpuHeapGuard, release_cpu_heap
 from .model_card import build_model_card
 
 CHECKPOINT_COMPLETE = "checkpoint_complete.json"
@@ -235,13 +235,27 @@ class GenRecConfig(TrainingArguments):
 
 
 class _ReleaseHeapCallback(TrainerCallback):
-    """Give free heap pages back to the OS after each epoch and evaluation (see `release_cpu_heap`)."""
+    """Give free heap pages back to the OS before training, after each epoch and evaluation (see
+    `release_cpu_heap`), and after any step that leaves too many of them resident (see `CpuHeapGuard`)."""
+
+    def __init__(self):
+        self.guard = CpuHeapGuard()
+
+    def _release(self) -> None:
+        release_cpu_heap()
+        self.guard.released()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._release()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.guard.step()
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        release_cpu_heap()
+        self._release()
 
     def on_evaluate(self, args, state, control, **kwargs):
-        release_cpu_heap()
+        self._release()
 
 
 class GenRecTrainer(Trainer):
