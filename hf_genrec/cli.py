@@ -266,8 +266,9 @@ def _add_quickstart(subparsers) -> None:
 
 
 def _add_benchmark(subparsers) -> None:
-    from .benchmark.pipeline import JUDGE_DATA
+    from .benchmark.pipeline import JUDGE_DATA, PROTOCOLS
     from .benchmark.presets import DEFAULT_METHODS, PRESETS
+    from .data.splits import SPLITS
     from .workflows.posttrain import METHODS
 
     p = subparsers.add_parser(
@@ -276,9 +277,9 @@ def _add_benchmark(subparsers) -> None:
         description="prepare -> pretrain -> reward ensemble -> separate judge ensemble -> every post-training "
         "method (x seeds) and A-SFT's λ sweep -> test HR@k, NDCG@k, MRR and the reward-model-as-judge score on "
         "the subsets all, high_reward_target and long_history (high_reward_trajectory and the accumulated-reward "
-        "quartiles on the future protocol's test windows), as % change vs reward-weighted BC with "
-        "paired bootstrap 95% intervals. Writes DIR/results.json, DIR/results.md, DIR/improvement_vs_rwbc.png "
-        "and DIR/asft_lambda_sweep.png. Resumable: stages are keyed by their inputs, so running the same "
+        "quartiles on the future protocol's test windows; a user's targets averaged into one value), as % change vs "
+        "reward-weighted BC with paired bootstrap 95% intervals over seeds and test users. Writes DIR/results.json, "
+        "DIR/results.md, DIR/improvement_vs_rwbc.png and DIR/asft_lambda_sweep.png. Resumable: stages are keyed by their inputs, so running the same "
         "command again reuses finished stages and a changed flag recomputes only what depends on it. "
         "Without --input, the embedded synthetic data is generated.",
     )
@@ -299,7 +300,12 @@ def _add_benchmark(subparsers) -> None:
                    help="Post-training methods (rwbc, the reference, is always run).")
     p.add_argument("--seeds", type=int, default=1, help="Post-training seeds (pretraining and reward models "
                    "are shared across seeds).")
-    p.add_argument("--split", choices=("leave-one-out", "temporal"), default="leave-one-out", help="Test split.")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="future (default, the post's): a global cutoff at the preset's time quantile; each test user's "
+                   "first H events after it are H targets; every training and validation stage reads only earlier "
+                   "events. leave-one-out: each user's last event (HSTU's protocol).")
+    p.add_argument("--split", choices=SPLITS, default=None,
+                   help="Deprecated: use --protocol (temporal: first event after a global cutoff, one per user).")
     p.add_argument("--pretrained", default=None, help="Reuse this pretrained model directory (same data and "
                    "vocabulary) instead of pretraining.")
     p.add_argument("--reward-model", default=None, help="Reuse this reward ensemble (written by `hf-genrec "
@@ -436,7 +442,8 @@ def _run_benchmark(args: argparse.Namespace) -> None:
     results = benchmark(
         args.output, input_path=args.input, format=args.format, sep=args.sep, columns=args.columns,
         header=args.header, catalog=args.catalog, rating_scale=args.rating_scale, duplicates=args.duplicates,
-        preset=args.preset, methods=args.methods, seeds=args.seeds, split=args.split, pretrained=args.pretrained,
+        preset=args.preset, methods=args.methods, seeds=args.seeds, protocol=args.protocol, split=args.split,
+        pretrained=args.pretrained,
         reward_model=args.reward_model, judge_model=args.judge_model, judge_data=args.judge_data,
         lambdas=args.lambdas, command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
     )

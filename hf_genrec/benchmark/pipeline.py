@@ -1,6 +1,7 @@
 """The post-training benchmark as a sequence of resumable stages (`hf-genrec benchmark`).
 
-    synthesize (without --input) -> prepare -> pretrain (or --pretrained) -> reward (or --reward-model)
+    synthesize (without --input) -> prepare (and fix the protocol's split) -> pretrain (or --pretrained)
+    -> reward (or --reward-model)
     -> judge (or --judge-model; other seeds, only for evaluation) -> posttrain for every method x seed and
     A-SFT's λ sweep -> evaluate every model (full-catalogue ranks and the judge rollout on the test split)
     -> statistics, `results.json`, `results.md` and the figures.
@@ -9,6 +10,14 @@ Each stage is a plain function below, declared with `@stage`. `StageStore.run(fu
 by a hash of the inputs it is given (an upstream stage by its key, a given file or model by its content),
 so a second run with the same arguments reuses what is finished and a changed argument recomputes only the
 stages downstream of it.
+
+The protocol (`--protocol`) is one split for every stage: `future` (the Netflix post's: a global cutoff time;
+every event at or after it is test-only, validation is the window just before it; each test user's first H events
+from the cutoff on are H targets) or `leave-one-out` (HSTU's). The prepare stage fixes the split once: for
+`future` it computes the cutoff and validation start from the preset's quantiles and records them with H and the
+minimum history in the prepared folder's `prepare.json` (`split_options`), which `load_prepared` applies, so
+pretraining, both reward ensembles, post-training and evaluation all read the same split and no event at or after
+the cutoff reaches a training or validation stage (the judge's `train+validation` data included).
 
 Seeds (`seeds=N`) vary post-training only: post-training seed i is the preset's seed + i. The pretrained
 model and both reward ensembles are shared across seeds (they are the fixed starting point and environment
@@ -23,27 +32,40 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from datasets import load_from_disk
 from tqdm.auto import tqdm
 
 from ..data import generate_synthetic_interactions, write_movielens_file
-from ..data.prepared import load_prepared, prepare_dataset
+from ..data.columns import ITEM_IDS, USER_ID
+from ..data.prepared import (
+    PREPARE_MANIFEST,
+    SEQUENCES_DIR,
+    SPLIT_OPTIONS,
+    load_prepared,
+    prepare_dataset,
+    prepared_split_options,
+)
+from ..data.splits import future_cutoffs
 from ..evaluation.metrics import NUM_USERS
 from ..recipes import build_training_config
 from ..rewards import RewardEnsemble, format_reward_table, reward_table
 from ..rewards.ensemble import ENSEMBLE_FILE
 from ..trainers import RewardConfig
+from ..utils.io import write_json
 from ..workflows.posttrain import METHODS, posttrain
 from ..workflows.pretrain import pretrain
 from ..workflows.reward import METRICS_FILE, reward, train_plus_validation, train_reward_ensemble
 from .evaluation import evaluate_policy, load_evaluation
-from .presets import DEFAULT_METHODS, REFERENCE_METHOD, BenchmarkPreset
+from .presets import DEFAULT_METHODS, FUTURE_SPLIT, REFERENCE_METHOD, BenchmarkPreset
 from .report import (
     IMPROVEMENT_FIGURE,
     LAMBDA_FIGURE,
     METRICS,
+    NUM_TARGETS,
     RESULTS_JSON,
     RESULTS_MD,
     SCHEMA_VERSION,
@@ -51,6 +73,7 @@ from .report import (
     plot_improvements,
     plot_lambda_sweep,
     results_markdown,
+    row_users,
     summarize,
     write_json_strict,
 )
@@ -58,7 +81,10 @@ from .stages import Given, Stage, StageStore, stage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JUDGE_DATA", "BenchmarkSpec", "needs_reward_model", "run_benchmark"]
+__all__ = ["JUDGE_DATA", "PROTOCOLS", "BenchmarkSpec", "needs_reward_model", "run_benchmark"]
+
+# The evaluation protocols (`--protocol`), the post's first; `temporal` stays reachable through `--split`.
+PROTOCOLS = ("future", "leave-one-out")
 
 # The events the judge ensemble may train on (`--judge-data`).
 JUDGE_DATA = ("train", "train+validation")
@@ -74,7 +100,7 @@ class BenchmarkSpec:
         preset: the models, budgets and statistics settings.
         methods: post-training methods, `REFERENCE_METHOD` among them.
         seeds: number of post-training seeds.
-        split: `leave-one-out` or `temporal`.
+        protocol: the split every stage reads: `future`, `leave-one-out` (or the older `temporal`).
         ratings: a ratings file (`None`: the preset's synthetic data) and `loader`, its `prepare_dataset` flags.
         pretrained / reward_model / judge_model: given models used instead of training them.
         judge_data: one of `JUDGE_DATA`, the events the judge trains on.
@@ -85,7 +111,7 @@ class BenchmarkSpec:
     preset: BenchmarkPreset
     methods: tuple[str, ...] = DEFAULT_METHODS
     seeds: int = 1
-    split: str = "leave-one-out"
+    protocol: str = "future"
     ratings: Given | None = None
     loader: dict[str, Any] = field(default_factory=dict)
     pretrained: Given | None = None
@@ -115,9 +141,35 @@ def synthesize(output: Path, *, synthetic: dict[str, Any]) -> dict[str, Any]:
 
 
 @stage("prepare", output="data")
-def prepare_data(output: Path, *, ratings: Path, **loader: Any) -> dict[str, Any]:
-    """`prepare_dataset` on the ratings file with the loader flags of `hf-genrec prepare`."""
-    return prepare_dataset(ratings, output, **loader)
+def prepare_data(output: Path, *, ratings: Path, split: str, future: dict[str, Any] | None = None,
+                 **loader: Any) -> dict[str, Any]:
+    """`prepare_dataset` on the ratings file with the loader flags of `hf-genrec prepare`, then the split fixed.
+
+    For `split="future"`, the cutoff and validation start (Unix seconds) computed from `future`'s quantiles, H
+    and the minimum history are recorded in `prepare.json` (`split_options`), where `load_prepared`, and so every
+    later stage, takes them. Returns the manifest plus `split_options` and `split_counts` (users and events of
+    each split: train events, validation and test targets).
+    """
+    manifest = prepare_dataset(ratings, output, **loader)
+    options: dict[str, Any] = {}
+    if split == "future":
+        future = {**FUTURE_SPLIT, **(future or {})}
+        validation_start, cutoff = future_cutoffs(
+            load_from_disk(str(output / SEQUENCES_DIR)), cutoff_quantile=future.pop("cutoff_quantile"),
+            validation_fraction=future.pop("validation_fraction"))
+        options = {"cutoff": cutoff, "validation_start": validation_start, **future}
+        manifest[SPLIT_OPTIONS] = {split: options}
+        write_json(output / PREPARE_MANIFEST, manifest)
+    splits, _ = load_prepared(output, split)
+    return {**manifest, "split_options": options, "split_counts": split_counts(splits)}
+
+
+def split_counts(splits) -> dict[str, dict[str, int]]:
+    """`{split: {"users": n, "events": n}}`: the training events, and the validation and test targets (rows)."""
+    counts = {"train": {"users": len(splits["train"]), "events": sum(len(x) for x in splits["train"][ITEM_IDS])}}
+    for name in ("validation", "test"):
+        counts[name] = {"users": len(set(splits[name][USER_ID])), "events": len(splits[name])}
+    return counts
 
 
 @stage("pretrain", output="model")
@@ -146,8 +198,11 @@ def train_judge(output: Path, *, data: Path, pretrained: Path, recipe: dict[str,
     splits, vocabulary = load_prepared(data, split)
     training = {**recipe["training"], "output_dir": str(output / "checkpoints"), "load_best_model_at_end": False}
     args = build_training_config(RewardConfig, training)
+    # On `future` rows the test histories hold test-window events: every user's events before the cutoff instead.
+    events = train_plus_validation(splits, load_from_disk(str(data / SEQUENCES_DIR)),
+                                   prepared_split_options(data, split).get("cutoff"))
     ensemble = train_reward_ensemble(
-        pretrained, train_plus_validation(splits), splits["validation"], args, vocabulary=vocabulary,
+        pretrained, events, splits["validation"], args, vocabulary=vocabulary,
         model_overrides=recipe["model"],
         trained_on={"data": str(data), "split": split, "training_split": judge_data, "judge": True,
                     "pretrained_model": str(pretrained)},
@@ -186,8 +241,11 @@ def evaluate_model(output: Path, *, model: Path, data: Path, split: str, judge: 
                                  batch_size=batch_size, horizon=horizon, gamma=gamma, time_gap=time_gap,
                                  show_progress=show_progress)
     evaluation.save(output)
-    metrics = evaluation.ranking.metrics(subsets=evaluation.ranking.default_subsets())
-    return {"all": metrics["all"], "judge": evaluation.judge.mean(), "judge_spread": evaluation.judge.spread()}
+    metrics = evaluation.ranking.metrics(subsets=evaluation.ranking.default_subsets())["all"]
+    users = row_users(evaluation)
+    # `ranking_metrics` counts rows; a `future` test user has H of them.
+    metrics.update({NUM_USERS: int(users.max()) + 1 if users.size else 0, NUM_TARGETS: int(users.size)})
+    return {"all": metrics, "judge": evaluation.judge.mean(), "judge_spread": evaluation.judge.spread()}
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -207,7 +265,7 @@ def check_separate_ensembles(reward_dir: Path, judge_dir: Path) -> None:
 
 def _reward_ensembles(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given):
     """The ensemble the methods train against and the judge (trained, or given), and their reward tables."""
-    preset, split = spec.preset, spec.split
+    preset, split = spec.preset, spec.protocol
     reward_model = spec.reward_model or store.run(
         train_reward_model, data=data, pretrained=pretrained, recipe=preset.reward_recipe(split))
     judge = spec.judge_model or store.run(
@@ -247,7 +305,7 @@ def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained:
         for name, method, _, overrides, num_seeds in plan:
             if i >= num_seeds:
                 continue
-            recipe = spec.preset.method_recipe(method, spec.split, **overrides)
+            recipe = spec.preset.method_recipe(method, spec.protocol, **overrides)
             uses_reward = needs_reward_model(method, recipe["training"])
             model = store.run(posttrain_model, data=data, pretrained=pretrained, method=method, recipe=recipe,
                               seed=seed, reward_model=reward_model if uses_reward else None,
@@ -256,7 +314,7 @@ def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained:
             evaluations[name].append((seed, load_evaluation(evaluated.output)))
     rows = []
     for name, method, kind, overrides, _ in plan:
-        training = spec.preset.method_recipe(method, spec.split, **overrides)["training"]
+        training = spec.preset.method_recipe(method, spec.protocol, **overrides)["training"]
         rows.append(BenchmarkRow(
             name=name, method=method, kind=kind, evaluations=[e for _, e in evaluations[name]],
             seeds=[seed for seed, _ in evaluations[name]], hyperparameters=training,
@@ -280,11 +338,13 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
     with tqdm(total=num_stages, desc="benchmark stages", unit="stage", disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)
         ratings = spec.ratings or store.run(synthesize, synthetic=preset.synthetic)
-        data = store.run(prepare_data, ratings=ratings, **spec.loader)
-        pretrained = spec.pretrained or store.run(pretrain_model, data=data, recipe=preset.pretrain_recipe(spec.split))
+        data = store.run(prepare_data, ratings=ratings, split=spec.protocol,
+                         future=preset.future if spec.protocol == "future" else None, **spec.loader)
+        pretrained = spec.pretrained or store.run(pretrain_model, data=data,
+                                                  recipe=preset.pretrain_recipe(spec.protocol))
         reward_model, judge, tables = _reward_ensembles(store, spec, data, pretrained)
         evaluate = functools.partial(
-            store.run, evaluate_model, data=data, split=spec.split, judge=judge, horizon=preset.horizon,
+            store.run, evaluate_model, data=data, split=spec.protocol, judge=judge, horizon=preset.horizon,
             gamma=preset.gamma, time_gap=preset.time_gap, batch_size=preset.eval_batch_size,
             show_progress=show_progress)
         evaluated = evaluate(model=pretrained, label="evaluate pretrained")
@@ -295,7 +355,7 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
     logger.info("computing statistics (%d bootstrap resamples)", preset.bootstrap_resamples)
     summary = summarize(rows, REFERENCE_METHOD, resamples=preset.bootstrap_resamples)
     models = {"pretrained": pretrained, "reward": reward_model, "judge": judge}
-    results = _results(spec, summary, models, tables, store.history, wall_time_s=time.time() - start)
+    results = _results(spec, summary, models, tables, store.history, data.result, wall_time_s=time.time() - start)
     markdown = _write_outputs(output_dir, results)
     logger.info("benchmark finished in %.1f min: %s", results["wall_time_s"] / 60, output_dir / RESULTS_MD)
     return {**results, "markdown": markdown}
@@ -310,6 +370,15 @@ def _describe_ensemble(ensemble: Stage | Given, data: str) -> str:
     return f"{manifest['num_members']}-member ensemble, {seed_text}, {origin}"
 
 
+def _describe_split(options: dict[str, Any]) -> dict[str, Any]:
+    """The split's recorded arguments, the cutoff times also as UTC dates."""
+    described = dict(options)
+    for name in ("cutoff", "validation_start"):
+        if name in options:
+            described[f"{name}_utc"] = datetime.fromtimestamp(options[name], tz=UTC).strftime("%Y-%m-%d %H:%M")
+    return described
+
+
 def _dataset_name(spec: BenchmarkSpec) -> str:
     if spec.ratings is not None:
         return str(spec.ratings.path)
@@ -317,7 +386,8 @@ def _dataset_name(spec: BenchmarkSpec) -> str:
 
 
 def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Stage | Given],
-             tables: dict[str, Any], history: list[dict[str, Any]], wall_time_s: float) -> dict[str, Any]:
+             tables: dict[str, Any], history: list[dict[str, Any]], prepared: dict[str, Any],
+             wall_time_s: float) -> dict[str, Any]:
     """The content of `results.json` (see docs/benchmark.md)."""
     preset = spec.preset
     table_rows = {name: row for name, row in summary["rows"].items() if row["kind"] != "sweep"}
@@ -333,7 +403,10 @@ def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Sta
         "preset_settings": preset.to_dict(),
         "methods": list(spec.methods),
         "seeds": [preset.seed + i for i in range(spec.seeds)],
-        "split": spec.split,
+        "protocol": spec.protocol,
+        "split": spec.protocol,
+        "split_options": _describe_split(prepared.get("split_options") or {}),
+        "split_counts": prepared.get("split_counts"),
         "reference": REFERENCE_METHOD,
         "pretrained": str(models["pretrained"].output),
         "reward_model": str(models["reward"].output),
@@ -352,7 +425,8 @@ def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Sta
         "config": config,
         "subsets": list(summary[NUM_USERS]),
         "metrics": list(METRICS),
-        "num_users": summary["num_users"],
+        "num_users": summary[NUM_USERS],
+        "num_targets": summary[NUM_TARGETS],
         "methods": table_rows,
         "lambda_sweep": sweep,
         "reward_table": tables["reward"],

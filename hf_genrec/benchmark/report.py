@@ -1,16 +1,20 @@
-"""The benchmark's statistics, `results.json` / `results.md` and figures, from saved per-user predictions.
+"""The benchmark's statistics, `results.json` / `results.md` and figures, from saved per-row predictions.
 
-Statistics, per row (method), test subset and metric:
+Users, not rows: on the `future` protocol each test user has H evaluation rows (one per event of their test
+window), on leave-one-out one. Every metric is first averaged over a user's rows in the subset into one per-user
+value; `num_users` counts users and `num_targets` rows. Statistics, per row (method), test subset and metric:
 
 - `value`: the metric's mean over the subset's users, averaged over seeds; `std`: its sample standard
   deviation across seeds (`ddof=1`; `None` with one seed); `per_seed`: each seed's value.
 - `pct_vs_rwbc` and `ci95`: the % change against reward-weighted BC with a **paired** bootstrap 95% interval
-  over test users (`bootstrap_relative_change_ci`). With several seeds, each user's value is first averaged
-  over the seeds (of the row, and of reward-weighted BC), so the interval reflects the test users; the
-  seeds' own variation is reported separately as `pct_vs_rwbc_per_seed` (row seed i against reward-weighted
-  BC seed i) and `pct_vs_rwbc_std`.
+  (`bootstrap_relative_change_ci` on the (seeds, users) values): each resample draws the seeds and the test users
+  with replacement, so the interval includes the variance of training as well as that of the test users
+  (`ci95_over` says which: `seeds x users`, or `users` with one seed). Seed i of a row is paired with seed i of
+  reward-weighted BC (the same post-training seed). `pct_vs_rwbc_per_seed` (row seed i against reward-weighted
+  BC seed i) and `pct_vs_rwbc_std` give the seeds' own variation.
 - the judge score additionally has `spread`: the standard deviation across judge members of their mean
-  scores over the subset (`JudgeScores.spread`), averaged over seeds.
+  scores over the subset's rows (`JudgeScores.spread`), averaged over seeds, and `ci95_value`, the interval of
+  its value (the same bootstrap).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..evaluation import bootstrap_mean_ci, bootstrap_relative_change_ci
 from ..evaluation.metrics import (
@@ -41,10 +46,13 @@ __all__ = [
     "METRICS",
     "RESULTS_JSON",
     "RESULTS_MD",
+    "NUM_TARGETS",
     "BenchmarkRow",
+    "per_user_values",
     "plot_improvements",
     "plot_lambda_sweep",
     "results_markdown",
+    "row_users",
     "summarize",
     "write_json_strict",
 ]
@@ -54,6 +62,8 @@ RESULTS_MD = "results.md"
 IMPROVEMENT_FIGURE = "improvement_vs_rwbc.png"
 LAMBDA_FIGURE = "asft_lambda_sweep.png"
 SCHEMA_VERSION = 1
+# Evaluation rows (targets) of a subset; `NUM_USERS` counts its users.
+NUM_TARGETS = "num_targets"
 JUDGE = "judge"
 METRICS: tuple[str, ...] = (*ranking_metric_names(DEFAULT_KS), JUDGE)
 LABELS = {**{name: name.upper() for name in ranking_metric_names(DEFAULT_KS)}, JUDGE: "judge"}
@@ -83,11 +93,34 @@ class BenchmarkRow:
     temperature: float | None = None
 
 
-def per_user_values(evaluation: PolicyEvaluation, subset: str) -> dict[str, np.ndarray]:
-    """`{metric: (U_subset,) float64}` for the users of `subset`: the ranking metrics and the judge score."""
-    values = {name: v.numpy() for name, v in evaluation.ranking.per_user_metrics(subset, DEFAULT_KS).items()}
-    values[JUDGE] = evaluation.judge.scores[evaluation.ranking.subset_mask(subset)].double().numpy()
-    return values
+def row_users(evaluation: PolicyEvaluation) -> np.ndarray:
+    """(N,) int64: the test user of each evaluation row, numbered 0.. in dataset order.
+
+    Rows of the `future` split come user by user, each user's window in order from `window_position` 0, so a
+    new user starts at every position 0; without windows (leave-one-out, temporal) every row is its own user.
+    """
+    positions = evaluation.ranking.window_positions.numpy()
+    if not evaluation.ranking.has_windows:
+        return np.arange(positions.size, dtype=np.int64)
+    starts = positions == 0
+    users = np.cumsum(starts) - 1
+    expected = np.arange(positions.size) - np.flatnonzero(starts)[users]  # position within the user's rows
+    if not starts[0] or not np.array_equal(positions, expected):
+        raise ValueError("the evaluation rows' window_positions do not run 0..H-1 user by user, so rows cannot be "
+                         "grouped into users. Fix: evaluate the `future` split's test rows unfiltered, in order.")
+    return users
+
+
+def per_user_values(evaluation: PolicyEvaluation, subset: str) -> tuple[dict[str, np.ndarray], int]:
+    """(`{metric: (U_subset,) float64}`, number of rows): the ranking metrics and the judge score of each user of
+    `subset`, each the mean over the user's rows in the subset (users in dataset order)."""
+    mask = evaluation.ranking.subset_mask(subset).numpy()
+    rows = {name: v.numpy() for name, v in evaluation.ranking.per_user_metrics(subset, DEFAULT_KS).items()}
+    rows[JUDGE] = evaluation.judge.scores[torch.from_numpy(mask)].double().numpy()
+    _, users = np.unique(row_users(evaluation)[mask], return_inverse=True)  # (N_subset,) in 0..U_subset-1
+    counts = np.bincount(users)
+    values = {name: np.bincount(users, weights=v, minlength=counts.size) / counts for name, v in rows.items()}
+    return values, int(mask.sum())
 
 
 def _mean(values: np.ndarray) -> float:
@@ -103,37 +136,42 @@ def _std(values: list[float]) -> float | None:
 
 
 def _summarize_row(row: BenchmarkRow, reference: BenchmarkRow, subset: str, resamples: int) -> dict[str, Any]:
-    arrays = [per_user_values(e, subset) for e in row.evaluations]
-    references = [per_user_values(e, subset) for e in reference.evaluations]
+    per_seed_values = [per_user_values(e, subset) for e in row.evaluations]
+    arrays = [values for values, _ in per_seed_values]
+    # Seed i of the row against seed i of the reference (the same post-training seed; a row with fewer seeds,
+    # e.g. the λ sweep, runs the reference's first ones).
+    references = [per_user_values(reference.evaluations[i % len(reference.evaluations)], subset)[0]
+                  for i in range(len(arrays))]
     masks = [e.ranking.subset_mask(subset) for e in row.evaluations]
     metrics: dict[str, Any] = {}
     for metric in METRICS:
-        per_seed = [_mean(a[metric]) for a in arrays]
-        averaged = np.mean([a[metric] for a in arrays], axis=0)
-        reference_averaged = np.mean([r[metric] for r in references], axis=0)
-        change, low, high = bootstrap_relative_change_ci(averaged, reference_averaged, num_resamples=resamples)
-        per_seed_change = [_relative(_mean(a[metric]), _mean(references[i % len(references)][metric]))
-                           for i, a in enumerate(arrays)]
+        values = np.stack([a[metric] for a in arrays])  # (S, U_subset)
+        reference_values = np.stack([r[metric] for r in references])  # (S, U_subset)
+        per_seed = [_mean(v) for v in values]
+        change, low, high = bootstrap_relative_change_ci(values, reference_values, num_resamples=resamples)
+        per_seed_change = [_relative(_mean(v), _mean(r)) for v, r in zip(values, reference_values)]
         entry = {"value": float(np.mean(per_seed)), "std": _std(per_seed), "per_seed": per_seed,
-                 "pct_vs_rwbc": change, "ci95": [low, high], "pct_vs_rwbc_per_seed": per_seed_change,
-                 "pct_vs_rwbc_std": _std(per_seed_change)}
+                 "pct_vs_rwbc": change, "ci95": [low, high],
+                 "ci95_over": "seeds x users" if len(values) > 1 else "users",
+                 "pct_vs_rwbc_per_seed": per_seed_change, "pct_vs_rwbc_std": _std(per_seed_change)}
         if metric == JUDGE:
             spreads = [e.judge.spread(m) for e, m in zip(row.evaluations, masks)]
             entry["spread"] = float(np.mean(spreads))
             entry["spread_per_seed"] = spreads
-            entry["ci95_value"] = list(bootstrap_mean_ci(averaged, num_resamples=resamples)[1:])
+            entry["ci95_value"] = list(bootstrap_mean_ci(values, num_resamples=resamples)[1:])
         metrics[metric] = entry
-    return {NUM_USERS: int(arrays[0][JUDGE].size), "metrics": metrics}
+    return {NUM_USERS: int(arrays[0][JUDGE].size), NUM_TARGETS: per_seed_values[0][1], "metrics": metrics}
 
 
 def summarize(rows: list[BenchmarkRow], reference: str = "rwbc", *, resamples: int = 1000,
               subsets: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Per row, subset and metric: value, std across seeds, % vs `reference` with its paired bootstrap interval.
+    """Per row, subset and metric: value, std across seeds, % vs `reference` with its paired bootstrap interval over
+    seeds and users (see the module docstring).
 
     `subsets` defaults to those of the test rows (`RankingPredictions.default_subsets`: `high_reward_trajectory`
     and the accumulated-reward quartiles with test windows, `long_history` without).
 
-    Returns `{"num_users": {subset: n}, "rows": {name: {...}}}` (see the module docstring).
+    Returns `{"num_users": {subset: users}, "num_targets": {subset: rows}, "rows": {name: {...}}}`.
     """
     by_name = {row.name: row for row in rows}
     if reference not in by_name:
@@ -151,7 +189,8 @@ def summarize(rows: list[BenchmarkRow], reference: str = "rwbc", *, resamples: i
             "hyperparameters": row.hyperparameters,
             "subsets": {subset: _summarize_row(row, reference_row, subset, resamples) for subset in subsets},
         }
-    summary[NUM_USERS] = {subset: summary["rows"][reference]["subsets"][subset][NUM_USERS] for subset in subsets}
+    for count in (NUM_USERS, NUM_TARGETS):
+        summary[count] = {subset: summary["rows"][reference]["subsets"][subset][count] for subset in subsets}
     return summary
 
 
@@ -216,28 +255,48 @@ def _table(rows: dict[str, Any], subset: str, cell, metrics=METRICS) -> list[str
     return lines
 
 
+def _split_lines(config: dict[str, Any]) -> list[str]:
+    """The protocol's parameters and the user and event counts of each split (when recorded)."""
+    lines = []
+    options = config.get("split_options") or {}
+    if options:
+        lines.append("Split: " + ", ".join(f"{name} {value}" for name, value in options.items()) + ".")
+    counts = config.get("split_counts") or {}
+    if counts:
+        lines.append("Counts: " + "; ".join(
+            f"{split} {entry['users']} users, {entry['events']} {'events' if split == 'train' else 'targets'}"
+            for split, entry in counts.items()) + ".")
+    return lines + [""] if lines else []
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """The tables a person reads: metric values and % vs reward-weighted BC per subset, λ sweep, reward table."""
     config = results["config"]
     seeds = config["seeds"]
     lines = [f"# Post-training benchmark ({config['dataset']})", ""]
     lines += [f"Command: `{config['command']}`", "",
-              f"Preset `{config['preset']}`, split `{config['split']}`, {len(seeds)} post-training seed(s) "
+              f"Preset `{config['preset']}`, protocol `{config.get('protocol', config['split'])}`, {len(seeds)} "
+              "post-training seed(s) "
               f"{seeds} (pretrained model and reward ensembles shared across seeds). Reward ensemble the methods "
               f"train against: {config.get('training_ensemble', '?')}. Judge: {config['judge']}; rollout "
               f"H={config['horizon']}, γ={config['gamma']}. Wall time {results['wall_time_s'] / 60:.1f} min "
               f"(this invocation); all stages, reused ones at the time they took when they ran: "
               f"{results.get('stage_time_s', results['wall_time_s']) / 60:.1f} min.",
-              "", "Test users per subset: " + ", ".join(f"`{s}` {n}" for s, n in results[NUM_USERS].items()) + ".",
               ""]
+    lines += _split_lines(config) + ["Test users (targets) per subset: " + ", ".join(
+        f"`{s}` {n}" + (f" ({results[NUM_TARGETS][s]})" if NUM_TARGETS in results else "")
+        for s, n in results[NUM_USERS].items()) + ".", ""]
     main_rows = results["methods"]
+    over = "seeds and test users" if len(seeds) > 1 else "test users"
     for subset in results["subsets"]:
         n = results[NUM_USERS][subset]
-        lines += [f"## `{subset}` ({n} test users)", "",
-                  "Values: mean over test users" + (", ± std across seeds" if len(seeds) > 1 else "") +
+        targets = f", {results[NUM_TARGETS][subset]} targets" if NUM_TARGETS in results else ""
+        lines += [f"## `{subset}` ({n} test users{targets})", "",
+                  "Values: mean over test users (a user's targets averaged first)" +
+                  (", ± std across seeds" if len(seeds) > 1 else "") +
                   "; judge: discounted judge-ensemble reward (spread = std across judge members).", ""]
         lines += _table(main_rows, subset, _value_cell) + [""]
-        lines += ["% change vs reward-weighted BC, [paired bootstrap 95% interval over test users]:", ""]
+        lines += [f"% change vs reward-weighted BC, [paired bootstrap 95% interval over {over}]:", ""]
         lines += _table({k: v for k, v in main_rows.items() if v["method"] != config["reference"]}, subset,
                         lambda entry, metric: _pct_cell(entry)) + [""]
     if results["lambda_sweep"]:

@@ -10,12 +10,14 @@ import logging
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ..benchmark.pipeline import JUDGE_DATA, BenchmarkSpec, run_benchmark
+from ..benchmark.pipeline import JUDGE_DATA, PROTOCOLS, BenchmarkSpec, run_benchmark
 from ..benchmark.presets import DEFAULT_METHODS, REFERENCE_METHOD, BenchmarkPreset, get_preset
 from ..benchmark.stages import Given
+from ..data.splits import SPLITS
 from ..workflows.posttrain import METHODS
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,21 @@ def _ratings(input_path, format: str, catalog) -> tuple[Given, Given | None]:
     if catalog is None and format == "movielens" and (input_path.parent / "movies.dat").is_file():
         catalog = input_path.parent / "movies.dat"
     return Given.file(input_path), Given.file(catalog) if catalog is not None else None
+
+
+def _protocol(protocol: str | None, split: str | None) -> str:
+    """The protocol from `--protocol` and the deprecated `--split` (default: `future`, the post's)."""
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+    if split is None:
+        return protocol or PROTOCOLS[0]
+    if split not in SPLITS:
+        raise ValueError(f"--split must be one of {SPLITS}, got {split!r}; use --protocol {{{','.join(PROTOCOLS)}}}.")
+    if protocol is not None and protocol != split:
+        raise ValueError(f"--split {split} contradicts --protocol {protocol}; drop --split (deprecated), which names "
+                         "the same thing.")
+    warnings.warn(f"--split is deprecated; use --protocol {split}.", FutureWarning, stacklevel=3)
+    return split
 
 
 def _given_model(path, flag: str) -> Given | None:
@@ -55,7 +72,8 @@ def benchmark(
     preset: str | BenchmarkPreset = "tiny",
     methods: tuple[str, ...] | list[str] = DEFAULT_METHODS,
     seeds: int = 1,
-    split: str = "leave-one-out",
+    protocol: str | None = None,
+    split: str | None = None,
     pretrained: str | os.PathLike | None = None,
     reward_model: str | os.PathLike | None = None,
     judge_model: str | os.PathLike | None = None,
@@ -73,7 +91,9 @@ def benchmark(
         preset: `tiny`, `quick`, `full` (see `hf_genrec.benchmark.presets`) or a `BenchmarkPreset`.
         methods: post-training methods; reward-weighted BC, the reference, is always run.
         seeds: post-training seeds (the pretrained model and reward ensembles are shared).
-        split: `leave-one-out` or `temporal`.
+        protocol: `future` (default, the Netflix post's: each test user's first H events after a global cutoff, with
+            the preset's cutoff quantile, H and minimum history) or `leave-one-out` (HSTU's).
+        split: deprecated name of `protocol` (`leave-one-out`, `temporal` or `future`).
         pretrained: reuse this pretrained recommender instead of pretraining (same item vocabulary).
         reward_model / judge_model: reuse these reward ensembles instead of training them (they must differ).
         judge_data: `train` or `train+validation`: the events the judge ensemble trains on.
@@ -84,6 +104,7 @@ def benchmark(
         The content of `results.json` (plus `markdown`).
     """
     preset = get_preset(preset)
+    protocol = _protocol(protocol, split)
     methods = list(dict.fromkeys(methods))
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -106,7 +127,7 @@ def benchmark(
     if command is None:
         command = "hf-genrec " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "hf-genrec" else "(Python API)"
     spec = BenchmarkSpec(
-        preset=preset, methods=tuple(methods), seeds=seeds, split=split, ratings=ratings, loader=loader,
+        preset=preset, methods=tuple(methods), seeds=seeds, protocol=protocol, ratings=ratings, loader=loader,
         pretrained=_given_model(pretrained, "--pretrained"), reward_model=_given_model(reward_model, "--reward-model"),
         judge_model=_given_model(judge_model, "--judge-model"), judge_data=judge_data, lambdas=lambdas,
         command=command,

@@ -35,6 +35,7 @@ __all__ = [
     "PREPARED_FILES",
     "PREPARE_MANIFEST",
     "SEQUENCES_DIR",
+    "SPLIT_OPTIONS",
     "check_prepared_dir",
     "check_same_vocabulary",
     "dataset_name_path",
@@ -45,12 +46,15 @@ __all__ = [
     "parse_hf_dataset_path",
     "prepare_dataset",
     "prepared_dataset_name",
+    "prepared_split_options",
     "push_prepared_to_hub",
 ]
 
 FORMATS = ("movielens", "csv")
 SEQUENCES_DIR = "sequences"
 PREPARE_MANIFEST = "prepare.json"
+# The `prepare.json` key holding `{split: split_sequences arguments}` that `load_prepared` applies.
+SPLIT_OPTIONS = "split_options"
 # Everything `prepare_dataset` writes at the top of its folder.
 PREPARED_FILES = (SEQUENCES_DIR, VOCABULARY_FILE, PREPARE_MANIFEST)
 
@@ -174,7 +178,16 @@ def load_prepared(data_dir: str | os.PathLike, split: str = "leave-one-out") -> 
     data_dir = check_prepared_dir(data_dir)
     sequences = load_from_disk(str(data_dir / SEQUENCES_DIR))
     vocabulary = ItemVocabulary.from_pretrained(data_dir)
-    return split_sequences(sequences, split), vocabulary
+    return split_sequences(sequences, split, **prepared_split_options(data_dir, split)), vocabulary
+
+
+def prepared_split_options(data_dir: str | os.PathLike, split: str) -> dict[str, Any]:
+    """The arguments of `split` recorded under `split_options` in the folder's `prepare.json` (e.g. the benchmark's
+    `future` cutoff and H), so every command loading the folder splits it the same way; `{}` when none."""
+    manifest = Path(data_dir) / PREPARE_MANIFEST
+    if not manifest.is_file():
+        return {}
+    return dict(json.loads(manifest.read_text(encoding="utf-8")).get(SPLIT_OPTIONS, {}).get(split, {}))
 
 
 def prepared_dataset_name(data_dir: str | os.PathLike) -> str:

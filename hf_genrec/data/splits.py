@@ -39,6 +39,7 @@ __all__ = [
     "EVALUATION_FEATURES",
     "FUTURE_EVALUATION_FEATURES",
     "SPLITS",
+    "future_cutoffs",
     "future_split",
     "leave_one_out_split",
     "temporal_split",
@@ -374,6 +375,25 @@ def _future_cutoffs(
             "[validation_start, cutoff) must come before the test window."
         )
     return validation_start, cutoff
+
+
+def future_cutoffs(
+    sequences: Dataset,
+    *,
+    cutoff: int | None = None,
+    cutoff_quantile: float = 0.9,
+    validation_start: int | None = None,
+    validation_fraction: float = 0.1,
+) -> tuple[int, int]:
+    """`(validation_start, cutoff)` in Unix seconds, as `future_split` computes them from the same arguments.
+
+    A caller that fixes them once (e.g. the benchmark, which records them and passes them to every stage) gets the
+    same split as `future_split` with the quantile arguments, and knows where the test window starts.
+    """
+    _check_window_arguments(cutoff_quantile, 1, 1, validation_fraction)
+    flat = _FlatSequences.from_dataset(sequences)
+    _check_time_order(flat, "future")
+    return _future_cutoffs(flat.timestamps, cutoff, cutoff_quantile, validation_start, validation_fraction)
 
 
 def _window_rows(flat: _FlatSequences, rows: np.ndarray, window_starts: np.ndarray, horizon: int) -> Dataset:

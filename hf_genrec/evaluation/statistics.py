@@ -1,8 +1,14 @@
-"""Bootstrap confidence intervals over test users (brief, section 5: 95% intervals over test users).
+"""Bootstrap confidence intervals over test users, and over training seeds and test users together.
 
-Shapes: U users; R bootstrap resamples. Every resample draws U users with replacement; intervals are
-percentile intervals of the resampled statistic. The random generator is local (`numpy.random.default_rng
-(seed)`), so no global seed is touched and equal seeds give equal intervals.
+Brief, section 5: 95% intervals over test users; issue 13: intervals that include the variance of training.
+
+Shapes: S seeds, U users; R bootstrap resamples. Values are (U,) per-user values of one trained model, or
+(S, U) per-user values of S models trained with different seeds on the same U test users. Every resample draws
+U users with replacement and, with S > 1, S seeds with replacement; the resampled statistic is the mean over the
+drawn seeds of the mean over the drawn users (a crossed two-way bootstrap: users and training runs are both
+samples of what they stand for). With S = 1 no seed is drawn, so (1, U) values give exactly the user bootstrap of
+the (U,) values. Intervals are percentile intervals of the resampled statistic. The random generator is local
+(`numpy.random.default_rng(seed)`), so no global seed is touched and equal seeds give equal intervals.
 """
 
 import math
@@ -12,19 +18,21 @@ import torch
 
 __all__ = ["bootstrap_mean_ci", "bootstrap_relative_change_ci"]
 
-# Bound on the elements of one (chunk, U) index matrix: 4M int64 = 32 MiB.
+# Bound on the elements of one (chunk, S, U) gathered block: 4M = 32 MiB of int64 indices or float64 values.
 _MAX_INDEX_ELEMENTS = 1 << 22
 
 
 def _as_values(values: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    """`values` as a float64 (S, U) array; (U,) values are one seed, (1, U)."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().to(torch.float64).numpy()
     array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be (U,), got shape {array.shape}")
+    if array.ndim not in (1, 2):
+        raise ValueError(f"{name} must be (U,) per-user values or (S, U) per-seed per-user values, got shape "
+                         f"{array.shape}")
     if np.isnan(array).any():
         raise ValueError(f"{name} contains NaN")
-    return array
+    return array.reshape(1, -1) if array.ndim == 1 else array
 
 
 def _check_args(num_resamples: int, confidence: float) -> None:
@@ -35,20 +43,27 @@ def _check_args(num_resamples: int, confidence: float) -> None:
 
 
 def _resampled_means(arrays: tuple[np.ndarray, ...], num_resamples: int, seed: int) -> tuple[np.ndarray, ...]:
-    """Means of each array over the same R resamples of users: a tuple of (R,) arrays.
+    """Means of each (S, U) array over the same R resamples of users (and of seeds when S > 1): (R,) arrays.
 
-    The (R, U) index matrix is drawn in row chunks to bound memory; drawing row chunks from one
-    generator gives the same indices as drawing the whole matrix at once.
+    Resample r draws user indices u_1..u_U and, when S > 1, seed indices s_1..s_S, and its mean is
+    (1 / (S U)) sum_i sum_j array[s_i, u_j]; the arrays share the draws (paired). The draws come in row chunks
+    to bound memory; drawing row chunks from one generator gives the same indices as drawing all at once. With
+    S = 1 no seed index is drawn, so the user draws, and the means, are those of the (U,) values.
     """
-    num_users = arrays[0].shape[0]
+    num_seeds, num_users = arrays[0].shape
     rng = np.random.default_rng(seed)
-    chunk = max(1, _MAX_INDEX_ELEMENTS // num_users)
+    chunk = max(1, _MAX_INDEX_ELEMENTS // (num_users * num_seeds))
     means = tuple(np.empty(num_resamples) for _ in arrays)
     for start in range(0, num_resamples, chunk):
         stop = min(start + chunk, num_resamples)
         indices = rng.integers(0, num_users, size=(stop - start, num_users))  # (chunk, U)
+        if num_seeds == 1:
+            for array, out in zip(arrays, means):
+                out[start:stop] = array[0][indices].mean(axis=1)
+            continue
+        seed_indices = rng.integers(0, num_seeds, size=(stop - start, num_seeds))  # (chunk, S)
         for array, out in zip(arrays, means):
-            out[start:stop] = array[indices].mean(axis=1)
+            out[start:stop] = array[seed_indices[:, :, None], indices[:, None, :]].mean(axis=(1, 2))  # (chunk, S, U)
     return means
 
 
@@ -65,10 +80,11 @@ def bootstrap_mean_ci(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Mean of per-user values with a percentile bootstrap interval over users.
+    """Mean of per-user values with a percentile bootstrap interval over users (and seeds, for (S, U) values).
 
     Args:
-        values: (U,) per-user metric values (e.g. `per_user_ranking_metrics(...)["ndcg@10"]`).
+        values: (U,) per-user metric values (e.g. `per_user_ranking_metrics(...)["ndcg@10"]`), or (S, U) per-user
+            values of S seeds on the same users (the interval then resamples seeds and users, module docstring).
         num_resamples: R.
         confidence: coverage of the interval (0.95: the 2.5% and 97.5% percentiles).
         seed: seed of the local generator.
@@ -96,12 +112,14 @@ def bootstrap_relative_change_ci(
 
         change = 100 * (mean(method) - mean(reference)) / mean(reference)
 
-    Paired: both arrays hold the same users in the same order, and each resample draws the same users
-    for both, so the per-user correlation between the two methods narrows the interval as it should.
+    with the means over every seed and user. Paired: both arrays hold the same users in the same order (and the
+    same seeds: row i of both was trained with seed i), and each resample draws the same users (and seeds) for
+    both, so the per-user correlation between the two methods narrows the interval as it should. With (S, U)
+    values the interval also resamples the seeds, so it includes the variance of training (module docstring).
 
     Args:
-        method_values: (U,) per-user values of the method.
-        reference_values: (U,) per-user values of the reference (e.g. reward-weighted BC), aligned.
+        method_values: (U,) per-user values of the method, or (S, U): seed i's per-user values in row i.
+        reference_values: the reference's (e.g. reward-weighted BC's) values, aligned, of the same shape.
         num_resamples: R.
         confidence: coverage of the interval.
         seed: seed of the local generator.
@@ -117,8 +135,8 @@ def bootstrap_relative_change_ci(
     reference = _as_values(reference_values, "reference_values")
     if method.shape != reference.shape:
         raise ValueError(
-            f"method_values and reference_values must be aligned per user, got shapes {method.shape} "
-            f"and {reference.shape}"
+            f"method_values and reference_values must be aligned per seed and user, got shapes {method.shape} "
+            f"and {reference.shape}. Fix: pass the same users (and seeds) in the same order for both"
         )
     if method.size == 0:
         return math.nan, math.nan, math.nan

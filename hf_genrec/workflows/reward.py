@@ -13,6 +13,7 @@ import numpy as np
 from transformers import set_seed
 
 from ..data import ITEM_IDS, RATINGS, TIMESTAMPS, USER_ID, ItemVocabulary
+from ..data.columns import WINDOW_POSITION
 from ..models import HSTUConfig, HSTUForRewardModeling
 from ..recipes import resolve_recipe
 from ..rewards import RewardEnsemble, format_reward_table, reward_table, uncertainty_by_popularity
@@ -33,14 +34,39 @@ def bootstrap_users(dataset, seed: int):
     return dataset.select(rng.integers(0, len(dataset), len(dataset)).tolist())
 
 
-def train_plus_validation(splits):
-    """Training sequences that also hold the validation events, e.g. for a judge ensemble.
+def train_plus_validation(splits, sequences=None, cutoff: int | None = None):
+    """Training sequences that also hold the validation events, e.g. for a judge ensemble; never a test event.
 
-    They are the test rows' histories: with leave-one-out each user's events but the last; with the
-    temporal split every event before the test period (users without a test event are left out). The test
-    targets stay held out.
+    With leave-one-out or the temporal split they are the test rows' histories: each user's events but the last,
+    or every event before the test period (users without a test event are left out). On the `future` split (test
+    rows with a window) a test row's history holds the user's earlier test-window events, so the events come from
+    `sequences` instead: every user's events before `cutoff`, the start of the test window (the training and
+    validation windows), for the users with at least 2 of them.
+
+    Args:
+        splits: the `DatasetDict` of `split_sequences`.
+        sequences: the chronological sequences that were split (`future` split only).
+        cutoff: the `future` split's cutoff in Unix seconds (`future_cutoffs`; `future` split only).
     """
-    return splits["test"].select_columns([USER_ID, ITEM_IDS, RATINGS, TIMESTAMPS])
+    if WINDOW_POSITION not in splits["test"].column_names:
+        return splits["test"].select_columns([USER_ID, ITEM_IDS, RATINGS, TIMESTAMPS])
+    if sequences is None or cutoff is None:
+        raise ValueError(
+            "train_plus_validation on the `future` split needs `sequences` and `cutoff`, as its test rows' histories "
+            "hold test-window events. Fix: pass the split sequences and the cutoff of `future_cutoffs(sequences)`."
+        )
+    cutoff = int(cutoff)
+
+    def before_cutoff(batch: dict[str, list]) -> dict[str, list]:
+        # Sequences are chronological: the events before the cutoff are a prefix of each row.
+        ends = [int(np.searchsorted(np.asarray(times), cutoff, side="left")) for times in batch[TIMESTAMPS]]
+        return {column: [values[:end] for values, end in zip(batch[column], ends)]
+                for column in (ITEM_IDS, RATINGS, TIMESTAMPS)}
+
+    columns = sequences.select_columns([USER_ID, ITEM_IDS, RATINGS, TIMESTAMPS])
+    prefixes = columns.map(before_cutoff, batched=True, keep_in_memory=True)  # never a cache file in the data folder
+    return prefixes.filter(lambda lengths: [len(n) >= 2 for n in lengths], input_columns=[ITEM_IDS], batched=True,
+                           keep_in_memory=True)
 
 
 def _build_member(pretrained, model_overrides: dict[str, Any]) -> HSTUForRewardModeling:

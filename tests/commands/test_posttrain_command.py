@@ -18,8 +18,8 @@ from hf_genrec.data import ItemVocabulary, generate_synthetic_interactions, writ
 from hf_genrec.data.prepared import prepare_dataset
 from hf_genrec.evaluation.metrics import default_subsets, metric_key
 from hf_genrec.recipes import build_training_config, load_recipe
-from hf_genrec.trainers.base import cpu_has_native_bf16
 from hf_genrec.rewards import RewardEnsemble
+from hf_genrec.trainers.base import cpu_has_native_bf16
 from hf_genrec.workflows.posttrain import METHODS
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "movielens-1m"
