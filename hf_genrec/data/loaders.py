@@ -387,7 +387,7 @@ def _read_table(
         b"\xef\xbb\xbf"
     ):
         data = data[3:]  # a UTF-8 byte-order mark would otherwise stick to the first field
-    if not data.strip():
+    if not data or data.isspace():  # not `data.strip()`: that copies the whole file (550 MB at 20M events)
         raise DataFormatError(
             f"{name}: no data rows (the file is empty). Fix: check the path, and that the download finished."
         )
@@ -396,6 +396,8 @@ def _read_table(
         header_line = _decode(data.split(b"\n", 1)[0], name, encoding)
     layout = _resolve_layout(roles, header_line, sep, name)
     columns = _fast_parse(data, name, sep, layout, header, rating_scale, encoding)
+    # Arrow's allocator keeps the parse's freed temporaries (GBs at 20M events) until asked to return them.
+    pa.default_memory_pool().release_unused()
     if columns is None:
         columns = _slow_parse(data, name, sep, layout, header, rating_scale, encoding)
     user_ids, item_ids, ratings, timestamps = columns
@@ -416,20 +418,15 @@ def _fast_parse(
     encoding: str,
 ) -> _Columns | None:
     """pyarrow parse + vectorised checks; `None` whenever anything is off (the slow path then explains)."""
-    delimiter = sep
-    if len(sep) > 1:
-        # pyarrow splits on one character: swap the separator for a byte the file does not contain.
-        delimiter = next((c for c in ("\x1f", "\x1e", "\x1d", "\x1c") if c.encode() not in data), None)
-        if delimiter is None:
-            return None
-        try:
-            data = data.replace(sep.encode(encoding), delimiter.encode())
-        except (UnicodeEncodeError, LookupError):
-            return None
-    elif sep == "\r":
+    if sep == "\r":
         return None
-    names = [f"f{index}" for index in range(layout.num_fields)]
-    wanted = {role: names[index] for role, index in layout.positions.items()}
+    split = _single_character_split(data, sep, encoding)
+    if split is None:
+        return None
+    data, delimiter, stride = split
+    # With `stride` > 1 (see `_single_character_split`), field f of a line is column f * stride.
+    names = [f"f{index}" for index in range((layout.num_fields - 1) * stride + 1)]
+    wanted = {role: names[index * stride] for role, index in layout.positions.items()}
     try:
         table = pa_csv.read_csv(
             io.BytesIO(data),
@@ -451,9 +448,11 @@ def _fast_parse(
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, LookupError, ValueError):
         return None
-    if table.num_rows == 0:
+    num_rows = table.num_rows
+    if num_rows == 0:
         return None
     text = {role: pc.utf8_trim_whitespace(table.column(column)) for role, column in wanted.items()}
+    del table  # the untrimmed text: a file-sized copy not needed any more
     try:
         ids = []
         for role in (USER, ITEM):
@@ -467,7 +466,7 @@ def _fast_parse(
             if rating_scale is not None and ((ratings < rating_scale[0]) | (ratings > rating_scale[1])).any():
                 return None
         else:
-            ratings = np.ones(table.num_rows, dtype=np.float64)
+            ratings = np.ones(num_rows, dtype=np.float64)
         try:
             timestamps = pc.cast(text[TIMESTAMP], pa.int64()).to_numpy()
         except pa.ArrowInvalid:
@@ -482,6 +481,30 @@ def _fast_parse(
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return ids[0], ids[1], ratings.astype(np.float32), timestamps.astype(np.int64)
+
+
+def _single_character_split(data: bytes, sep: str, encoding: str) -> tuple[bytes, str, int] | None:
+    """`(data, delimiter, stride)` for pyarrow, which splits on one character; `None` when it cannot.
+
+    A separator made of one ASCII character repeated (MovieLens' `::`) is split on that character, with
+    `stride` = its length: every run of that character in the file must then be a whole number of separators
+    (counted without copying the file), so that the fields between two separators are empty and a line splits
+    into the same fields either way. Any other separator is swapped for a byte the file does not contain (a copy
+    of the file).
+    """
+    if len(sep) == 1:
+        return data, sep, 1
+    try:
+        encoded = sep.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return None
+    if sep == sep[0] * len(sep) and sep.isascii() and encoded == sep.encode("ascii") and sep[0] not in "\r\n":
+        if data.count(encoded) * len(sep) == data.count(encoded[:1]):
+            return data, sep[0], len(sep)
+    delimiter = next((c for c in ("\x1f", "\x1e", "\x1d", "\x1c") if c.encode() not in data), None)
+    if delimiter is None:
+        return None
+    return data.replace(encoded, delimiter.encode()), delimiter, 1
 
 
 def _as_float32(values: np.ndarray | float) -> np.ndarray:

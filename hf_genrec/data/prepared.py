@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from datasets import DatasetDict, load_from_disk
 
 from ..utils.io import staged_output_dir, write_json
@@ -123,7 +124,12 @@ def prepare_dataset(
         vocabulary = None
         if catalog is not None:
             catalog_ids = read_movielens_catalog(catalog)
-            vocabulary = ItemVocabulary.from_items(list(catalog_ids) + interactions.item_ids.tolist())
+            item_ids = interactions.item_ids
+            # Integer ids stay one numpy array (a 20M-event log as a Python list would take ~700 MB).
+            vocabulary = ItemVocabulary.from_items(
+                np.concatenate([np.asarray(catalog_ids, dtype=np.int64), item_ids]) if item_ids.dtype.kind == "i"
+                else list(catalog_ids) + item_ids.tolist()
+            )
         sequences, vocabulary = build_sequences(interactions, vocabulary, duplicates=duplicates)
 
         sequences.save_to_disk(str(staging / SEQUENCES_DIR))

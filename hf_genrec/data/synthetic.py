@@ -22,10 +22,17 @@ import gzip
 import os
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .interactions import Interactions
 
-__all__ = ["MIN_EVENTS_PER_USER", "generate_synthetic_interactions", "write_movielens_file"]
+__all__ = [
+    "MIN_EVENTS_PER_USER",
+    "generate_scale_log",
+    "generate_synthetic_interactions",
+    "write_movielens_file",
+]
 
 MIN_EVENTS_PER_USER = 20  # as in MovieLens, every user has at least 20 events
 _NUM_GENRES = 12
@@ -140,6 +147,155 @@ def generate_synthetic_interactions(
     )
 
 
+# The scale log (`generate_scale_log`): MovieLens-20M's shape (median 68, mean 144 events per user, at least 20).
+_SCALE_ACTIVITY_SIGMA = 1.4  # log-normal spread of per-user activity above the minimum: mean/median ~ 2.7
+_SCALE_POPULARITY_ROUNDS = 16  # redraws of repeated items by popularity before uniform redraws finish the job
+_SCALE_RATING_BASE, _SCALE_USER_STD, _SCALE_RATING_NOISE = 3.5, 0.4, 0.8
+
+
+def generate_scale_log(
+    num_events: int,
+    num_users: int,
+    num_items: int,
+    seed: int = 0,
+    start_timestamp: int = 978_300_000,
+) -> Interactions:
+    """Generates a large synthetic log fast (vectorised, O(num_events log num_events)), for scale benchmarks.
+
+    Unlike `generate_synthetic_interactions` (a world model whose cost grows with users x items), this log has
+    no sequential structure to learn; it has the statistics that drive cost: a Zipf-like item popularity, a
+    log-normal spread of events per user (every user has at least 20, none more than `num_items // 2`), no
+    repeated item within a user, timestamps that increase per user (gaps from a minute to four weeks), and
+    ratings 1..5 with an item and a user effect.
+
+    Args:
+        num_events (`int`): exact number of events, between `20 * num_users` and `num_users * (num_items // 2)`.
+        num_users (`int`): number of users, ids 1..num_users.
+        num_items (`int`): catalogue size, ids 1..num_items (>= 40); some rare items may get no event.
+        seed (`int`, defaults to 0): seed of the `numpy.random.Generator`; the same seed gives the same log.
+        start_timestamp (`int`, defaults to 978_300_000): Unix time of the earliest possible event.
+
+    Returns:
+        `Interactions` with int64 user and item ids, integer ratings 1..5 (float32) and int64 timestamps,
+        ordered by user then time.
+    """
+    max_per_user = num_items // 2
+    if num_users < 1:
+        raise ValueError(f"num_users must be >= 1, got {num_users}.")
+    if max_per_user < MIN_EVENTS_PER_USER:
+        raise ValueError(f"num_items must be >= {2 * MIN_EVENTS_PER_USER}, got {num_items}.")
+    if not MIN_EVENTS_PER_USER * num_users <= num_events <= max_per_user * num_users:
+        raise ValueError(
+            f"num_events={num_events} does not fit {num_users} users with {MIN_EVENTS_PER_USER} to "
+            f"{max_per_user} (num_items // 2) events each. Fix: pass num_events between "
+            f"{MIN_EVENTS_PER_USER * num_users} and {max_per_user * num_users}, or change num_users."
+        )
+    rng = np.random.default_rng(seed)
+    lengths = _scale_lengths(rng, num_events, num_users, max_per_user)
+    users = np.repeat(np.arange(num_users, dtype=np.int64), lengths)  # (E,) grouped by user
+    items = _distinct_items(rng, users, num_items)
+
+    quality = rng.normal(0.0, _QUALITY_STD, num_items)
+    user_bias = rng.normal(0.0, _SCALE_USER_STD, num_users)
+    noise = rng.normal(0.0, _SCALE_RATING_NOISE, num_events)
+    ratings = np.clip(np.round(_SCALE_RATING_BASE + quality[items] + user_bias[users] + noise), 1, 5)
+
+    gaps = np.clip(rng.lognormal(np.log(_MEDIAN_GAP), _GAP_SIGMA, num_events), _MIN_GAP, _MAX_GAP)
+    elapsed = np.cumsum(gaps.astype(np.int64))
+    first = np.zeros(num_users, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=first[1:])
+    starts = start_timestamp + rng.integers(0, _START_SPREAD, num_users)
+    # A user's clock starts at its first event: subtract the running total reached there.
+    timestamps = (starts - elapsed[first])[users] + elapsed
+    return Interactions(
+        user_ids=users + 1,
+        item_ids=items + 1,
+        ratings=ratings.astype(np.float32),
+        timestamps=timestamps,
+        source=f"scale_log(seed={seed})",
+    )
+
+
+def _scale_lengths(rng: np.random.Generator, num_events: int, num_users: int, max_per_user: int) -> np.ndarray:
+    """(num_users,) events per user, summing to `num_events`: 20 each plus a log-normal share of the rest."""
+    extra_total = num_events - MIN_EVENTS_PER_USER * num_users
+    room = max_per_user - MIN_EVENTS_PER_USER
+    weights = rng.lognormal(0.0, _SCALE_ACTIVITY_SIGMA, num_users)
+    extra = np.minimum(np.floor(weights * (extra_total / weights.sum())).astype(np.int64), room)
+    missing = extra_total - int(extra.sum())
+    while missing > 0:  # the rounding remainder, and what the cap cut off, one event each to users with room
+        open_users = np.flatnonzero(extra < room)
+        chosen = rng.choice(open_users, size=min(missing, len(open_users)), replace=False)
+        extra[chosen] += 1
+        missing -= len(chosen)
+    return MIN_EVENTS_PER_USER + extra
+
+
+def _distinct_items(rng: np.random.Generator, users: np.ndarray, num_items: int) -> np.ndarray:
+    """(E,) 0-based items drawn by Zipf-like popularity, never the same item twice for one user.
+
+    All events are drawn at once; the repeats (found by one sort of user * num_items + item) are redrawn,
+    checked against what the user already has, until none is left: by popularity first, then uniformly, which
+    always ends because a user has at most half the catalogue.
+    """
+    popularity = np.exp(-_ZIPF_EXPONENT * np.log(rng.permutation(num_items) + 1.0))
+    cdf = np.cumsum(popularity / popularity.sum())
+    items = np.minimum(np.searchsorted(cdf, rng.random(len(users)), side="right"), num_items - 1)
+    keys = users * num_items + items
+    order = np.argsort(keys, kind="stable")
+    taken = keys[order]
+    same = taken[1:] == taken[:-1]
+    repeated = np.zeros(len(keys), dtype=bool)
+    repeated[order[1:][same]] = True
+    taken = taken[1:][~same]  # the (user, item) pairs already held, sorted (np.unique would hash 20M keys)
+    taken = np.concatenate([keys[order[:1]], taken])
+    pending = np.flatnonzero(repeated)
+    added = np.empty(0, dtype=np.int64)  # pairs accepted by redraws, sorted
+    redraw = 0
+    while pending.size:
+        if redraw < _SCALE_POPULARITY_ROUNDS:
+            new = np.minimum(np.searchsorted(cdf, rng.random(pending.size), side="right"), num_items - 1)
+        else:
+            new = rng.integers(0, num_items, pending.size)
+        new_keys = users[pending] * num_items + new
+        accept = np.zeros(pending.size, dtype=bool)
+        accept[np.unique(new_keys, return_index=True)[1]] = True  # one of two equal redraws
+        accept &= ~_contains(taken, new_keys) & ~_contains(added, new_keys)
+        items[pending[accept]] = new[accept]
+        added = np.sort(np.concatenate([added, new_keys[accept]]))
+        pending = pending[~accept]
+        redraw += 1
+    return items
+
+
+def _contains(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Whether each of `values` is in `sorted_values` (binary search)."""
+    if sorted_values.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    positions = np.minimum(np.searchsorted(sorted_values, values), sorted_values.size - 1)
+    return sorted_values[positions] == values
+
+
+_WRITE_CHUNK = 1 << 20  # events formatted at a time: bounded memory for a 20M-event log
+
+
+def _movielens_lines(interactions: Interactions, start: int, stop: int) -> bytes:
+    """`user::item::rating::timestamp\\n` lines of events `start:stop`, formatted by Arrow, not per event in Python."""
+    ratings = interactions.ratings[start:stop]
+    if np.all(ratings == np.round(ratings)):
+        rating_text = pa.array(ratings.astype(np.int64)).cast(pa.string())
+    else:  # numpy's shortest float32 text ("3.5"), as the ids and ratings have always been written
+        rating_text = pa.array([np.format_float_positional(value, trim="-") for value in ratings], pa.string())
+    fields = [
+        pa.array(values[start:stop]).cast(pa.string())
+        for values in (interactions.user_ids, interactions.item_ids, interactions.timestamps)
+    ]
+    lines = pc.binary_join_element_wise(fields[0], fields[1], rating_text, fields[2], "::")
+    lines = pc.binary_join_element_wise(lines, "", "\n").cast(pa.large_string())
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
+    return lines.buffers()[2][int(offsets[0]) : int(offsets[-1])].to_pybytes()
+
+
 def write_movielens_file(interactions: Interactions, path: str | os.PathLike) -> str:
     """Writes `interactions` in the MovieLens `user::item::rating::timestamp` format (gzip if `path`
     ends in `.gz`), readable by `read_movielens` and `hf-genrec prepare --format movielens`.
@@ -155,28 +311,17 @@ def write_movielens_file(interactions: Interactions, path: str | os.PathLike) ->
                     f"{column} id {bad[0]!r} cannot be written in the MovieLens format (it is empty or holds "
                     "'::' or a newline). Fix: map the ids to integers first."
                 )
-    ratings = interactions.ratings
-    integral = bool(np.all(ratings == np.round(ratings)))
-    rating_text = (
-        ratings.astype(np.int64).tolist()
-        if integral
-        else [np.format_float_positional(value, trim="-") for value in ratings]
-    )
-    text = "".join(
-        f"{user}::{item}::{rating}::{timestamp}\n"
-        for user, item, rating, timestamp in zip(
-            interactions.user_ids.tolist(),
-            interactions.item_ids.tolist(),
-            rating_text,
-            interactions.timestamps.tolist(),
-        )
-    )
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    data = text.encode("utf-8")
+    chunks = (_movielens_lines(interactions, start, start + _WRITE_CHUNK)
+              for start in range(0, len(interactions), _WRITE_CHUNK))
     if path.endswith(".gz"):
-        data = gzip.compress(data, mtime=0)  # mtime=0: the same log always gives the same bytes
+        data = gzip.compress(b"".join(chunks), mtime=0)  # mtime=0: the same log always gives the same bytes
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return path
     with open(path, "wb") as handle:
-        handle.write(data)
+        for chunk in chunks:
+            handle.write(chunk)
     return path

@@ -109,10 +109,10 @@ class ItemVocabulary:
     def from_items(cls, raw_ids: Iterable[int | str]) -> ItemVocabulary:
         """Builds a vocabulary from the unique ids in `raw_ids`, sorted (numerically for ints,
         lexicographically for strings), so that the same data always gives the same indices."""
-        values = raw_ids.tolist() if isinstance(raw_ids, np.ndarray) else list(raw_ids)
         # Fast paths for a whole log (1M ids): numpy's sort-based unique instead of a Python set.
         if isinstance(raw_ids, np.ndarray) and raw_ids.dtype.kind in "iu":
-            return cls(np.unique(raw_ids).tolist())
+            return cls(np.unique(raw_ids).tolist())  # before any tolist(): 20M ids would be a 700 MB list
+        values = raw_ids.tolist() if isinstance(raw_ids, np.ndarray) else list(raw_ids)
         if (
             values
             and all(type(value) is int for value in values)
