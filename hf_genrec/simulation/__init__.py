@@ -3,12 +3,49 @@ from it with knobs (logging policy strength and coverage, rating noise, populari
 
 ```python
 >>> from hf_genrec.simulation import World, LoggingPolicy, simulate_logs
+>>> from hf_genrec.simulation import EvaluationContexts, evaluate_policy, oracle_probabilities
 >>> world = World.synthetic(num_users=200, num_items=100, seed=0)
 >>> interactions, truth = simulate_logs(world, events_per_user=20, policy=LoggingPolicy(strength=2.0), seed=0)
+>>> contexts = EvaluationContexts.from_truth(truth, length=10)  # each user's state before the held-out part
+>>> evaluate_policy(world, contexts, oracle_probabilities(world, contexts)).true_value
 ```
 """
 
+from .evaluation import (
+    EvaluationContexts,
+    PolicyEvaluation,
+    ProxyAccuracy,
+    ensemble_proxy,
+    evaluate_policy,
+    exposure_gini,
+    kl_divergence,
+    logging_policy_probabilities,
+    oracle_probabilities,
+    proxy_accuracy,
+    recommender_policy,
+    rollout_value,
+    uniform_probabilities,
+)
 from .logging_policy import LoggingPolicy, ObservationModel, SimulationTruth, simulate_logs
 from .world import World
 
-__all__ = ["World", "LoggingPolicy", "ObservationModel", "SimulationTruth", "simulate_logs"]
+__all__ = [
+    "World",
+    "LoggingPolicy",
+    "ObservationModel",
+    "SimulationTruth",
+    "simulate_logs",
+    "EvaluationContexts",
+    "PolicyEvaluation",
+    "ProxyAccuracy",
+    "ensemble_proxy",
+    "evaluate_policy",
+    "exposure_gini",
+    "kl_divergence",
+    "logging_policy_probabilities",
+    "oracle_probabilities",
+    "proxy_accuracy",
+    "recommender_policy",
+    "rollout_value",
+    "uniform_probabilities",
+]
