@@ -188,7 +188,8 @@ def _optional_float(text: str) -> float | None:
 POSTTRAIN_METHOD_FLAGS = {
     "temperature": ("A-SFT: λ of w = min(exp(A/λ), w_max) (default 1.0; large = SFT).", float),
     "max_weight": ("A-SFT: clip w_max of the weights (default 20; 'none' for no clip).", _optional_float),
-    "baseline": ("A-SFT: baseline b(x): value (reward model, default), user_mean or zero.", str),
+    "baseline": ("A-SFT: baseline b(x): value (reward model, default), user_mean or zero. PPO: value_head "
+                 "(default) or group_mean (RLOO leave-one-out mean of the other samples of the context).", str),
     "reward_source": ("A-SFT: reward r: observed (default) or model (ensemble mean of the logged item).", str),
     "beta": ("DPO/IPO: β (default 0.1).", float),
     "confidence_z": ("DPO/IPO: z of the intervals mean ± z·std (default 1.0).", float),

@@ -2,7 +2,10 @@
 
 Pairs (brief, section 4; Netflix Technology Blog "RS-DPO / RS-IPO"): per context, candidates scored by a
 K-member reward ensemble give an interval mean ± z·std per item; the pair (y_w, y_l) is kept only when the
-intervals are separated, LB(y_w) > UB(y_l).
+intervals are separated, LB(y_w) > UB(y_l). Two rules pick the pair (`DPO_PAIR_RULES`):
+- `confident_extremes`: y_w = argmax LB, y_l = argmin UB over the candidates (`separated_pairs`);
+- `logged_vs_worse`: y_w = the logged item, y_l = the first candidate (in sampling order) whose interval lies
+  entirely below the logged item's (`logged_vs_worse_pairs`).
 
 Losses, with h = [log π_θ(y_w) − log π_ref(y_w)] − [log π_θ(y_l) − log π_ref(y_l)], named and defined as
 TRL 1.16's `DPOTrainer` defines them (an item is a one-token completion, so TRL's per-token IPO normalisation
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 DPO_LOSS_TYPES = ("sigmoid", "ipo", "robust")
+DPO_PAIR_RULES = ("confident_extremes", "logged_vs_worse")
 
 
 def separated_pairs(
@@ -54,6 +58,38 @@ def separated_pairs(
     best_lower = lower.gather(1, chosen[:, None]).squeeze(1)
     worst_upper = upper.gather(1, rejected[:, None]).squeeze(1)
     keep = (best_lower > worst_upper) & (chosen != rejected)
+    return chosen, rejected, keep
+
+
+def logged_vs_worse_pairs(
+    mean: torch.Tensor, std: torch.Tensor, z: float, valid: torch.Tensor | None = None, logged_column: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logged item against a candidate confidently worse than it, per context.
+
+    y_w = the candidate in `logged_column` (the logged item); y_l = the first other valid candidate c (lowest
+    column) with UB(c) < LB(y_w), LB/UB = mean ∓ z·std. When the other columns are a Gumbel-top-k draw from π_ref
+    in key order, the first one that qualifies is a draw from π_ref restricted to the items confidently worse
+    than the logged one (the arg-max of Gumbel-perturbed log-probabilities over a subset is a sample from it).
+
+    Args:
+        mean: (C, M) ensemble mean reward of each candidate.
+        std: (C, M) ensemble standard deviation.
+        z: interval half-width in standard deviations (z = 0 compares the means).
+        valid: optional (C, M) bool, False for candidates to ignore (as rejected: the logged item is always y_w).
+        logged_column: the column holding the logged item.
+
+    Returns:
+        chosen (C,) columns (all `logged_column`), rejected (C,) columns (arbitrary where not kept), keep (C,)
+        bool: a confidently worse candidate exists.
+    """
+    lower_logged = (mean - z * std)[:, logged_column : logged_column + 1]  # (C, 1)
+    worse = (mean + z * std) < lower_logged  # (C, M)
+    if valid is not None:
+        worse = worse & valid
+    worse[:, logged_column] = False
+    keep = worse.any(dim=1)
+    rejected = worse.to(torch.uint8).argmax(dim=1)  # the first True column (argmax returns the first maximum)
+    chosen = torch.full_like(rejected, logged_column)
     return chosen, rejected, keep
 
 
@@ -113,4 +149,4 @@ def preference_loss(
     return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
 
 
-__all__ = ["DPO_LOSS_TYPES", "preference_loss", "separated_pairs"]
+__all__ = ["DPO_LOSS_TYPES", "DPO_PAIR_RULES", "logged_vs_worse_pairs", "preference_loss", "separated_pairs"]

@@ -7,9 +7,12 @@ Per optimizer step, before any gradient (see `PolicyTrainer`):
    position t; `None` = every position);
 2. candidates: `num_candidates` distinct items drawn from the FROZEN reference policy π_ref(·|x) without
    replacement (items of the history excluded), plus the logged next item;
-3. the reward ensemble scores them at the context (mean and std over its members); the pair
-   y_w = argmax LB, y_l = argmin UB with LB/UB = mean ∓ z·std is kept only when LB(y_w) > UB(y_l).
-   Contexts without a separated pair contribute nothing (`pairs/kept_frac`).
+3. the reward ensemble scores them at the context (mean and std over its members), LB/UB = mean ∓ z·std, and
+   `pair_rule` picks one pair per context, kept only when LB(y_w) > UB(y_l):
+   `confident_extremes` (default) y_w = argmax LB, y_l = argmin UB; `logged_vs_worse` y_w = the logged item,
+   y_l = the first sampled candidate with UB(y_l) < LB(logged) (a draw from π_ref among the confidently worse
+   items). Contexts without such a pair contribute nothing; `pairs/kept_frac` logs the fraction of contexts
+   with a kept pair.
 
 The loss is the mean over the step's kept pairs of −log σ(β h) (DPO), (h − 1/(2β))² (IPO) or TRL's `robust`
 DPO (`hf_genrec.losses.dpo`), or a weighted sum of them (`loss_type` as a list, with `loss_weights`, as TRL), with
@@ -36,7 +39,13 @@ from trl.trainer.callbacks import SyncRefModelCallback
 
 from ..data.columns import ATTENTION_MASK, ITEM_IDS, LABELS
 from ..data.preferences import CHOSEN_ITEM_IDS, REJECTED_ITEM_IDS, PreferenceCollator, is_preference_dataset
-from ..losses.dpo import DPO_LOSS_TYPES, preference_loss, separated_pairs
+from ..losses.dpo import (
+    DPO_LOSS_TYPES,
+    DPO_PAIR_RULES,
+    logged_vs_worse_pairs,
+    preference_loss,
+    separated_pairs,
+)
 from .policy import (
     PREPARED,
     PolicyTrainer,
@@ -94,6 +103,10 @@ class DPOConfig(PostTrainConfig):
         confidence_z (`float`, *optional*, defaults to `1.0`):
             z of the intervals mean ± z·std over the ensemble members; a pair is kept only when the
             intervals are separated. 0 compares the means.
+        pair_rule (`str`, *optional*, defaults to `"confident_extremes"`):
+            How a context's pair is picked among its scored candidates: `"confident_extremes"` (the highest lower
+            bound vs the lowest upper bound) or `"logged_vs_worse"` (the logged item vs the first sampled
+            candidate whose upper bound is below the logged item's lower bound; needs `include_logged_item`).
         contexts_per_sequence (`int` or `None`, *optional*, defaults to `4`):
             Contexts drawn per training row (random supervised positions, new each epoch); `None` uses every
             supervised position.
@@ -132,6 +145,12 @@ class DPOConfig(PostTrainConfig):
     confidence_z: float = field(
         default=1.0, metadata={"help": "Interval half-width in ensemble standard deviations (mean ± z·std)."}
     )
+    pair_rule: str = field(
+        default="confident_extremes",
+        metadata={"help": "Pair per context: 'confident_extremes' (highest lower bound vs lowest upper bound) or "
+                  "'logged_vs_worse' (logged item vs a sampled candidate confidently worse than it).",
+                  "choices": list(DPO_PAIR_RULES)},
+    )
     contexts_per_sequence: int | None = field(
         default=4, metadata={"help": "Random contexts per training row; None = every supervised position."}
     )
@@ -147,6 +166,13 @@ class DPOConfig(PostTrainConfig):
             raise ValueError("a pair needs two candidates: set num_candidates >= 2 or include_logged_item=True.")
         if self.confidence_z < 0:
             raise ValueError(f"confidence_z must be >= 0, got {self.confidence_z}.")
+        if self.pair_rule not in DPO_PAIR_RULES:
+            raise ValueError(f"pair_rule must be one of {DPO_PAIR_RULES}, got {self.pair_rule!r}.")
+        if self.pair_rule == "logged_vs_worse" and not self.include_logged_item:
+            raise ValueError(
+                "pair_rule='logged_vs_worse' compares the candidates with the logged item, but "
+                "include_logged_item=False; set include_logged_item=True or pair_rule='confident_extremes'."
+            )
         if self.contexts_per_sequence is not None and self.contexts_per_sequence < 1:
             raise ValueError(
                 f"contexts_per_sequence must be a positive integer or None (every position), got {self.contexts_per_sequence}."
@@ -308,11 +334,16 @@ class DPOTrainer(PolicyTrainer):
             candidates = torch.cat([logged[:, None], candidates], dim=1)  # (C, M + 1)
             valid = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
 
-        # Score with the ensemble; keep the most separated pair when its intervals are separated.
+        # Score with the ensemble; keep the rule's pair when its intervals are separated.
         scores = self.reward_model.predict_candidates(**prefixes.model_inputs(), candidate_item_ids=candidates)
-        chosen_col, rejected_col, keep = separated_pairs(
-            scores.mean.float(), scores.std.float(), args.confidence_z, valid
-        )
+        if args.pair_rule == "logged_vs_worse":  # column 0 is the logged item; its repeats are no rejected item
+            chosen_col, rejected_col, keep = logged_vs_worse_pairs(
+                scores.mean.float(), scores.std.float(), args.confidence_z, valid & (candidates != logged[:, None])
+            )
+        else:
+            chosen_col, rejected_col, keep = separated_pairs(
+                scores.mean.float(), scores.std.float(), args.confidence_z, valid
+            )
         chosen = candidates.gather(1, chosen_col[:, None]).squeeze(1)
         rejected = candidates.gather(1, rejected_col[:, None]).squeeze(1)
 

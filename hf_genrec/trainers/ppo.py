@@ -14,10 +14,16 @@ How it fits `transformers.Trainer` (no loop of its own):
   `contexts_per_sequence` random supervised positions per row; `samples_per_context` items y ~ π_θ(·|x)
   drawn from the current policy over the catalogue (items of the history excluded: the policy is the
   softmax over unseen items, for sampling, ratios and KL alike); rewards R̂(x, y) = ensemble mean (or one
-  member, `reward_member`); old log-probabilities; values V(x) from the value head; advantages
-  A = R̂ − V(x), whitened over the step; and π_ref(·|x) over the catalogue for the KL.
+  member, `reward_member`); old log-probabilities; the baseline b; advantages A = R̂ − b, whitened over the
+  step; and π_ref(·|x) over the catalogue for the KL.
+- The baseline (`baseline`): `value_head` (default), b = V(x) from the value head; or `group_mean`, the RLOO
+  leave-one-out baseline b_j = mean of the rewards of the OTHER `samples_per_context` − 1 items sampled at the
+  same context (no learning, no value head; advantages sum to zero per context). Its explained variance of
+  the rewards, 1 − Var(R̂ − b) / Var(R̂) over the rollout batch, is logged as `baseline/explained_variance`
+  (whitening rescales the advantages, so this is where a baseline that explains nothing shows).
 - The loss per context: mean over its samples of the clipped surrogate −min(ρA, clip(ρ, 1 ± ε)A), plus
-  `kl_coef` · KL(π_θ(·|x) ‖ π_ref(·|x)) computed exactly over the catalogue, plus `vf_coef` · ½(V(x) − R̂)².
+  `kl_coef` · KL(π_θ(·|x) ‖ π_ref(·|x)) computed exactly over the catalogue, plus (value head only)
+  `vf_coef` · ½(V(x) − R̂)².
 
 The value head is a small MLP on the detached last hidden state at the context (it does not move the
 policy's features). Its output bias starts at the reward ensemble's mean value estimate E[r | x] over the
@@ -38,7 +44,14 @@ from torch.utils.data import Dataset, Sampler
 
 from ..data.columns import LABELS
 from ..data.history import History
-from ..losses.ppo import categorical_kl, clipped_policy_loss, value_loss
+from ..losses.ppo import (
+    PPO_BASELINES,
+    categorical_kl,
+    clipped_policy_loss,
+    explained_variance,
+    leave_one_out_baseline,
+    value_loss,
+)
 from .policy import (
     PREPARED,
     PolicyHead,
@@ -156,7 +169,12 @@ class PPOConfig(PostTrainConfig):
         contexts_per_sequence (`int` or `None`, *optional*, defaults to `4`):
             Random contexts (supervised positions) per training row per rollout; `None` = every position.
         samples_per_context (`int`, *optional*, defaults to `4`):
-            Items drawn i.i.d. from π_θ(·|x) per context (scored by the ensemble in one call).
+            Items drawn i.i.d. from π_θ(·|x) per context (scored by the ensemble in one call); the group size
+            of the `group_mean` baseline (at least 2 there).
+        baseline (`str`, *optional*, defaults to `"value_head"`):
+            b of the advantage R̂ − b: `"value_head"` (V(x), a small MLP trained with the policy) or
+            `"group_mean"` (RLOO: the mean reward of the other items sampled at the same context; needs no
+            learning, builds no value head and ignores `vf_coef`).
         whiten_advantages (`bool`, *optional*, defaults to `True`):
             Standardise the advantages over the rollout batch.
         reward_member (`int` or `None`, *optional*, defaults to `None`):
@@ -175,6 +193,12 @@ class PPOConfig(PostTrainConfig):
         default=4, metadata={"help": "Contexts per training row per rollout; None = every supervised position."}
     )
     samples_per_context: int = field(default=4, metadata={"help": "Items sampled from π_θ per context."})
+    baseline: str = field(
+        default="value_head",
+        metadata={"help": "Baseline of the advantages: 'value_head' (learned V(x)) or 'group_mean' (RLOO: mean "
+                  "reward of the other items sampled at the same context; no learning).",
+                  "choices": list(PPO_BASELINES)},
+    )
     whiten_advantages: bool = field(default=True, metadata={"help": "Standardise advantages per rollout batch."})
     reward_member: int | None = field(
         default=None, metadata={"help": "Ensemble member used as the reward (None: the ensemble mean)."}
@@ -196,6 +220,13 @@ class PPOConfig(PostTrainConfig):
             )
         if self.samples_per_context < 1:
             raise ValueError(f"samples_per_context must be at least 1, got {self.samples_per_context}.")
+        if self.baseline not in PPO_BASELINES:
+            raise ValueError(f"baseline must be one of {PPO_BASELINES}, got {self.baseline!r}.")
+        if self.baseline == "group_mean" and self.samples_per_context < 2:
+            raise ValueError(
+                f"baseline='group_mean' compares each sample with the others of its context, but "
+                f"samples_per_context={self.samples_per_context}; set samples_per_context >= 2."
+            )
         if self.reward_member is not None and self.reward_member < 0:
             raise ValueError(f"reward_member must be a member index >= 0 or None, got {self.reward_member}.")
         super().__post_init__()
@@ -239,9 +270,17 @@ class PPOTrainer(PolicyTrainer):
         return True
 
     def _build_heads(self, model, args):
+        if args.baseline != "value_head":
+            return {}
         return {VALUE_HEAD: ValueHead(model.config.hidden_size)}
 
+    @property
+    def _uses_value_head(self) -> bool:
+        return self.args.baseline == "value_head"
+
     def _initialize_heads(self):
+        if not self._uses_value_head:
+            return
         # V(x) starts at the ensemble's mean value estimate over the training contexts: the logging policy's
         # expected reward, which the pretrained policy imitates (advantages are centred from the first step).
         self.head(VALUE_HEAD).out.bias.fill_(self._mean_over_training_rows(self._context_values))
@@ -285,6 +324,7 @@ class PPOTrainer(PolicyTrainer):
             return batch_samples
 
         batch_samples = [self._rollout(inputs) for inputs in batch_samples]
+        self._record_baseline_quality(batch_samples)
         if self.args.whiten_advantages:
             advantages = torch.cat([inputs[PREPARED][ADVANTAGES].reshape(-1) for inputs in batch_samples])
             count = self._sum_over_processes(advantages.numel())
@@ -295,6 +335,20 @@ class PPOTrainer(PolicyTrainer):
         self._rollouts = [inputs[PREPARED] for inputs in batch_samples]
         self._rollout_id = rollout_id
         return batch_samples
+
+    def _record_baseline_quality(self, batch_samples: list[dict[str, Any]]) -> None:
+        """Log the explained variance of the step's rewards by the baseline (advantages are R̂ − b here, before
+        whitening), over all micro-batches and processes."""
+        rewards = torch.cat([inputs[PREPARED][REWARDS].reshape(-1) for inputs in batch_samples])
+        advantages = torch.cat([inputs[PREPARED][ADVANTAGES].reshape(-1) for inputs in batch_samples])
+        num_processes = self.accelerator.num_processes
+        ratio = explained_variance(
+            rewards,
+            rewards - advantages,
+            (lambda stats: self.accelerator.gather(stats[None]).sum(dim=0)) if num_processes > 1 else None,
+        )
+        if torch.isfinite(ratio):  # all rewards equal: nothing to explain
+            self._metrics["train"]["baseline/explained_variance"].append(ratio.item())
 
     @staticmethod
     def _step_rollout_id(batch_samples: list[dict[str, Any]]) -> int | None:
@@ -321,7 +375,10 @@ class PPOTrainer(PolicyTrainer):
         scores = self.reward_model.predict_candidates(**prefixes.model_inputs(), candidate_item_ids=actions)
         rewards = (scores.mean if args.reward_member is None else scores.members[args.reward_member]).float()
 
-        values = self.head(VALUE_HEAD)(outputs.last_hidden_state[rows, positions].float())  # (C,)
+        if self._uses_value_head:
+            baselines = self.head(VALUE_HEAD)(outputs.last_hidden_state[rows, positions].float())[:, None]  # (C, 1)
+        else:
+            baselines = leave_one_out_baseline(rewards)  # (C, S)
 
         # Log the metrics
         self._record_mean("train", "objective/scores", rewards)
@@ -335,7 +392,7 @@ class PPOTrainer(PolicyTrainer):
             OLD_LOGPS: log_probs.gather(1, actions),
             REF_LOG_PROBS: ref_log_probs,
             REWARDS: rewards,
-            ADVANTAGES: rewards - values[:, None],
+            ADVANTAGES: rewards - baselines,
         }
         return inputs
 
@@ -353,9 +410,11 @@ class PPOTrainer(PolicyTrainer):
             log_probs_taken, prepared[OLD_LOGPS], prepared[ADVANTAGES], args.cliprange
         )
         kl = categorical_kl(log_probs, prepared[REF_LOG_PROBS])  # (C,)
-        values = self.head(VALUE_HEAD)(outputs.last_hidden_state[rows, positions].detach().float())  # (C,)
-        value_losses = value_loss(values[:, None].expand_as(prepared[REWARDS]), prepared[REWARDS]).mean(dim=1)
-        losses = policy_losses.mean(dim=1) + args.kl_coef * kl + args.vf_coef * value_losses  # (C,)
+        losses = policy_losses.mean(dim=1) + args.kl_coef * kl  # (C,)
+        if self._uses_value_head:
+            values = self.head(VALUE_HEAD)(outputs.last_hidden_state[rows, positions].detach().float())  # (C,)
+            value_losses = value_loss(values[:, None].expand_as(prepared[REWARDS]), prepared[REWARDS]).mean(dim=1)
+            losses = losses + args.vf_coef * value_losses
 
         # Log the metrics
         with torch.no_grad():
@@ -363,9 +422,10 @@ class PPOTrainer(PolicyTrainer):
             self._record_mean(mode, "policy/clipfrac_avg", clipped.float())
             self._record_mean(mode, "policy/approxkl_avg", 0.5 * (log_probs_taken - prepared[OLD_LOGPS]) ** 2)
             self._record_mean(mode, "loss/policy_avg", policy_losses)
-            self._record_mean(mode, "loss/value_avg", value_losses)
             self._record_mean(mode, "val/ratio", ratios)
-            self._record_mean(mode, "val/value", values)
+            if self._uses_value_head:
+                self._record_mean(mode, "loss/value_avg", value_losses)
+                self._record_mean(mode, "val/value", values)
         return losses.sum(), outputs
 
 
