@@ -9,10 +9,13 @@ user and 27k items at every size, so the number of users grows with the events; 
   subprocess built from the same pieces as `hf-genrec pretrain` (`TrainingRun.training_config`, `load_data`,
   `PretrainTrainer`), with `--max-steps` optimiser steps: the epoch's time is the measured seconds per step times
   the steps of a full epoch (`ceil(train users / batch)`; the epoch itself when `--max-steps` covers it). Memory:
-  the RSS once the splits are loaded, then the peak RSS of training alone (the kernel's `VmHWM`, reset after
-  loading), read when the steps end, before any evaluation;
+  the RSS once the splits are loaded (the first load of a freshly prepared folder: the split is computed and
+  cached as memory-mapped Arrow files under `splits/`), then the peak RSS of training alone (the kernel's
+  `VmHWM`, reset after loading), read when the steps end, before any evaluation, with the resident memory then
+  split into anonymous (heap) and file-backed (memory-mapped data, which the kernel can drop) pages;
 - evaluates (full-catalogue ranking, seen items excluded) the first `--eval-cases` users of the test split in the
-  same subprocess, and extrapolates to the whole test split (the cost is linear in the cases).
+  same subprocess, and extrapolates to the whole test split (the cost is linear in the cases);
+- loads the splits again in a fresh subprocess (the cached splits are read, not computed): seconds and RSS.
 
 Prints a markdown table and the slopes (least squares, seconds per million events), and writes JSON. The load
 average is recorded beside each timing: on a shared machine the times are inflated, the memory is not.
@@ -96,7 +99,27 @@ def _measure_size(size_m: int, args: argparse.Namespace) -> dict:
         raise RuntimeError(f"training on {data_dir} failed; see {workdir / f'train-{size_m}M.log'}")
     row.update(json.loads(result_path.read_text()), train_child_s=round(seconds, 1),
                train_child_peak_gb=round(peak_gb, 2), load_after_train=os.getloadavg()[0])
+    reload_path = workdir / f"reload-{size_m}M.json"
+    _, peak_gb, code = _run_child([sys.executable, __file__, "--load-child", str(data_dir), str(reload_path),
+                                   "--recipe", args.recipe], workdir / f"reload-{size_m}M.log")
+    if code != 0:
+        raise RuntimeError(f"reloading {data_dir} failed; see {workdir / f'reload-{size_m}M.log'}")
+    row.update(json.loads(reload_path.read_text()), reload_peak_gb=round(peak_gb, 2))
     return row
+
+
+def _load_child(data_dir: str, result_path: str, recipe_path: str) -> None:
+    """One process: load the prepared data's splits (from the cache the training child wrote), as a second run."""
+    from hf_genrec.recipes import resolve_recipe
+    from hf_genrec.utils.runtime import keep_cpu_heap_warm
+    from hf_genrec.workflows.common import RunOptions, TrainingRun
+
+    run = TrainingRun("pretrain", Path(result_path).with_suffix(""), RunOptions(overwrite=True))
+    keep_cpu_heap_warm()
+    start = time.perf_counter()
+    run.load_data(data_dir, resolve_recipe(recipe_path)["data"].get("split", "leave-one-out"))
+    Path(result_path).write_text(json.dumps({"reload_s": round(time.perf_counter() - start, 1),
+                                             "reload_rss_gb": round(_proc_status_gb("VmRSS") or 0.0, 2)}))
 
 
 class _StepClock(TrainerCallback):
@@ -106,6 +129,7 @@ class _StepClock(TrainerCallback):
         self.step_ends: list[float] = []
         self.peak_gb_after_steps = None
         self.training_hwm_gb = None
+        self.rss_anon_gb = self.rss_file_gb = None
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step_ends.append(time.perf_counter())
@@ -113,6 +137,7 @@ class _StepClock(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         self.peak_gb_after_steps = _peak_gb()
         self.training_hwm_gb = _proc_status_gb("VmHWM")
+        self.rss_anon_gb, self.rss_file_gb = _proc_status_gb("RssAnon"), _proc_status_gb("RssFile")
 
 
 def _peak_gb() -> float:
@@ -185,6 +210,8 @@ def _train_child(data_dir: str, result_path: str, recipe_path: str, max_steps: i
         "steps_measured": steps, "epoch_steps": epoch_steps, "step_s": round(step_s, 3),
         "epoch_s": round(epoch_s, 1), "epoch_extrapolated": steps < epoch_steps,
         "train_peak_gb": round(clock.peak_gb_after_steps, 2), "training_only_peak_gb": round(clock.training_hwm_gb or 0.0, 2),
+        "rss_anon_gb_after_steps": round(clock.rss_anon_gb or 0.0, 2),
+        "rss_file_gb_after_steps": round(clock.rss_file_gb or 0.0, 2),
         "eval_cases": cases, "test_cases": len(test),
         "eval_s": round(eval_subset_s * len(test) / cases, 1), "eval_extrapolated": cases < len(test),
         "peak_gb_after_eval": round(_peak_gb(), 2),
@@ -205,17 +232,19 @@ def _slope(rows: list[dict], key: str) -> float | None:
 def _print_table(rows: list[dict], startup: dict) -> None:
     print(f"`hf-genrec prepare` of a 20k-event log (start-up and fixed cost): {startup['prepare_s']} s, "
           f"{startup['prepare_peak_gb']} GB")
-    print("| events | users | prepare s (load avg) | prepare peak GB | split in memory: s / RSS GB | epoch s (load avg) "
-          "| training-only peak GB | eval s | steps timed / epoch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| events | users | prepare s (load avg) | prepare peak GB | first load: s / RSS GB | second load: s / RSS GB "
+          "| epoch s (load avg) | training-only peak GB | RSS anon / file GB after steps | eval s | steps timed / epoch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        split = train = "—"
+        split = reload = train = rss = "—"
         if "epoch_s" in row:
             split = f"{row['load_s']} / {row['rss_gb_loaded']:.2f}"
+            reload = f"{row['reload_s']} / {row['reload_rss_gb']:.2f}"
             train = f"{row['epoch_s']} ({row['load_after_train']:.1f})"
+            rss = f"{row['rss_anon_gb_after_steps']:.2f} / {row['rss_file_gb_after_steps']:.2f}"
         print(f"| {row['events_m']}M | {row['users']} | {row['prepare_s']} ({row['load_after_prepare']:.1f}) | "
-              f"{row['prepare_peak_gb']} | {split} | {train} | {row.get('training_only_peak_gb', '—')} | "
-              f"{row.get('eval_s', '—')} | {row.get('steps_measured', '—')} / {row.get('epoch_steps', '—')} |")
+              f"{row['prepare_peak_gb']} | {split} | {reload} | {train} | {row.get('training_only_peak_gb', '—')} | "
+              f"{rss} | {row.get('eval_s', '—')} | {row.get('steps_measured', '—')} / {row.get('epoch_steps', '—')} |")
     for key in ("prepare_s", "prepare_peak_gb", "epoch_s", "eval_s", "training_only_peak_gb"):
         slope = _slope(rows, key)
         if slope is not None:
@@ -234,9 +263,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-child", nargs=2, metavar=("DATA", "RESULT"), help=argparse.SUPPRESS)
+    parser.add_argument("--load-child", nargs=2, metavar=("DATA", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.train_child:
         _train_child(*args.train_child, args.recipe, args.max_steps, args.eval_cases)
+        return
+    if args.load_child:
+        _load_child(*args.load_child, args.recipe)
         return
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     startup = _prepare_startup(Path(args.workdir), args.seed)

@@ -1,7 +1,8 @@
 """A prepared dataset folder: raw interaction file -> per-user sequences + item vocabulary, saved and loaded.
 
 `prepare_dataset` writes the folder (`sequences/`, `item_vocabulary.json`, `prepare.json`);
-`load_prepared` reads it back as splits and vocabulary. Every command and the benchmark load data this way.
+`load_prepared` reads it back as splits and vocabulary, caching each split it computes under `splits/` as
+memory-mapped Arrow files (`cached_split`). Every command and the benchmark load data this way.
 
 On the Hub, `push_prepared_to_hub` (`hf-genrec prepare --push-to-hub REPO`) shares the folder as a dataset repo:
 the sequences as the `sequences` split in Parquet (`Dataset.push_to_hub`, so `datasets.load_dataset(REPO)`, the
@@ -12,19 +13,25 @@ Training reads it back by `hf_dataset_path(REPO)` (`hf://datasets/REPO[@REVISION
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from datasets import DatasetDict, load_from_disk
 
+from .. import __version__
 from ..utils.io import staged_output_dir, write_json
+from ..utils.runtime import release_cpu_heap
 from .loaders import check_input_file, read_delimited, read_movielens, read_movielens_catalog
 from .sequences import build_sequences
-from .splits import split_sequences
+from .splits import split_method, split_sequences
 from .vocabulary import VOCABULARY_FILE, ItemVocabulary
 
 logger = logging.getLogger(__name__)
@@ -36,8 +43,10 @@ __all__ = [
     "PREPARED_FILES",
     "PREPARE_MANIFEST",
     "SEQUENCES_DIR",
+    "SPLITS_CACHE_DIR",
     "SPLIT_OPTIONS",
     "check_prepared_dir",
+    "cached_split",
     "check_same_vocabulary",
     "dataset_name_path",
     "hf_dataset_path",
@@ -56,8 +65,13 @@ SEQUENCES_DIR = "sequences"
 PREPARE_MANIFEST = "prepare.json"
 # The `prepare.json` key holding `{split: split_sequences arguments}` that `load_prepared` applies.
 SPLIT_OPTIONS = "split_options"
-# Everything `prepare_dataset` writes at the top of its folder.
-PREPARED_FILES = (SEQUENCES_DIR, VOCABULARY_FILE, PREPARE_MANIFEST)
+# The folder where `load_prepared` caches each split it computes, as Arrow files it then memory-maps.
+SPLITS_CACHE_DIR = "splits"
+# Everything `prepare_dataset` and `load_prepared` write at the top of the folder (`prepare --overwrite` replaces
+# them all, so the split caches of the old sequences go with them).
+PREPARED_FILES = (SEQUENCES_DIR, VOCABULARY_FILE, PREPARE_MANIFEST, SPLITS_CACHE_DIR)
+# Part of every split cache's key: bump it when a split's contents change for the same sequences and arguments.
+SPLIT_CACHE_VERSION = 1
 
 
 def parse_columns(spec: str | None) -> tuple[str, ...] | dict[str, str] | None:
@@ -176,15 +190,79 @@ def check_prepared_dir(data_dir: str | os.PathLike) -> Path:
 
 def load_prepared(data_dir: str | os.PathLike, split: str = "leave-one-out") -> tuple[DatasetDict, ItemVocabulary]:
     """(splits, vocabulary) of a directory written by `hf-genrec prepare`, or of a dataset repo it pushed to the
-    Hub, named `hf://datasets/REPO[@REVISION]` (see `hf_dataset_path`, `load_prepared_from_hub`)."""
+    Hub, named `hf://datasets/REPO[@REVISION]` (see `hf_dataset_path`, `load_prepared_from_hub`).
+
+    A local folder's splits are memory-mapped Arrow files cached under `splits/` (see `cached_split`), so training
+    memory does not grow with the number of users; a Hub dataset's are split in memory."""
     hub = parse_hf_dataset_path(data_dir)
     if hub is not None:
         splits, vocabulary, _ = load_prepared_from_hub(hub[0], split, revision=hub[1])
         return splits, vocabulary
     data_dir = check_prepared_dir(data_dir)
-    sequences = load_from_disk(str(data_dir / SEQUENCES_DIR))
     vocabulary = ItemVocabulary.from_pretrained(data_dir)
-    return split_sequences(sequences, split, **prepared_split_options(data_dir, split)), vocabulary
+    return cached_split(data_dir, split, prepared_split_options(data_dir, split)), vocabulary
+
+
+def _split_cache_key(data_dir: Path, method: str, options: dict[str, Any]) -> str:
+    """A hash of everything a split's contents depend on: the method and its arguments, the sequences' files
+    (their `state.json`, which holds the dataset's fingerprint, and each file's size and modification time: a new
+    `prepare` rewrites them) and the split code's version."""
+    sequences_dir = data_dir / SEQUENCES_DIR
+    files = sorted(path for path in sequences_dir.iterdir() if path.is_file())
+    state = sequences_dir / "state.json"
+    payload = {
+        "method": method,
+        "options": options,
+        "state": state.read_text(encoding="utf-8") if state.is_file() else None,
+        "files": [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in files],
+        "version": [SPLIT_CACHE_VERSION, __version__],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_split_cache(splits: DatasetDict, cache: Path) -> None:
+    """Save `splits` to `cache` atomically: written to a hidden sibling, then renamed into place, so a reader never
+    sees a half-written cache; when another process renamed its (identical) copy first, that one is kept."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = cache.parent / f".{cache.name}.staging-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        # An empty split gets one (empty) shard: with `datasets`' default of none, `load_from_disk` fails on it.
+        splits.save_to_disk(str(staging), num_shards={name: 1 for name, dataset in splits.items() if len(dataset) == 0})
+        os.rename(staging, cache)
+    except OSError:
+        if not (cache / "dataset_dict.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def cached_split(data_dir: str | os.PathLike, split: str, options: dict[str, Any] | None = None) -> DatasetDict:
+    """`split_sequences(sequences, split, **options)` of a prepared folder's sequences, memory-mapped.
+
+    The first call computes the split and saves it as Arrow files in
+    `data_dir/splits/<split>-<hash of the arguments and of the sequences>/`; every later call with the same
+    sequences and arguments loads them (`load_from_disk`: memory-mapped, so the rows stay file-backed pages the
+    kernel can drop, and the memory used does not grow with the number of users). The contents are those of the
+    in-memory split, column for column. When the folder cannot be written (read-only, full disk), the split is
+    returned in memory, as computed.
+    """
+    data_dir = Path(data_dir)
+    method, options = split_method(split), dict(options or {})
+    cache = data_dir / SPLITS_CACHE_DIR / f"{method}-{_split_cache_key(data_dir, method, options)}"
+    if (cache / "dataset_dict.json").is_file():
+        return load_from_disk(str(cache))
+    splits = split_sequences(load_from_disk(str(data_dir / SEQUENCES_DIR)), method, **options)
+    try:
+        _write_split_cache(splits, cache)
+    except OSError as error:
+        logger.warning("could not cache the %s split in %s (%s); keeping it in memory.", method, cache, error)
+        return splits
+    del splits
+    # The split's temporaries and in-memory tables are free now: give their pages back to the OS (a warm heap,
+    # `keep_cpu_heap_warm`, would otherwise keep them resident for the whole run).
+    pa.default_memory_pool().release_unused()
+    release_cpu_heap()
+    return load_from_disk(str(cache))
 
 
 def prepared_split_options(data_dir: str | os.PathLike, split: str) -> dict[str, Any]:

@@ -43,6 +43,7 @@ __all__ = [
     "future_split",
     "leave_one_out_split",
     "temporal_split",
+    "split_method",
     "split_sequences",
 ]
 
@@ -500,14 +501,21 @@ def future_split(
     return DatasetDict(splits)
 
 
+def split_method(method: str) -> str:
+    """The canonical name, one of `SPLITS`, of a split method written with any case or `_` for `-`
+    (`"Leave_One_Out"` -> `"leave-one-out"`).
+
+    Raises:
+        ValueError: `method` names no split.
+    """
+    normalised = method.strip().lower().replace("_", "-")
+    if normalised not in SPLITS:
+        raise ValueError(f"unknown split method {method!r}; valid methods are {list(SPLITS)}.")
+    return normalised
+
+
 def split_sequences(sequences: Dataset, method: str, **kwargs: Any) -> DatasetDict:
     """Splits sequences with `method`, one of `SPLITS` (`"leave-one-out"`, `"temporal"` or `"future"`); `kwargs`
     go to `leave_one_out_split`, `temporal_split` or `future_split`."""
-    normalised = method.strip().lower().replace("_", "-")
-    if normalised == "leave-one-out":
-        return leave_one_out_split(sequences, **kwargs)
-    if normalised == "temporal":
-        return temporal_split(sequences, **kwargs)
-    if normalised == "future":
-        return future_split(sequences, **kwargs)
-    raise ValueError(f"unknown split method {method!r}; valid methods are {list(SPLITS)}.")
+    split = {"leave-one-out": leave_one_out_split, "temporal": temporal_split, "future": future_split}
+    return split[split_method(method)](sequences, **kwargs)

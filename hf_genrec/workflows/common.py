@@ -31,6 +31,7 @@ from transformers import TrainerCallback
 
 from ..data import ItemVocabulary
 from ..data.prepared import (
+    SPLITS_CACHE_DIR,
     check_same_vocabulary,
     load_prepared,
     load_prepared_from_hub,
@@ -187,7 +188,8 @@ def _digest_files(folder: Path) -> list[Path]:
     """The files of `folder` that `input_digest` reads, in a fixed order."""
     found = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != CHECKPOINTS_DIR)
+        # Checkpoints and the split caches `load_prepared` writes are derived, not input.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in (CHECKPOINTS_DIR, SPLITS_CACHE_DIR))
         found += [Path(root) / name for name in sorted(files) if not name.startswith(".")
                   and name.endswith(DIGEST_SUFFIXES) and name not in DIGEST_IGNORED]
     return found

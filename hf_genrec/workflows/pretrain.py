@@ -57,11 +57,12 @@ def pretrain(
     """
     run = TrainingRun("pretrain", output_dir, RunOptions.merge(options, flags, caller="pretrain"))
     with run.lock():
-        keep_cpu_heap_warm()
         recipe = resolve_recipe(recipe)
         args, training = run.training_config(PretrainConfig, recipe)
         split = recipe["data"].get("split", "leave-one-out")
         splits, vocabulary = run.load_data(data_dir, split)
+        # After loading: the split's freed temporaries go back to the OS instead of staying in the warm heap.
+        keep_cpu_heap_warm()
 
         # Seed before building the model so the seed also fixes the initial weights.
         set_seed(args.seed)

@@ -175,13 +175,14 @@ def reward(
     """
     run = TrainingRun("reward", output_dir, RunOptions.merge(options, flags, caller="reward"), METRICS_FILE)
     with run.lock():
-        keep_cpu_heap_warm()
         recipe = resolve_recipe(recipe)
         args, training = run.training_config(
             RewardConfig, recipe, overrides={"ensemble_size": ensemble_size} if ensemble_size is not None else None
         )
         split = recipe["data"].get("split", "leave-one-out")
         splits, vocabulary = run.load_data(data_dir, split, model_dir=model_dir)
+        # After loading: the split's freed temporaries go back to the OS instead of staying in the warm heap.
+        keep_cpu_heap_warm()
         model_kwargs = {**recipe["model"], **(model_overrides or {})}
         run.describe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
                      method=recipe["method"] or {}, write_recipe=False)
