@@ -2,8 +2,8 @@
 
 Each method trains for `--steps` optimizer steps with its MovieLens-1M recipe (`recipes/movielens-1m/*.yaml`: the
 same batch size, precision and method settings as a real run; sampling included for DPO/IPO/PPO), and its epoch time
-is extrapolated: seconds per step (the trainer's `train_runtime` / steps) × steps per epoch (training rows / batch
-size). Post-training starts from `--pretrained` (or from the short pretraining run itself: timings do not depend
+is extrapolated: the mean seconds of a training step after the first (timed by a callback from step begin to step
+end, so evaluation and checkpoints are left out) × steps per epoch (training rows / batch size). Post-training starts from `--pretrained` (or from the short pretraining run itself: timings do not depend
 on quality) with the reward ensemble `--reward-model` (or a one-member ensemble trained here for `--steps` steps).
 Prints one table; compare rows measured in the same run, on an idle machine.
 
@@ -16,7 +16,10 @@ import argparse
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
+
+from transformers import TrainerCallback
 
 from hf_genrec.data.prepared import load_prepared
 from hf_genrec.recipes import load_recipe
@@ -26,10 +29,26 @@ from hf_genrec.workflows.posttrain import METHODS
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "movielens-1m"
 
 
-def epoch_row(name: str, runtime_s: float, steps: int, batch_size: int, train_rows: int) -> dict[str, float]:
+class StepTimer(TrainerCallback):
+    """Wall seconds of each optimizer step (data loading, forward, backward, optimizer; no evaluation or saving)."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def epoch_row(name: str, timer: StepTimer, batch_size: int, train_rows: int) -> dict[str, float]:
+    """Seconds per epoch from the mean of the steps after the first (which pays one-off warm-up costs)."""
+    steps = timer.seconds[1:] or timer.seconds
     steps_per_epoch = math.ceil(train_rows / batch_size)
-    per_step = runtime_s / steps
-    return {"method": name, "steps_timed": steps, "s_per_step": per_step, "steps_per_epoch": steps_per_epoch,
+    per_step = sum(steps) / len(steps)
+    timer.seconds = []
+    return {"method": name, "steps_timed": len(steps), "s_per_step": per_step, "steps_per_epoch": steps_per_epoch,
             "s_per_epoch": per_step * steps_per_epoch}
 
 
@@ -51,27 +70,24 @@ def main() -> None:
     splits, _ = load_prepared(args.data)
     train_rows = len(splits["train"])
     overrides = {"bf16": False} if args.no_bf16 else None
-    rows = []
+    rows, timer = [], StepTimer()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        report = pretrain(args.data, root / "pretrain", recipe=RECIPES / "hstu.yaml", max_steps=args.steps,
-                          training_overrides=overrides)
-        rows.append(epoch_row("pretrain (hstu.yaml)", report["train_runtime_s"], args.steps, batch_size("hstu.yaml"),
-                              train_rows))
+        pretrain(args.data, root / "pretrain", recipe=RECIPES / "hstu.yaml", max_steps=args.steps,
+                 training_overrides=overrides, callbacks=[timer])
+        rows.append(epoch_row("pretrain (hstu.yaml)", timer, batch_size("hstu.yaml"), train_rows))
         pretrained = args.pretrained or str(root / "pretrain")
         reward_model = args.reward_model
         if reward_model is None:
-            report = reward(args.data, pretrained, root / "reward", ensemble_size=1, recipe=RECIPES / "reward.yaml",
-                            max_steps=args.steps, training_overrides=overrides)
-            rows.append(epoch_row("reward model (1 member)", report["train_runtime_s"], args.steps,
-                                  batch_size("reward.yaml"), train_rows))
+            reward(args.data, pretrained, root / "reward", ensemble_size=1, recipe=RECIPES / "reward.yaml",
+                   max_steps=args.steps, training_overrides=overrides, callbacks=[timer])
+            rows.append(epoch_row("reward model (1 member)", timer, batch_size("reward.yaml"), train_rows))
             reward_model = str(root / "reward")
         for method in args.methods:
-            report = posttrain(args.data, pretrained, root / method, method=method, reward_model=reward_model,
-                               recipe=RECIPES / f"{method}.yaml", max_steps=args.steps, evaluate=False,
-                               training_overrides=overrides)
-            rows.append(epoch_row(method, report["train_runtime_s"], report["global_steps"],
-                                  batch_size(f"{method}.yaml"), train_rows))
+            posttrain(args.data, pretrained, root / method, method=method, reward_model=reward_model,
+                      recipe=RECIPES / f"{method}.yaml", max_steps=args.steps, evaluate=False,
+                      training_overrides=overrides, callbacks=[timer])
+            rows.append(epoch_row(method, timer, batch_size(f"{method}.yaml"), train_rows))
             print(f"{method}: {rows[-1]['s_per_epoch']:.1f} s/epoch", flush=True)
     base = rows[0]["s_per_epoch"]
     print(f"\n{train_rows} training rows; {args.steps} steps timed per method\n")
