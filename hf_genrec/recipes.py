@@ -233,6 +233,24 @@ def model_field_types() -> dict[str, tuple[Any, Any]]:
     return {name: (params[name].annotation, params[name].default) for name in model_config_fields()}
 
 
+def read_yaml_file(path: str | os.PathLike, what: str) -> Any:
+    """The YAML document in `path` (`{}` when empty). A folder, a missing file, a file that is not UTF-8 text or
+    not YAML is a `RecipeError` naming `what` (e.g. "Recipe", "--config") and the path."""
+    if os.path.isdir(path):
+        raise RecipeError(f"{what} {str(path)!r} is a directory. Pass a YAML file, e.g. recipes/movielens-1m/hstu.yaml.")
+    if not os.path.isfile(path):
+        raise RecipeError(f"{what} file {str(path)!r} does not exist. Pass a YAML file, e.g. "
+                          "recipes/movielens-1m/hstu.yaml.")
+    with open(path, encoding="utf-8") as f:
+        try:
+            return yaml.safe_load(f) or {}
+        except yaml.YAMLError as error:
+            raise RecipeError(f"{path}: not valid YAML ({error}).") from error
+        except UnicodeDecodeError as error:
+            raise RecipeError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start}). "
+                              "Pass a YAML file.") from None
+
+
 def load_recipe(path: str | os.PathLike | None) -> dict[str, Any]:
     """Read and check a recipe; `None` gives the empty recipe (every default).
 
@@ -241,18 +259,7 @@ def load_recipe(path: str | os.PathLike | None) -> dict[str, Any]:
     """
     if path is None:
         return {section: {} for section in CONFIG_SECTIONS}
-    if os.path.isdir(path):
-        raise RecipeError(f"Recipe {str(path)!r} is a directory. Pass a YAML file, e.g. recipes/movielens-1m/hstu.yaml.")
-    if not os.path.isfile(path):
-        raise RecipeError(f"Recipe file {str(path)!r} does not exist. Pass a YAML file, e.g. recipes/movielens-1m/hstu.yaml.")
-    with open(path, encoding="utf-8") as f:
-        try:
-            recipe = yaml.safe_load(f) or {}
-        except yaml.YAMLError as error:
-            raise RecipeError(f"{path}: not valid YAML ({error}).") from error
-        except UnicodeDecodeError as error:
-            raise RecipeError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start}). "
-                              "Pass a YAML recipe file.") from None
+    recipe = read_yaml_file(path, "Recipe")
     if not isinstance(recipe, dict):
         raise RecipeError(f"{path}: a recipe is a mapping with sections {RECIPE_SECTIONS}, got {type(recipe).__name__}.")
     _check_keys("top level", recipe, list(RECIPE_SECTIONS), str(path))
@@ -309,4 +316,4 @@ def build_training_config(config_class, values: dict[str, Any], source: str = "r
 
 
 __all__ = ["CONFIG_SECTIONS", "RecipeError", "build_training_config", "coerce_fields", "load_recipe", "model_config_fields",
-           "resolve_recipe"]
+           "read_yaml_file", "resolve_recipe"]

@@ -26,9 +26,14 @@ import os
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-import yaml
-
-from ..recipes import CONFIG_SECTIONS, DATA_FIELDS, RecipeError, load_recipe, model_field_types
+from ..recipes import (
+    CONFIG_SECTIONS,
+    DATA_FIELDS,
+    RecipeError,
+    load_recipe,
+    model_field_types,
+    read_yaml_file,
+)
 
 # TRL's names for the commands' own flags -> ours (`push_to_hub` + `hub_model_id` are handled together).
 TRL_ALIASES = {"output_dir": "output", "model_name_or_path": "model", "hub_private_repo": "hub_private"}
@@ -48,13 +53,7 @@ def find_config_file(argv: Sequence[str]) -> str | None:
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """The mapping in a `--config` YAML file, after setting the variables of its `env:` mapping (as TRL does)."""
-    if not os.path.isfile(path):
-        raise RecipeError(f"--config {str(path)!r} is not a file. Fix: pass a YAML file, e.g. recipes/movielens-1m/asft.yaml.")
-    with open(path, encoding="utf-8") as f:
-        try:
-            values = yaml.safe_load(f) or {}
-        except yaml.YAMLError as error:
-            raise RecipeError(f"--config {path}: not valid YAML ({error}).") from None
+    values = read_yaml_file(path, "--config")
     if not isinstance(values, dict):
         raise RecipeError(f"--config {path}: a config file is a mapping of name: value, got {type(values).__name__}.")
     env = values.pop("env", {})
