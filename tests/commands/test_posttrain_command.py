@@ -4,44 +4,24 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
+from workspaces import posttrain_workspace
 
 from hf_genrec import (
     AutoModelForNextItemPrediction,
-    HSTUConfig,
     HSTUForNextItemPrediction,
-    HSTUForRewardModeling,
 )
 from hf_genrec.cli import main
-from hf_genrec.data import ItemVocabulary, generate_synthetic_interactions, write_movielens_file
-from hf_genrec.data.prepared import prepare_dataset
 from hf_genrec.evaluation.metrics import default_subsets, metric_key
 from hf_genrec.recipes import build_training_config, load_recipe
-from hf_genrec.rewards import RewardEnsemble
 from hf_genrec.trainers.base import cpu_has_native_bf16
 from hf_genrec.workflows.posttrain import METHODS
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "movielens-1m"
-TINY = dict(hidden_size=16, num_hidden_layers=1, attention_dim=8, linear_dim=8, max_seq_len=12,
-            max_position_embeddings=15, num_negatives=8)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A prepared dataset, a (random) tiny pretrained recommender and a 2-member reward ensemble."""
-    root = tmp_path_factory.mktemp("posttrain")
-    ratings = write_movielens_file(generate_synthetic_interactions(num_users=40, num_items=30, mean_events=20,
-                                                                   seed=5), root / "raw" / "ratings.dat")
-    prepare_dataset(ratings, root / "data", format="movielens")
-    vocabulary = ItemVocabulary.from_pretrained(root / "data")
-    torch.manual_seed(0)
-    model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **TINY))
-    model.save_pretrained(root / "pretrained")
-    vocabulary.save_pretrained(root / "pretrained")
-    members = [HSTUForRewardModeling(HSTUConfig(num_items=vocabulary.num_items, **TINY)) for _ in range(2)]
-    RewardEnsemble(members, seeds=[0, 1], vocabulary=vocabulary).save_pretrained(root / "reward")
-    return root
+    return posttrain_workspace(tmp_path_factory.mktemp("posttrain"), reward=True)
 
 
 def run(workspace, output, *flags):

@@ -8,28 +8,16 @@ import os
 import pytest
 import torch
 import yaml
+from workspaces import posttrain_workspace
 
-from hf_genrec import AutoModelForNextItemPrediction, HSTUConfig, HSTUForNextItemPrediction
+from hf_genrec import AutoModelForNextItemPrediction, HSTUForNextItemPrediction
 from hf_genrec.cli import main
-from hf_genrec.data import ItemVocabulary, generate_synthetic_interactions, write_movielens_file
-from hf_genrec.data.prepared import prepare_dataset
-
-TINY = dict(hidden_size=16, num_hidden_layers=1, attention_dim=8, linear_dim=8, max_seq_len=12,
-            max_position_embeddings=15, num_negatives=8)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A prepared dataset and a (random) tiny pretrained recommender."""
-    root = tmp_path_factory.mktemp("trl_style")
-    ratings = write_movielens_file(generate_synthetic_interactions(num_users=40, num_items=30, mean_events=20,
-                                                                   seed=5), root / "raw" / "ratings.dat")
-    prepare_dataset(ratings, root / "data", format="movielens")
-    vocabulary = ItemVocabulary.from_pretrained(root / "data")
-    torch.manual_seed(0)
-    HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **TINY)).save_pretrained(root / "pretrained")
-    vocabulary.save_pretrained(root / "pretrained")
-    return root
+    return posttrain_workspace(tmp_path_factory.mktemp("trl_style"))
 
 
 def exit_status(argv) -> int:

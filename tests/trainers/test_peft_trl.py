@@ -12,17 +12,14 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import TrainerCallback
 from trl import ModelConfig, get_peft_config
+from workspaces import posttrain_workspace
 
-from hf_genrec import AutoModelForNextItemPrediction, HSTUConfig, HSTUForNextItemPrediction
+from hf_genrec import AutoModelForNextItemPrediction
 from hf_genrec.cli import main
-from hf_genrec.data import ItemVocabulary, generate_synthetic_interactions, write_movielens_file
-from hf_genrec.data.prepared import prepare_dataset
 from hf_genrec.trainers.policy import ADAPTER_DIR
 from hf_genrec.workflows import posttrain
 from hf_genrec.workflows.posttrain import lora_arguments, resolve_peft_config
 
-TINY = dict(hidden_size=16, num_hidden_layers=1, attention_dim=8, linear_dim=8, max_seq_len=12,
-            max_position_embeddings=15, num_negatives=8)
 # What `--lora-r 2` built before TRL's pieces were used (alpha 2r, no dropout, the HSTU projections).
 LORA_R_BEFORE = LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=["uvqk", "o_proj"], task_type=None)
 # Offline A-SFT: no reward model needed.
@@ -32,15 +29,7 @@ ASFT_FLAGS = ["--method", "asft", "--baseline", "user_mean", "--max-steps", "2",
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A prepared dataset and a (random) tiny pretrained recommender."""
-    root = tmp_path_factory.mktemp("peft-trl")
-    ratings = write_movielens_file(generate_synthetic_interactions(num_users=32, num_items=30, mean_events=20,
-                                                                   seed=5), root / "ratings.dat")
-    prepare_dataset(ratings, root / "data", format="movielens")
-    vocabulary = ItemVocabulary.from_pretrained(root / "data")
-    torch.manual_seed(0)
-    HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **TINY)).save_pretrained(root / "pretrained")
-    vocabulary.save_pretrained(root / "pretrained")
-    return root
+    return posttrain_workspace(tmp_path_factory.mktemp("peft-trl"), num_users=32)
 
 
 def run_cli(workspace, output, *flags) -> int:
