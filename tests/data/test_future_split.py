@@ -4,7 +4,7 @@ import logging
 
 import numpy as np
 import pytest
-from datasets import Dataset
+from sequence_rows import sequences_from_rows
 
 from hf_genrec.data import (
     SEQUENCE_FEATURES,
@@ -14,20 +14,6 @@ from hf_genrec.data import (
 )
 from hf_genrec.data.columns import WINDOW_POSITION, WINDOW_REWARD
 from hf_genrec.data.splits import EVALUATION_FEATURES, FUTURE_EVALUATION_FEATURES, future_split
-
-
-def _sequences(rows):
-    """rows: {user: [(item, rating, timestamp), ...]} in chronological order."""
-    return Dataset.from_dict(
-        {
-            "user_id": list(rows),
-            "item_ids": [[e[0] for e in events] for events in rows.values()],
-            "ratings": [[e[1] for e in events] for events in rows.values()],
-            "timestamps": [[e[2] for e in events] for events in rows.values()],
-        },
-        features=SEQUENCE_FEATURES,
-    )
-
 
 # validation_start = 5, cutoff = 10, H = 2, min_history = 2.
 EXAMPLE = {
@@ -75,7 +61,7 @@ def _rows(dataset):
 
 def test_future_split_exact_rows(caplog):
     with caplog.at_level(logging.INFO, logger="hf_genrec.data.splits"):
-        splits = future_split(_sequences(EXAMPLE), cutoff=10, validation_start=5, horizon=2, min_history=2)
+        splits = future_split(sequences_from_rows(EXAMPLE), cutoff=10, validation_start=5, horizon=2, min_history=2)
     assert splits["train"]["user_id"] == ["a", "b", "e"]  # c has 1 event before validation_start, d none
     assert splits["train"]["item_ids"] == [[1, 2, 3], [9, 10], [21, 22, 23]]
     # Validation: only a has >= 2 events before validation_start and >= 2 in [5, 10); both are targets.
@@ -95,7 +81,7 @@ def test_future_split_exact_rows(caplog):
     assert splits["test"].features == FUTURE_EVALUATION_FEATURES
     # The other splits keep their columns.
     assert (
-        split_sequences(_sequences(EXAMPLE), "temporal", validation_start=5, test_start=10)["test"].features
+        split_sequences(sequences_from_rows(EXAMPLE), "temporal", validation_start=5, test_start=10)["test"].features
         == EVALUATION_FEATURES
     )
     assert "cutoff" in caplog.text and "3 test users (6 targets)" in caplog.text
@@ -202,11 +188,11 @@ def test_test_labels_change_nothing_before_the_cutoff():
 )
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        future_split(_sequences(EXAMPLE), **kwargs)
+        future_split(sequences_from_rows(EXAMPLE), **kwargs)
 
 
 def test_empty_test_split_warns(caplog):
     with caplog.at_level(logging.WARNING, logger="hf_genrec.data.splits"):
-        splits = split_sequences(_sequences(EXAMPLE), "future", cutoff=10, validation_start=5, horizon=5)
+        splits = split_sequences(sequences_from_rows(EXAMPLE), "future", cutoff=10, validation_start=5, horizon=5)
     assert len(splits["test"]) == 0
     assert "the test split is empty" in caplog.text

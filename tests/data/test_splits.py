@@ -2,7 +2,7 @@ import logging
 
 import numpy as np
 import pytest
-from datasets import Dataset
+from sequence_rows import sequences_from_rows
 
 from hf_genrec.data import (
     EVALUATION_FEATURES,
@@ -16,20 +16,6 @@ from hf_genrec.data import (
     temporal_split,
 )
 
-
-def _sequences(rows):
-    """rows: {user: [(item, rating, timestamp), ...]} in chronological order."""
-    return Dataset.from_dict(
-        {
-            "user_id": list(rows),
-            "item_ids": [[e[0] for e in events] for events in rows.values()],
-            "ratings": [[e[1] for e in events] for events in rows.values()],
-            "timestamps": [[e[2] for e in events] for events in rows.values()],
-        },
-        features=SEQUENCE_FEATURES,
-    )
-
-
 EXAMPLE = {
     "a": [(1, 5.0, 10), (2, 4.0, 20), (3, 3.0, 30), (4, 2.0, 40)],
     "b": [(5, 1.0, 15), (6, 2.0, 25), (7, 3.0, 35)],
@@ -39,7 +25,7 @@ EXAMPLE = {
 
 def test_leave_one_out_exact_rows(caplog):
     with caplog.at_level(logging.WARNING, logger="hf_genrec.data.splits"):
-        splits = leave_one_out_split(_sequences(EXAMPLE))
+        splits = leave_one_out_split(sequences_from_rows(EXAMPLE))
     assert "dropped 1 users with fewer than 3 events" in caplog.text
     assert splits["train"].features == SEQUENCE_FEATURES
     assert splits["test"].features == EVALUATION_FEATURES
@@ -63,11 +49,11 @@ def test_leave_one_out_exact_rows(caplog):
 
 def test_leave_one_out_needs_three_events():
     with pytest.raises(DataFormatError, match="at least 3 events"):
-        leave_one_out_split(_sequences({"c": EXAMPLE["c"]}))
+        leave_one_out_split(sequences_from_rows({"c": EXAMPLE["c"]}))
 
 
 def test_leave_one_out_honours_an_indices_mapping():
-    sequences = _sequences(EXAMPLE).select([1, 0])  # a view: rows reordered, arrow data untouched
+    sequences = sequences_from_rows(EXAMPLE).select([1, 0])  # a view: rows reordered, arrow data untouched
     assert leave_one_out_split(sequences)["test"]["user_id"] == ["b", "a"]
 
 
@@ -80,7 +66,7 @@ TEMPORAL = {
 
 
 def test_temporal_split_exact_targets():
-    splits = temporal_split(_sequences(TEMPORAL), validation_start=30, test_start=40)
+    splits = temporal_split(sequences_from_rows(TEMPORAL), validation_start=30, test_start=40)
     train = {row["user_id"]: row["item_ids"] for row in splits["train"]}
     assert train == {"a": [1, 2], "d": [11, 12, 13]}  # b has one event before 30, c none
     validation = {row["user_id"]: (row["item_ids"], row["target_item_id"]) for row in splits["validation"]}
@@ -109,7 +95,7 @@ def test_temporal_split_default_cutoffs_are_quantiles():
 
 def test_split_sequences_dispatch():
     assert SPLITS == ("leave-one-out", "temporal", "future")
-    sequences = _sequences(TEMPORAL)
+    sequences = sequences_from_rows(TEMPORAL)
     assert split_sequences(sequences, "leave-one-out")["test"]["target_item_id"] == [5, 8, 13]
     assert len(split_sequences(sequences, "temporal", validation_start=30, test_start=40)["test"]) == 2
     with pytest.raises(ValueError, match="valid methods are \\['leave-one-out', 'temporal', 'future'\\]"):
