@@ -7,6 +7,8 @@ deterministic rewards, so the tests do not depend on a trained reward model.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from hf_genrec import HSTUConfig, HSTUForNextItemPrediction
@@ -76,6 +78,15 @@ def tiny_model(seed: int = 0, **overrides) -> HSTUForNextItemPrediction:
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of a model's state (names and bytes, in name order): equal digests mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def max_abs_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:

@@ -2,11 +2,10 @@
 `confident_extremes` (default: highest lower bound vs lowest upper bound) and `logged_vs_worse` (the logged item
 vs a sampled candidate whose interval lies below the logged item's)."""
 
-import hashlib
 
 import pytest
 import torch
-from posttrain_helpers import FakeRewardEnsemble, posttrain_trainer, tiny_model
+from posttrain_helpers import FakeRewardEnsemble, posttrain_trainer, tiny_model, weights_digest
 
 from hf_genrec.data import SequenceCollator
 from hf_genrec.losses.dpo import logged_vs_worse_pairs, separated_pairs
@@ -28,14 +27,6 @@ class RecordingEnsemble(FakeRewardEnsemble):
         prediction = super().predict_candidates(*args, candidate_item_ids=candidate_item_ids, **kwargs)
         self.scored.append((candidate_item_ids.clone(), prediction.mean.float(), prediction.std.float()))
         return prediction
-
-
-def weights_digest(model) -> str:
-    digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(value.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def has_confident_pair(mean, std, z) -> bool:

@@ -1,25 +1,16 @@
 """PPO's baseline choice (`PPOConfig.baseline`): the learned value head (default) or the RLOO leave-one-out
 group mean, and the explained variance of the rewards by the baseline that the trainer logs."""
 
-import hashlib
 
 import pytest
 import torch
-from posttrain_helpers import FakeRewardEnsemble, posttrain_trainer, tiny_model
+from posttrain_helpers import FakeRewardEnsemble, posttrain_trainer, tiny_model, weights_digest
 
 from hf_genrec.data import SequenceCollator
 from hf_genrec.losses.ppo import explained_variance, leave_one_out_baseline
 from hf_genrec.trainers import PPOConfig
 from hf_genrec.trainers.policy import PREPARED
 from hf_genrec.trainers.ppo import ADVANTAGES, REWARDS, VALUE_HEAD
-
-
-def weights_digest(model) -> str:
-    digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(value.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def first_rows_batch(rows, count: int = 4):
