@@ -100,12 +100,6 @@ class CQLTrainer(PolicyTrainer):
         scale = args.q_scale_init or 1.0 / model.config.similarity_temperature
         return {CQL_HEAD: CQLHead(scale)}
 
-    def _cosines(self, user_embeddings: torch.Tensor) -> torch.Tensor:
-        """(P, d) user vectors -> (P, V + 1) cosines with every item (column 0, padding, is 0), from the
-        unsharded policy (training takes them from the forward, `_forward_cosines`)."""
-        with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
-            return user_embeddings.float() @ self.policy.normalized_item_embeddings().float().T
-
     @staticmethod
     def _forward_cosines(model, inputs: dict[str, torch.Tensor], supervised: torch.Tensor):
         """The forward of `model` on `inputs` and the (P, V + 1) float32 cosines at the (B, N) `supervised`

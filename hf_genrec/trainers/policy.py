@@ -109,16 +109,6 @@ def supervised_mask(labels: torch.Tensor) -> torch.Tensor:
     return labels > 0
 
 
-def item_logits_fp32(policy: nn.Module, user_embeddings: torch.Tensor) -> torch.Tensor:
-    """(C, d) normalised user vectors -> (C, V + 1) float32 item scores (column 0 is −inf).
-
-    Computed with autocast off: under bf16 autocast the scores (cosine / 0.05, up to ±20) would carry an
-    error of ~0.1, which is noise on log-probability ratios.
-    """
-    with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
-        return policy.item_logits(user_embeddings.float()).float()
-
-
 def items_log_softmax(logits: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """log π(·|x) from item scores: (C, V + 1) float32 logits -> (C, V + 1) float32 log-probabilities.
 
@@ -141,13 +131,7 @@ def labels_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 def catalogue_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, exclude: torch.Tensor | None = None):
     """log π(·|x) over the catalogue of an unsharded `policy`: (C, d) normalised user vectors -> (C, V + 1)
     float32 log-probabilities (`items_log_softmax`). The trainers take the scores from the forward instead."""
-    return items_log_softmax(item_logits_fp32(policy, user_embeddings), exclude)
-
-
-def logged_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log π(y|x) of the logged items of an unsharded `policy`: (P, d) user vectors and (P,) labels -> (P,)
-    float32 (`labels_log_probs`)."""
-    return labels_log_probs(item_logits_fp32(policy, user_embeddings), labels)
+    return items_log_softmax(policy.item_logits_float32(user_embeddings), exclude)
 
 
 def policy_forward(
@@ -598,7 +582,6 @@ __all__ = [
     "PolicyTrainer",
     "PostTrainConfig",
     "catalogue_log_probs",
-    "item_logits_fp32",
     "context_batch",
     "create_reference_model",
     "disable_dropout_in_model",
@@ -606,7 +589,6 @@ __all__ = [
     "items_log_softmax",
     "labels_log_probs",
     "load_reward_model",
-    "logged_log_probs",
     "policy_forward",
     "positions_mask",
     "prepare_frozen_model",

@@ -73,7 +73,8 @@ def conservative_gap(trainer, batch) -> float:
     """Mean of logsumexp_a Q(x, a) − Q(x, y) over the logged items of `batch`."""
     trainer.policy.eval()
     supervised = supervised_mask(batch["labels"])
-    q_values = trainer._q_values(trainer._cosines(policy_forward(trainer.policy, batch).user_embeddings[supervised]))
+    _, cosines = trainer._forward_cosines(trainer.policy, batch, supervised)  # (P, V + 1), as training scores them
+    q_values = trainer._q_values(cosines)
     _, _, penalty = cql_loss(q_values, batch["labels"][supervised], batch["label_ratings"][supervised], alpha=1.0)
     return penalty.mean().item()
 

@@ -622,6 +622,15 @@ class HSTUItemScoringMixin:
         logits[..., 0] = float("-inf")
         return logits
 
+    def item_logits_float32(self, user_embeddings: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
+        """`item_logits` in float32 with autocast off: (..., d) user vectors -> (..., V + 1) float32 scores.
+
+        What policy log-probabilities are computed from: under bf16 autocast the scores (up to ±1/τ) would carry an
+        error of ~0.1, which is noise on log-probability ratios.
+        """
+        with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
+            return self.item_logits(user_embeddings.float(), temperature=temperature).float()
+
     def next_item_loss(
         self, user_embeddings: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -712,9 +721,7 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
                              "masked positions), not both; drop output_logits to score only the masked positions.")
         logits = self.item_logits(user_embeddings) if output_logits else None
         if logits_mask is not None:
-            with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
-                user = user_embeddings[logits_mask].float()  # (P, d)
-                logits = self.item_logits(user, temperature=logits_temperature).float()  # (P, V + 1)
+            logits = self.item_logits_float32(user_embeddings[logits_mask], logits_temperature)  # (P, V + 1)
         return NextItemPredictionOutput(
             loss=loss,
             logits=logits,
