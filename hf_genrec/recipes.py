@@ -48,7 +48,8 @@ class RecipeError(ValueError):
     """A recipe file or override that cannot be used; the message names the key and the fix."""
 
 
-def _suggest(name: str, valid: list[str]) -> str:
+def suggest(name: str, valid: list[str]) -> str:
+    """` Did you mean 'x'?` for the closest of `valid` to a misspelt `name`, or `""`."""
     close = difflib.get_close_matches(name, valid, n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
@@ -57,7 +58,7 @@ def _check_keys(section: str, values: dict, valid: list[str], source: str) -> No
     for key in values:
         if key not in valid:
             raise RecipeError(
-                f"{source}: unknown key {key!r} in section '{section}'.{_suggest(key, valid)} "
+                f"{source}: unknown key {key!r} in section '{section}'.{suggest(key, valid)} "
                 f"Valid keys: {', '.join(sorted(valid))}."
             )
 
@@ -316,4 +317,4 @@ def build_training_config(config_class, values: dict[str, Any], source: str = "r
 
 
 __all__ = ["CONFIG_SECTIONS", "RecipeError", "build_training_config", "coerce_fields", "load_recipe", "model_config_fields",
-           "read_yaml_file", "resolve_recipe"]
+           "read_yaml_file", "resolve_recipe", "suggest", "training_field_types"]

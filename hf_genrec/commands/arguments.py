@@ -33,6 +33,8 @@ from ..recipes import (
     load_recipe,
     model_field_types,
     read_yaml_file,
+    suggest,
+    training_field_types,
 )
 
 # TRL's names for the commands' own flags -> ours (`push_to_hub` + `hub_model_id` are handled together).
@@ -87,13 +89,9 @@ def _hub_repo(push_to_hub: Any, hub_model_id: Any, source: str) -> str:
     return str(hub_model_id)
 
 
-def config_fields(config_class: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(config_class) if f.init]
-
-
 def model_fields(config_class: type) -> list[str]:
     """`HSTUConfig` fields settable by flag or flat config: those whose name the trainer config does not take."""
-    taken = set(config_fields(config_class))
+    taken = set(training_field_types(config_class))
     return [name for name in model_field_types() if name not in taken]
 
 
@@ -107,7 +105,7 @@ def recipe_from_config(recipe_path: str | None, values: dict[str, Any] | None, *
     if not values:
         return recipe_path
     recipe = load_recipe(recipe_path)
-    training, models = config_fields(config_class), model_fields(config_class)
+    training, models = training_field_types(config_class), model_fields(config_class)
     known = {*script_dests, *TRL_ALIASES, "push_to_hub", "hub_model_id"}  # set by `flat_script_values`
     for name, value in values.items():
         if name in known:
@@ -122,9 +120,7 @@ def recipe_from_config(recipe_path: str | None, values: dict[str, Any] | None, *
             recipe["model"][name] = value
         elif name != "description":
             valid = sorted({*training, *models, *DATA_FIELDS, *script_dests, "method"})
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise RecipeError(f"{source}: unknown key {name!r}.{hint} A flat config takes the command's flags, the "
+            raise RecipeError(f"{source}: unknown key {name!r}.{suggest(name, valid)} A flat config takes the command's flags, the "
                               f"fields of {config_class.__name__} and of HSTUConfig, 'split' and 'method'.")
     return recipe
 
