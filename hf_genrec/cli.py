@@ -625,20 +625,20 @@ def parse_args(parser: _Parser, argv: list[str]) -> argparse.Namespace:
     """Parse `argv`. A training command also gets: its `--config` file read (a flat config's entries become the
     defaults of its flags; a nested recipe is taken as `--recipe`) and the tokens left for the trainer config flags
     (`config_tokens`, parsed once the config class is known; see commands/arguments.py)."""
-    command = next((token for token in argv if not token.startswith("-")), None)
-    values, nested_recipe = None, None
-    if command in TRAINING_COMMANDS and any(token.split("=")[0] == "--config" for token in argv):
-        from .commands import arguments
-        from .recipes import RecipeError
+    from .commands import arguments
+    from .recipes import RecipeError
 
-        config_path = arguments.find_config_file(argv)
+    command = next((token for token in argv if not token.startswith("-")), None)
+    config_path = arguments.find_config_file(argv) if command in TRAINING_COMMANDS else None
+    values, nested_recipe = None, None
+    if config_path is not None:
         try:
-            values = arguments.read_config_file(config_path) if config_path is not None else None
+            values = arguments.read_config_file(config_path)
         except RecipeError as error:
             parser.subcommands[command].error(_one_line(error).rstrip("."))
-        if values is not None and arguments.is_nested_recipe(values):
+        if arguments.is_nested_recipe(values):
             values, nested_recipe = None, config_path  # taken as --recipe below
-        elif values is not None:
+        else:
             arguments.set_config_defaults(parser.subcommands[command], values)
     args, extras = parser.parse_known_args(argv)
     if args.command not in TRAINING_COMMANDS:
