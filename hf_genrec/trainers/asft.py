@@ -85,6 +85,30 @@ class ASFTConfig(PostTrainConfig):
         super().__post_init__()
 
 
+# `reward_power` of the tilt-matched control in `asft_ablation_grid`: the caller sets it from the training data with
+# `tilt_matched_reward_power` (hf_genrec.trainers.sft) against the A-SFT run it controls for.
+TILT_MATCHED = "tilt_matched"
+
+
+def asft_ablation_grid() -> dict[str, tuple[str, dict[str, Any]]]:
+    """The A-SFT ablations of issue 13: `{name: (method, config overrides)}`, every run under the same budget.
+
+    The six A-SFT variants baseline {value, user_mean, zero} × reward source {observed, model}
+    (`asft[baseline=...,reward=...]`; `value` and `model` need a reward model, `zero`+`observed` is Exp-RSFT and
+    needs none), and `rwbc[reward_power=tilt_matched]`, RW-BC with w = r^p where p (`TILT_MATCHED`, to be replaced
+    by the caller) makes the weights' tilt equal to that of the A-SFT run being explained, so a gain of A-SFT over
+    it is the advantage baseline's and not the tilt's. λ, w_max and the optimiser are left to the caller, equal
+    across the grid.
+    """
+    grid: dict[str, tuple[str, dict[str, Any]]] = {
+        f"asft[baseline={baseline},reward={source}]": ("asft", {"baseline": baseline, "reward_source": source})
+        for baseline in ASFT_BASELINES
+        for source in ASFT_REWARD_SOURCES
+    }
+    grid[f"rwbc[reward_power={TILT_MATCHED}]"] = ("rwbc", {"reward_power": TILT_MATCHED})
+    return grid
+
+
 class ASFTTrainer(SFTTrainer):
     """Advantage-weighted SFT. The weights are computed once per optimizer step, before the forward pass
     (they need no gradient), so batch-mean normalisation covers the whole step.
@@ -147,4 +171,4 @@ class ASFTTrainer(SFTTrainer):
         return supervised_mask(inputs[LABELS]).sum()
 
 
-__all__ = ["ASFTConfig", "ASFTTrainer", "ASFT_BASELINES", "ASFT_REWARD_SOURCES"]
+__all__ = ["ASFTConfig", "ASFTTrainer", "ASFT_BASELINES", "ASFT_REWARD_SOURCES", "TILT_MATCHED", "asft_ablation_grid"]
