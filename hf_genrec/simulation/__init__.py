@@ -27,10 +27,12 @@ from .evaluation import (
     uniform_probabilities,
 )
 from .logging_policy import LoggingPolicy, ObservationModel, SimulationTruth, simulate_logs
+from .true_reward import WorldRewardModel
 from .world import World
 
 __all__ = [
     "World",
+    "WorldRewardModel",
     "LoggingPolicy",
     "ObservationModel",
     "SimulationTruth",

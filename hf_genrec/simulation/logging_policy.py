@@ -129,6 +129,8 @@ class SimulationTruth:
         observed (`np.ndarray`): whether the event's rating is in the log.
         traps (`np.ndarray` of shape `(num_items,)`): which items are traps.
         support (`np.ndarray` of shape `(num_items,)`): the logging policy's support.
+        timestamps (`np.ndarray`, *optional*): the Unix time of each step (the log's `timestamps` where observed),
+            which tells which user and step a logged history belongs to (`WorldRewardModel`).
     """
 
     items: np.ndarray
@@ -137,6 +139,7 @@ class SimulationTruth:
     observed: np.ndarray
     traps: np.ndarray
     support: np.ndarray
+    timestamps: np.ndarray | None = None
 
 
 def _consume(
@@ -217,5 +220,5 @@ def simulate_logs(
         timestamps=times[observed],
         source=f"simulated(seed={seed})",
     )
-    truth = SimulationTruth(items, true_rewards, propensities, observed, traps, support)
+    truth = SimulationTruth(items, true_rewards, propensities, observed, traps, support, times)
     return interactions, truth

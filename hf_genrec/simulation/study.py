@@ -1,0 +1,462 @@
+"""`hf-genrec simulate`: every post-training method trained on logs simulated in a `World`, measured against the
+world's true reward (issue 14, item 5).
+
+For each world setting of a preset's sweep (observation noise x log size x logging coverage) and each seed:
+
+    simulate the log -> prepare (leave-one-out) -> pretrain (BC on the log) -> the proxy reward ensemble
+    -> post-train every method (against the proxy; `ppo_true`: PPO against r* itself, `WorldRewardModel`)
+    -> evaluate every model exactly in the world at each user's held-out context
+
+and report per method: `true_value` V*(π), `proxy_value` V̂(π) under the proxy ensemble, `hacking_gap` V̂ − V*,
+`kl_to_pretrained`, `kl_to_logging`, `trap_mass` and HR@10 / NDCG@10 on the held-out simulated events (the test
+split); per setting: the oracle's, the logging policy's and the uniform policy's true value and the proxy's
+accuracy on and off the logging policy's support. Stages are the benchmark's (`hf_genrec.benchmark.stages`):
+keyed by their inputs, so a rerun reuses what is finished and an interrupted run resumes.
+
+Seed i re-draws the log (`simulate_logs(seed=i)`) in the same world and trains everything on it with the training
+seeds + i: the seeds measure the variance of the whole pipeline, not only of post-training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..benchmark.pipeline import (
+    needs_reward_model,
+    posttrain_model,
+    prepare_data,
+    pretrain_model,
+    train_reward_model,
+)
+from ..benchmark.presets import BenchmarkPreset, from_recipes
+from ..benchmark.report import write_json_strict
+from ..benchmark.stages import StageStore, stage
+from ..data import write_movielens_file
+from ..data.prepared import load_prepared
+from ..models import AutoModelForNextItemPrediction
+from ..rewards import RewardEnsemble
+from ..workflows.evaluate import evaluate_model
+from ..workflows.posttrain import posttrain
+from .evaluation import (
+    EvaluationContexts,
+    ensemble_proxy,
+    evaluate_policy,
+    logging_policy_probabilities,
+    oracle_probabilities,
+    proxy_accuracy,
+    recommender_policy,
+    uniform_probabilities,
+)
+from .logging_policy import LoggingPolicy, ObservationModel, SimulationTruth, simulate_logs
+from .true_reward import WorldRewardModel
+from .world import World
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "GAIN_FIGURE",
+    "KL_FIGURE",
+    "PRESETS",
+    "RESULTS_JSON",
+    "RESULTS_MD",
+    "TRUE_PPO",
+    "SimulatedLog",
+    "SimulationPreset",
+    "WorldSetting",
+    "get_simulation_preset",
+    "plot_gain_against_proxy_accuracy",
+    "plot_value_against_kl",
+    "run_simulation",
+    "simulation_inputs",
+    "training_recipes",
+]
+
+SPLIT = "leave-one-out"  # each user's last logged event is held out; the world's state before it is the context
+TRUE_PPO = "ppo_true"  # PPO against r* (WorldRewardModel) instead of the proxy
+DEFAULT_METHODS = ("sft", "rwbc", "asft", "dpo", "ppo")
+RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+KL_FIGURE, GAIN_FIGURE = "gold_proxy_vs_sqrt_kl.png", "true_gain_vs_proxy_accuracy.png"
+REFERENCE_METHOD = "rwbc"  # the true-value gains of the figure are against reward-weighted BC
+SCHEMA_VERSION = 1
+RANKING_METRICS = ("hr@10", "ndcg@10")
+POLICY_METRICS = ("true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "kl_to_logging", "trap_mass")
+
+
+@dataclass(frozen=True)
+class WorldSetting:
+    """One point of the sweep: observation noise std, users in the log, share of the catalogue the logging policy
+    can show."""
+
+    noise_std: float
+    num_users: int
+    coverage: float
+
+    @property
+    def name(self) -> str:
+        """The setting's label in the results, e.g. `noise=0.6,users=400,coverage=0.8`."""
+        return f"noise={self.noise_std:g},users={self.num_users},coverage={self.coverage:g}"
+
+
+@dataclass(frozen=True)
+class SimulationPreset:
+    """What `hf-genrec simulate --preset` runs.
+
+    Attributes:
+        name: the preset's name.
+        world: `World.synthetic` arguments (`num_users` is the largest log size; `num_items`, `dim`, `seed`, reward
+            parameters).
+        events_per_user: items each simulated user consumes.
+        logging: `LoggingPolicy` fields other than `coverage` (`strength`, `popularity_weight`, `exploration`).
+        observation: `ObservationModel` fields other than `noise_std` (`missingness`, `trap_share`, ...).
+        noise_levels, log_sizes, coverages: the sweep (their product is the world settings).
+        training: the training recipes and budgets (a `BenchmarkPreset`: pretrain, reward, posttrain sections).
+        methods: the post-training methods trained against the proxy (`ppo_true` is always added).
+    """
+
+    name: str
+    world: dict[str, Any]
+    events_per_user: int
+    logging: dict[str, Any]
+    observation: dict[str, Any]
+    noise_levels: tuple[float, ...]
+    log_sizes: tuple[int, ...]
+    coverages: tuple[float, ...]
+    training: BenchmarkPreset
+    methods: tuple[str, ...] = DEFAULT_METHODS
+
+    def settings(self) -> list[WorldSetting]:
+        """The world settings of the sweep, noise-major."""
+        return [WorldSetting(*values) for values in itertools.product(self.noise_levels, self.log_sizes,
+                                                                       self.coverages)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The preset as JSON values (recorded in `results.json`)."""
+        described = dataclasses.asdict(self)
+        described["training"] = self.training.to_dict()
+        return described
+
+
+@dataclass
+class SimulatedLog:
+    """A world, its logging policy and a log drawn in it, with the truth (rebuilt, not stored: it is seeded)."""
+
+    world: World
+    policy: LoggingPolicy
+    interactions: Any
+    truth: SimulationTruth
+
+    @classmethod
+    def draw(cls, simulation: dict[str, Any]) -> SimulatedLog:
+        """The log of `simulation_inputs(preset, setting, seed)`: the same inputs give the same log and truth."""
+        setting = WorldSetting(**simulation["setting"])
+        world = World.synthetic(**simulation["world"])
+        policy = LoggingPolicy(coverage=setting.coverage, **simulation["logging"])
+        observation = ObservationModel(noise_std=setting.noise_std, **simulation["observation"])
+        interactions, truth = simulate_logs(world, setting.num_users, simulation["events_per_user"], policy,
+                                            observation, seed=simulation["seed"])
+        return cls(world, policy, interactions, truth)
+
+    def contexts(self) -> EvaluationContexts:
+        """Each user's state before the last logged event (the leave-one-out test target): the world's history is
+        everything consumed before it, observed or not."""
+        last = np.asarray([np.flatnonzero(row)[-1] for row in self.truth.observed])
+        history = np.where(np.arange(self.truth.items.shape[1])[None, :] < last[:, None], self.truth.items, -1)
+        return EvaluationContexts(np.arange(len(history)), history)
+
+
+def simulation_inputs(preset: SimulationPreset, setting: WorldSetting, seed: int) -> dict[str, Any]:
+    """What the simulation stages are keyed by, and `SimulatedLog.draw` rebuilds the log from (JSON values)."""
+    return {"world": preset.world, "events_per_user": preset.events_per_user, "logging": preset.logging,
+            "observation": preset.observation, "setting": dataclasses.asdict(setting), "seed": seed}
+
+
+@stage("simulate", output="ratings.dat")
+def simulate_stage(output: Path, *, simulation: dict[str, Any]) -> dict[str, Any]:
+    """The simulated log as a MovieLens ratings file."""
+    log = SimulatedLog.draw(simulation)
+    write_movielens_file(log.interactions, output)
+    return {"num_interactions": len(log.interactions), "observed_share": float(log.truth.observed.mean())}
+
+
+@stage("posttrain_true", output="model")
+def posttrain_true_stage(output: Path, *, data: Path, pretrained: Path, recipe: dict[str, Any], seed: int,
+                         simulation: dict[str, Any]) -> dict[str, Any]:
+    """PPO against the world's true reward (`WorldRewardModel`) instead of the proxy ensemble."""
+    log = SimulatedLog.draw(simulation)
+    _, vocabulary = load_prepared(data, SPLIT)
+    truth_model = WorldRewardModel(log.world, log.truth, vocabulary, log.policy)
+    report = posttrain(data, pretrained, output, method="ppo", reward_model=truth_model, recipe=recipe, seed=seed,
+                       overwrite=True, evaluate=False)
+    return {"global_steps": report["global_steps"], "train_runtime_s": report["train_runtime_s"]}
+
+
+@stage("world_evaluate")
+def evaluate_stage(output: Path, *, models: dict[str, Path], data: Path, proxy: Path, pretrained: Path,
+                   simulation: dict[str, Any]) -> dict[str, Any]:
+    """Every model evaluated exactly in the world (`evaluate_policy`) and ranked on the test split, plus the
+    reference policies' true values and the proxy's accuracy."""
+    log = SimulatedLog.draw(simulation)
+    _, vocabulary = load_prepared(data, SPLIT)
+    contexts, world, num_items = log.contexts(), log.world, log.world.num_items
+    ensemble_proxy_reward = ensemble_proxy(RewardEnsemble.from_pretrained(proxy), vocabulary, num_items)
+    logging_probabilities = logging_policy_probabilities(world, log.policy, contexts)
+    reference = recommender_policy(AutoModelForNextItemPrediction.from_pretrained(pretrained), vocabulary, num_items)
+    reference_probabilities = reference(contexts)
+    rows = {}
+    for name, model in models.items():
+        model_dir = Path(getattr(model, "output", model))  # a dict of stages reaches the stage as stages
+        policy = recommender_policy(AutoModelForNextItemPrediction.from_pretrained(model_dir), vocabulary, num_items)
+        result = evaluate_policy(world, contexts, policy(contexts), proxy=ensemble_proxy_reward,
+                                 reference=reference_probabilities, logging_policy=logging_probabilities,
+                                 traps=log.truth.traps, kl_epsilon=1e-6)
+        ranking = evaluate_model(model_dir, data, split="test", split_method=SPLIT)
+        rows[name] = {"true_value": result.true_value, "proxy_value": result.proxy_value,
+                      "hacking_gap": result.hacking_gap, "kl_to_pretrained": result.kl_to_reference,
+                      "kl_to_logging": result.kl_to_logging, "trap_mass": result.trap_mass,
+                      **{metric: ranking[metric] for metric in RANKING_METRICS}}
+    accuracy = proxy_accuracy(world, contexts, ensemble_proxy_reward, log.truth.support)
+    return {
+        "methods": rows,
+        "oracle_true_value": evaluate_policy(world, contexts, oracle_probabilities(world, contexts)).true_value,
+        "logging_true_value": evaluate_policy(world, contexts, logging_probabilities).true_value,
+        "uniform_true_value": evaluate_policy(world, contexts, uniform_probabilities(world, contexts)).true_value,
+        "proxy_accuracy": {where: dataclasses.asdict(value) for where, value in accuracy.items()},
+        "num_contexts": len(contexts),
+    }
+
+
+def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSetting, seed: int,
+                 methods: tuple[str, ...]) -> dict[str, Any]:
+    """One world setting and seed: every stage, then its evaluation."""
+    training = preset.training
+    simulation = simulation_inputs(preset, setting, seed)
+    label = f"{setting.name} seed {seed}"
+    ratings = store.run(simulate_stage, simulation=simulation, label=f"simulate {label}")
+    data = store.run(prepare_data, ratings=ratings, split=SPLIT, label=f"prepare {label}")
+    recipe = training.pretrain_recipe(SPLIT)
+    recipe["training"] = {**recipe["training"], "seed": recipe["training"]["seed"] + seed}
+    pretrained = store.run(pretrain_model, data=data, recipe=recipe, label=f"pretrain {label}")
+    reward_recipe = training.reward_recipe(SPLIT)
+    reward_recipe["training"] = {**reward_recipe["training"], "seed": reward_recipe["training"]["seed"] + seed}
+    proxy = store.run(train_reward_model, data=data, pretrained=pretrained, recipe=reward_recipe,
+                      label=f"proxy reward {label}")
+    models = {"pretrained": pretrained}
+    for method in methods:
+        method_recipe = training.method_recipe(method, SPLIT)
+        uses_reward = needs_reward_model(method, method_recipe["training"])
+        models[method] = store.run(posttrain_model, data=data, pretrained=pretrained, method=method,
+                                   recipe=method_recipe, seed=training.seed + seed,
+                                   reward_model=proxy if uses_reward else None, label=f"{method} {label}")
+    models[TRUE_PPO] = store.run(posttrain_true_stage, data=data, pretrained=pretrained,
+                                 recipe=training.method_recipe("ppo", SPLIT), seed=training.seed + seed,
+                                 simulation=simulation, label=f"{TRUE_PPO} {label}")
+    evaluated = store.run(evaluate_stage, models=models, data=data, proxy=proxy, pretrained=pretrained,
+                          simulation=simulation, label=f"evaluate {label}")
+    return {"setting": dataclasses.asdict(setting), "name": setting.name, "seed": seed, **evaluated.result}
+
+
+def _mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per setting: the mean (and sample std across seeds) of every reported number."""
+    summary: dict[str, Any] = {}
+    for name in dict.fromkeys(run["name"] for run in runs):
+        group = [run for run in runs if run["name"] == name]
+        entry = {"setting": group[0]["setting"], "seeds": [run["seed"] for run in group], "methods": {}}
+        for key in ("oracle_true_value", "logging_true_value", "uniform_true_value"):
+            entry[key] = _stat([run[key] for run in group])
+        entry["proxy_accuracy"] = {where: {metric: _stat([run["proxy_accuracy"][where][metric] for run in group])
+                                           for metric in ("pearson", "spearman", "pairwise_accuracy", "rmse")}
+                                   for where in ("on_support", "off_support")}
+        for method in group[0]["methods"]:
+            entry["methods"][method] = {metric: _stat([run["methods"][method][metric] for run in group])
+                                        for metric in (*POLICY_METRICS, *RANKING_METRICS)}
+        summary[name] = entry
+    return summary
+
+
+def _stat(values: list[float | None]) -> dict[str, float | None]:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    mean = float(np.mean(finite)) if finite else None
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else None
+    return {"mean": mean, "std": std}
+
+
+def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, seeds: int = 1,
+                   methods: tuple[str, ...] | None = None, command: str = "(Python API)",
+                   show_progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the simulation study; write `results.json` and `results.md` under `output_dir`.
+
+    Returns the content of `results.json` plus `markdown`.
+    """
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}; pass a positive number of simulated logs per setting.")
+    methods = tuple(preset.methods if methods is None else methods)
+    start, output_dir = time.time(), Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    settings = preset.settings()
+    stages_per_run = 4 + len(methods) + 2
+    with tqdm(total=len(settings) * seeds * stages_per_run, desc="simulate stages", unit="stage",
+              disable=not show_progress) as bar:
+        store = StageStore(output_dir, progress=bar)
+        runs = [_run_setting(store, preset, setting, seed, methods) for seed in range(seeds) for setting in settings]
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "config": {"preset": preset.name, "preset_settings": preset.to_dict(), "seeds": list(range(seeds)),
+                   "methods": ["pretrained", *methods, TRUE_PPO], "split": SPLIT, "command": command},
+        "runs": runs,
+        "settings": _mean_over_seeds(runs),
+        "stages": store.history,
+        "wall_time_s": round(time.time() - start, 1),
+        "stage_time_s": round(sum(entry.get("seconds") or 0.0 for entry in store.history), 1),
+    }
+    markdown = results_markdown(results)
+    write_json_strict(output_dir / RESULTS_JSON, results)
+    (output_dir / RESULTS_MD).write_text(markdown, encoding="utf-8")
+    try:
+        plot_value_against_kl(results, output_dir / KL_FIGURE)
+        plot_gain_against_proxy_accuracy(results, output_dir / GAIN_FIGURE)
+    except ImportError:  # matplotlib is an optional dependency (the `dev` extra)
+        logger.warning("matplotlib is not installed: no figures (pip install matplotlib); the tables are written")
+    return {**results, "markdown": markdown}
+
+
+def _cell(stat: dict[str, float | None], digits: int = 3) -> str:
+    if stat["mean"] is None:
+        return "–"
+    text = f"{stat['mean']:.{digits}f}"
+    return text + (f" ± {stat['std']:.{digits}f}" if stat["std"] is not None else "")
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """`results.md`: per world setting, the reference values, the proxy's accuracy and one row per method."""
+    config = results["config"]
+    lines = [f"# hf-genrec simulate: preset {config['preset']}, seeds {config['seeds']}", "",
+             "Values are means over seeds (± sample std across seeds). True value V*: the expected true reward of "
+             "the policy's next item at each user's held-out context; proxy value V̂: the same under the learned "
+             "proxy ensemble; gap = V̂ − V*; KL exact over the catalogue.", ""]
+    columns = ("true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "trap_mass", "hr@10", "ndcg@10")
+    for name, entry in results["settings"].items():
+        lines += [f"## {name}", "",
+                  f"Oracle V* {_cell(entry['oracle_true_value'])}, logging policy V* "
+                  f"{_cell(entry['logging_true_value'])}, uniform V* {_cell(entry['uniform_true_value'])}.", ""]
+        for where in ("on_support", "off_support"):
+            accuracy = entry["proxy_accuracy"][where]
+            lines.append(f"- proxy accuracy {where.replace('_', ' ')}: Pearson {_cell(accuracy['pearson'])}, "
+                         f"pairwise {_cell(accuracy['pairwise_accuracy'])}, RMSE {_cell(accuracy['rmse'])}")
+        lines += ["", "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for method, metrics in entry["methods"].items():
+            lines.append(f"| {method} | " + " | ".join(_cell(metrics[column]) for column in columns) + " |")
+        lines.append("")
+    lines.append(f"Wall time {results['wall_time_s']:.0f} s (stages {results['stage_time_s']:.0f} s).")
+    return "\n".join(lines) + "\n"
+
+
+def plot_value_against_kl(results: dict[str, Any], path: str | os.PathLike) -> str:
+    """Gold (true) and proxy value against sqrt(KL to the pretrained policy), one point per method, setting and seed:
+    the reward-overoptimisation plot."""
+    from ..benchmark.report import _pyplot
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for index, method in enumerate(results["config"]["methods"]):
+        rows = [run["methods"][method] for run in results["runs"] if method in run["methods"]]
+        x = [math.sqrt(max(row["kl_to_pretrained"], 0.0)) for row in rows]
+        color = f"C{index % 10}"
+        axis.scatter(x, [row["true_value"] for row in rows], color=color, marker="o", label=f"{method} (true)")
+        axis.scatter(x, [row["proxy_value"] for row in rows], color=color, marker="x", label=f"{method} (proxy)")
+    axis.set_xlabel("sqrt(KL to the pretrained policy)")
+    axis.set_ylabel("value (expected reward of the next item)")
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return str(path)
+
+
+def plot_gain_against_proxy_accuracy(results: dict[str, Any], path: str | os.PathLike) -> str:
+    """True-value gain over reward-weighted BC per method against the proxy's off-support pairwise accuracy, one
+    point per setting and seed (the post's Figure 1, measured)."""
+    from ..benchmark.report import _pyplot
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    runs = [run for run in results["runs"] if REFERENCE_METHOD in run["methods"]]
+    for index, method in enumerate(m for m in results["config"]["methods"] if m != REFERENCE_METHOD):
+        x = [run["proxy_accuracy"]["off_support"]["pairwise_accuracy"] for run in runs]
+        gains = [run["methods"][method]["true_value"] - run["methods"][REFERENCE_METHOD]["true_value"] for run in runs]
+        axis.scatter(x, gains, color=f"C{index % 10}", label=method)
+    axis.axhline(0.0, color="grey", linewidth=0.8)
+    axis.set_xlabel("proxy pairwise accuracy off the logging support")
+    axis.set_ylabel(f"true value - {REFERENCE_METHOD}'s")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return str(path)
+
+
+_TINY_MODEL = {"hidden_size": 16, "num_hidden_layers": 1, "attention_dim": 16, "linear_dim": 16, "max_seq_len": 24,
+               "max_position_embeddings": 27, "num_negatives": 32, "input_dropout": 0.0, "linear_dropout": 0.0}
+
+
+def training_recipes(name: str, model: dict[str, Any], epochs: int, reward_epochs: int, members: int, steps: int,
+              batch: int, **overrides: Any) -> BenchmarkPreset:
+    """The training recipes of a simulation preset: the benchmark's recipes with these budgets on top."""
+    return from_recipes(
+        name, synthetic={},
+        pretrain={"model": model, "training": {"num_train_epochs": epochs, "early_stopping_patience": None,
+                                               "per_device_train_batch_size": batch, "bf16": False}},
+        reward={"model": {"reward_head_hidden_size": model["hidden_size"]},
+                "training": {"ensemble_size": members, "num_train_epochs": reward_epochs,
+                             "per_device_train_batch_size": batch, "bf16": False}},
+        posttrain={"max_steps": steps, "per_device_train_batch_size": batch, "bf16": False, "logging_steps": 10},
+        methods={"dpo": {"num_candidates": 8}}, **overrides,
+    )
+
+
+_WORLD = {"num_items": 60, "dim": 4, "seed": 0}
+_OBSERVATION = {"trap_share": 0.1, "trap_boost": 1.5}
+PRESETS: dict[str, SimulationPreset] = {
+    "tiny": SimulationPreset(
+        "tiny", world={**_WORLD, "num_users": 400}, events_per_user=20, logging={"strength": 1.0},
+        observation=_OBSERVATION, noise_levels=(0.6,), log_sizes=(400,), coverages=(0.8,),
+        training=training_recipes("tiny", _TINY_MODEL, epochs=8, reward_epochs=3, members=2, steps=20, batch=32),
+    ),
+    "quick": SimulationPreset(
+        "quick", world={**_WORLD, "num_items": 200, "num_users": 2000}, events_per_user=30,
+        logging={"strength": 1.0}, observation=_OBSERVATION, noise_levels=(0.0, 1.0), log_sizes=(500, 2000),
+        coverages=(0.5, 1.0),
+        training=training_recipes("quick", {**_TINY_MODEL, "hidden_size": 32, "attention_dim": 32, "linear_dim": 32,
+                                     "max_seq_len": 32, "max_position_embeddings": 35, "num_negatives": 64},
+                           epochs=20, reward_epochs=4, members=3, steps=60, batch=64),
+    ),
+    "full": SimulationPreset(
+        "full", world={**_WORLD, "num_items": 500, "num_users": 5000}, events_per_user=50,
+        logging={"strength": 1.0}, observation=_OBSERVATION, noise_levels=(0.0, 0.6, 1.2),
+        log_sizes=(1000, 5000), coverages=(0.3, 0.6, 1.0),
+        training=training_recipes("full", {**_TINY_MODEL, "hidden_size": 50, "attention_dim": 50, "linear_dim": 50,
+                                    "max_seq_len": 64, "max_position_embeddings": 67, "num_negatives": 128},
+                           epochs=40, reward_epochs=6, members=5, steps=200, batch=128),
+    ),
+}
+
+
+def get_simulation_preset(preset: str | SimulationPreset) -> SimulationPreset:
+    """A preset by name (`tiny`, `quick`, `full`), or the given `SimulationPreset` itself."""
+    if isinstance(preset, SimulationPreset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"--preset {preset!r} is unknown; use one of {', '.join(PRESETS)}.")
+    return PRESETS[preset]
+

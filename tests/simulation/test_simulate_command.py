@@ -1,0 +1,69 @@
+"""`hf-genrec simulate` end to end on a micro preset: the results' fields, the reference values, resumption."""
+
+import importlib.util
+import json
+import math
+
+import pytest
+
+from hf_genrec.cli import build_parser
+from hf_genrec.commands.simulate import simulate
+from hf_genrec.simulation.study import GAIN_FIGURE, KL_FIGURE, TRUE_PPO, SimulationPreset, training_recipes
+
+_MODEL = {"hidden_size": 8, "num_hidden_layers": 1, "attention_dim": 8, "linear_dim": 8, "max_seq_len": 10,
+          "max_position_embeddings": 13, "num_negatives": 8, "input_dropout": 0.0, "linear_dropout": 0.0}
+MICRO = SimulationPreset(
+    "micro", world={"num_users": 60, "num_items": 20, "dim": 3, "seed": 0}, events_per_user=8,
+    logging={"strength": 1.0}, observation={"trap_share": 0.2}, noise_levels=(0.5,), log_sizes=(60,),
+    coverages=(0.8,), training=training_recipes("micro", _MODEL, epochs=1, reward_epochs=1, members=2, steps=2, batch=20),
+    methods=("sft", "rwbc", "asft", "dpo", "ppo"),
+)
+METHODS = ["pretrained", "sft", "rwbc", "asft", "dpo", "ppo", TRUE_PPO]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("simulate")
+    return output, simulate(output, preset=MICRO, seeds=1, show_progress=False)
+
+
+def test_results_fields_and_reference_values(run):
+    output, results = run
+    loaded = json.loads((output / "results.json").read_text())
+    assert (output / "results.md").read_text().startswith("# hf-genrec simulate")
+    if importlib.util.find_spec("matplotlib") is not None:  # figures are optional, as the benchmark's
+        assert (output / KL_FIGURE).is_file() and (output / GAIN_FIGURE).is_file()
+    assert loaded["config"]["methods"] == METHODS
+    (entry,) = loaded["runs"]
+    assert entry["setting"] == {"noise_std": 0.5, "num_users": 60, "coverage": 0.8}
+    assert list(entry["methods"]) == METHODS
+    for name, row in entry["methods"].items():
+        assert set(row) == {"true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "kl_to_logging",
+                            "trap_mass", "hr@10", "ndcg@10"}, name
+        assert row["hacking_gap"] == pytest.approx(row["proxy_value"] - row["true_value"])
+        assert 0.0 <= row["hr@10"] <= 1.0 and 0.0 <= row["trap_mass"] <= 1.0
+        # No policy beats the oracle, which takes the best unseen item of every context.
+        assert row["true_value"] <= entry["oracle_true_value"] + 1e-9, name
+    assert entry["methods"]["pretrained"]["kl_to_pretrained"] == pytest.approx(0.0, abs=1e-5)  # 1e-6 smoothing
+    assert entry["oracle_true_value"] > entry["logging_true_value"] > entry["uniform_true_value"]
+    for where in ("on_support", "off_support"):
+        assert {"pearson", "spearman", "pairwise_accuracy", "rmse", "num_pairs"} <= set(entry["proxy_accuracy"][where])
+    assert entry["proxy_accuracy"]["on_support"]["num_pairs"] > 0
+    summary = loaded["settings"]["noise=0.5,users=60,coverage=0.8"]
+    assert summary["methods"]["sft"]["true_value"]["mean"] == pytest.approx(entry["methods"]["sft"]["true_value"])
+    assert summary["methods"]["sft"]["true_value"]["std"] is None  # one seed
+    assert not math.isnan(summary["oracle_true_value"]["mean"])
+
+
+def test_rerun_reuses_every_stage(run):
+    output, first = run
+    again = simulate(output, preset=MICRO, seeds=1, show_progress=False)
+    assert all(entry["cached"] for entry in again["stages"])
+    assert again["runs"] == json.loads(json.dumps(first["runs"]))
+
+
+def test_cli_parses_simulate_flags():
+    args = build_parser().parse_args(["simulate", "--preset", "tiny", "--seeds", "3", "--output", "out"])
+    assert (args.preset, args.seeds, args.output) == ("tiny", 3, "out")
+    with pytest.raises(ValueError, match="--methods"):
+        simulate("unused", preset=MICRO, methods=["nope"])
