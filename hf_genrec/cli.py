@@ -274,9 +274,9 @@ def _add_benchmark(subparsers) -> None:
 
     p = subparsers.add_parser(
         "benchmark",
-        help="The post-training benchmark: every method vs reward-weighted BC, with intervals, judge and λ sweep.",
+        help="The post-training benchmark: every method, tuned on validation, vs reward-weighted BC, with intervals and judge.",
         description="prepare -> pretrain -> reward ensemble -> separate judge ensemble -> every post-training "
-        "method (x seeds) and A-SFT's λ sweep -> test HR@k, NDCG@k, MRR and the reward-model-as-judge score on "
+        "method's hyperparameter trials, chosen on validation, then (x seeds) -> test HR@k, NDCG@k, MRR and the reward-model-as-judge score on "
         "the subsets all, high_reward_target and long_history (high_reward_trajectory and the accumulated-reward "
         "quartiles on the future protocol's test windows; a user's targets averaged into one value), as % change vs "
         "reward-weighted BC with paired bootstrap 95% intervals over seeds and test users. Writes DIR/results.json, "
@@ -299,8 +299,8 @@ def _add_benchmark(subparsers) -> None:
                    help="tiny: ~1 min smoke test; quick: MovieLens-1M in minutes; full: the faithful recipes.")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(DEFAULT_METHODS),
                    help="Post-training methods (rwbc, the reference, is always run).")
-    p.add_argument("--seeds", type=int, default=1, help="Post-training seeds (pretraining and reward models "
-                   "are shared across seeds).")
+    p.add_argument("--seeds", type=int, default=None, help="Post-training seeds (pretraining and reward models "
+                   "are shared across seeds; default: the preset's, 5 for full, else 1).")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="future (default, the post's): a global cutoff at the preset's time quantile; each test user's "
                    "first H events after it are H targets; every training and validation stage reads only earlier "
@@ -316,7 +316,8 @@ def _add_benchmark(subparsers) -> None:
     p.add_argument("--judge-data", choices=JUDGE_DATA, default="train",
                    help="Events the judge ensemble trains on (train+validation: more data, fixed epochs).")
     p.add_argument("--lambdas", nargs="*", type=float, default=None,
-                   help="A-SFT temperatures of the λ sweep (default: the preset's; none: no sweep).")
+                   help="A-SFT's temperature grid, tried and chosen on validation (default: the preset's; as many "
+                   "values as every method's grid).")
 
 
 def _add_simulate(subparsers) -> None:

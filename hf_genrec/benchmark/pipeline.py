@@ -2,9 +2,13 @@
 
     synthesize (without --input) -> prepare (and fix the protocol's split) -> pretrain (or --pretrained)
     -> reward (or --reward-model)
-    -> judge (or --judge-model; other seeds, only for evaluation) -> posttrain for every method x seed and
-    A-SFT's λ sweep -> evaluate every model (full-catalogue ranks and the judge rollout on the test split)
-    -> statistics, `results.json`, `results.md` and the figures.
+    -> judge (or --judge-model; other seeds, only for evaluation)
+    -> tuning: posttrain every trial of every method's grid on the first `tuning_seeds` seeds, each run ranking the
+       validation split after every epoch and keeping its best checkpoint; per method, the trial with the best
+       mean validation score is chosen
+    -> posttrain the chosen trials on every seed (the tuning seeds' runs are reused) -> evaluate the chosen models
+    (full-catalogue ranks and the judge rollout on the test split, read once: losing trials are never evaluated on
+    it) -> statistics, `results.json`, `results.md` and the figures.
 
 Each stage is a plain function below, declared with `@stage`. `StageStore.run(function, **inputs)` keys it
 by a hash of the inputs it is given (an upstream stage by its key, a given file or model by its content),
@@ -29,7 +33,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +62,7 @@ from ..rewards import RewardEnsemble, format_reward_table, reward_table
 from ..rewards.ensemble import ENSEMBLE_FILE
 from ..trainers import RewardConfig
 from ..utils.io import write_json
+from ..workflows.common import CHECKPOINTS_DIR
 from ..workflows.posttrain import METHODS, posttrain
 from ..workflows.pretrain import pretrain
 from ..workflows.reward import METRICS_FILE, reward, train_plus_validation, train_reward_ensemble
@@ -70,6 +77,7 @@ from .report import (
     RESULTS_MD,
     SCHEMA_VERSION,
     BenchmarkRow,
+    describe_hyperparameters,
     plot_improvements,
     plot_lambda_sweep,
     results_markdown,
@@ -104,7 +112,6 @@ class BenchmarkSpec:
         ratings: a ratings file (`None`: the preset's synthetic data) and `loader`, its `prepare_dataset` flags.
         pretrained / reward_model / judge_model: given models used instead of training them.
         judge_data: one of `JUDGE_DATA`, the events the judge trains on.
-        lambdas: A-SFT temperatures of the λ sweep (empty: no sweep).
         command: the command line recorded in the results.
     """
 
@@ -118,7 +125,6 @@ class BenchmarkSpec:
     reward_model: Given | None = None
     judge_model: Given | None = None
     judge_data: str = "train"
-    lambdas: tuple[float, ...] = ()
     command: str = "(Python API)"
 
 
@@ -226,10 +232,15 @@ def score_given_ensemble(output: Path, *, ensemble: Path, data: Path, split: str
 @stage("posttrain", output="model")
 def posttrain_model(output: Path, *, data: Path, pretrained: Path, method: str, recipe: dict[str, Any], seed: int,
                     reward_model: Path | None) -> dict[str, Any]:
+    """One post-training run; with the preset's selection values, its validation passes and kept checkpoint are
+    returned as `selection` (see `hf_genrec.workflows.posttrain`)."""
     report = posttrain(data, pretrained, output, method=method, reward_model=reward_model, recipe=recipe, seed=seed,
                        overwrite=True, evaluate=False)  # the evaluate stage ranks the test split
-    return {"global_steps": report["global_steps"], "train_runtime_s": report["train_runtime_s"],
-            "last_train_log": report["last_train_log"]}
+    # The kept weights are saved in the model folder: the checkpoints (optimizer states included) only take space.
+    shutil.rmtree(output / CHECKPOINTS_DIR, ignore_errors=True)
+    return {"global_steps": report["global_steps"], "epochs_trained": report["epochs_trained"],
+            "train_runtime_s": report["train_runtime_s"], "last_train_log": report["last_train_log"],
+            "selection": report.get("selection")}
 
 
 @stage("evaluate", unkeyed=("show_progress",))
@@ -282,43 +293,82 @@ def _reward_ensembles(store: StageStore, spec: BenchmarkSpec, data: Stage, pretr
     return reward_model, judge, tables
 
 
-def _plan(spec: BenchmarkSpec) -> list[tuple[str, str, str, dict[str, Any], int]]:
-    """The post-training runs: (row name, method, kind, training overrides, number of seeds) per row."""
-    plan = [(method, method, "method", {}, spec.seeds) for method in spec.methods]
-    if "asft" in spec.methods:
-        sweep_seeds = min(spec.preset.sweep_seeds or spec.seeds, spec.seeds)
-        main_temperature = spec.preset.posttrain["asft"].get("temperature")
-        plan += [(f"asft@{lam:g}", "asft", "sweep", {"temperature": lam}, sweep_seeds)
-                 for lam in spec.lambdas if lam != main_temperature]
-    return plan
+def select_trial(scores: list[float]) -> int:
+    """The index of the best validation score (NaN, a subset without users, counts as the worst; ties: the first)."""
+    ranked = [-math.inf if score is None or math.isnan(score) else score for score in scores]
+    return max(range(len(ranked)), key=lambda i: (ranked[i], -i))
+
+
+def _trial_run(stage: Stage, seed: int) -> dict[str, Any]:
+    """What one tuning run records: its seed, best validation score, best step and epoch, steps and history."""
+    result = stage.result
+    selection = result.get("selection") or {}
+    return {"seed": seed, "validation": selection.get("best_metric"), "best_step": selection.get("best_step"),
+            "best_epoch": selection.get("best_epoch"), "global_steps": result.get("global_steps"),
+            "epochs_trained": result.get("epochs_trained"), "history": selection.get("history", [])}
+
+
+def _posttrain_run(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+                   reward_model: Stage | Given, method: str, hyperparameters: dict[str, Any], seed: int,
+                   label: str) -> Stage:
+    recipe = spec.preset.trial_recipe(method, spec.protocol, **hyperparameters)
+    uses_reward = needs_reward_model(method, recipe["training"])
+    return store.run(posttrain_model, data=data, pretrained=pretrained, method=method, recipe=recipe, seed=seed,
+                     reward_model=reward_model if uses_reward else None, label=label)
+
+
+def _tune(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+          reward_model: Stage | Given) -> dict[str, dict[str, Any]]:
+    """Every trial of every method on the tuning seeds, and the choice: per method `grid`, `trials` (each with its
+    `hyperparameters`, `runs` per seed and `validation_mean`), `chosen` (its index) and `chosen_hyperparameters`.
+
+    Only validation is read: the runs' best-checkpoint scores on the high-reward validation subset."""
+    preset = spec.preset
+    seeds = [preset.seed + i for i in range(min(preset.tuning_seeds, spec.seeds))]
+    tuning = {}
+    for method in spec.methods:
+        trials = []
+        for hyperparameters in preset.trials(method):
+            runs = []
+            for seed in seeds:
+                label = f"{method} [{describe_hyperparameters(hyperparameters)}] seed {seed}"
+                run = _posttrain_run(store, spec, data, pretrained, reward_model, method, hyperparameters, seed, label)
+                runs.append(_trial_run(run, seed))
+            scores = [run["validation"] for run in runs]
+            mean = math.nan if any(v is None for v in scores) else float(sum(scores) / len(scores))
+            trials.append({"hyperparameters": hyperparameters, "validation_mean": mean, "runs": runs})
+        chosen = select_trial([trial["validation_mean"] for trial in trials])
+        for i, trial in enumerate(trials):
+            trial["chosen"] = i == chosen
+        grid = {name: list(values) for name, values in preset.grids.get(method, {}).items()}
+        best = trials[chosen]["hyperparameters"]
+        tuning[method] = {"grid": grid, "trials": trials, "chosen": chosen, "chosen_hyperparameters": best}
+        logger.info("%s: trial %d chosen on validation (%s)", method, chosen, describe_hyperparameters(best))
+    return tuning
 
 
 def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
-                reward_model: Stage | Given, evaluate) -> list[BenchmarkRow]:
-    """Every method x seed and the λ sweep, post-trained and evaluated: one `BenchmarkRow` per plan entry."""
-    plan = _plan(spec)
-    evaluations: dict[str, list] = {name: [] for name, *_ in plan}
-    # Seed-major order: every method (and the sweep) for the first seed before the next seed, so that an
-    # interrupted run already holds complete tables for its first seeds.
+                reward_model: Stage | Given, evaluate, tuning: dict[str, dict[str, Any]]) -> list[BenchmarkRow]:
+    """Each method's chosen trial on every seed (the tuning seeds' runs reused), evaluated on the test split: one
+    `BenchmarkRow` per method."""
+    evaluations: dict[str, list] = {method: [] for method in spec.methods}
+    # Seed-major order: every method for the first seed before the next seed, so that an interrupted run already
+    # holds complete tables for its first seeds.
     for i in range(spec.seeds):
         seed = spec.preset.seed + i
-        for name, method, _, overrides, num_seeds in plan:
-            if i >= num_seeds:
-                continue
-            recipe = spec.preset.method_recipe(method, spec.protocol, **overrides)
-            uses_reward = needs_reward_model(method, recipe["training"])
-            model = store.run(posttrain_model, data=data, pretrained=pretrained, method=method, recipe=recipe,
-                              seed=seed, reward_model=reward_model if uses_reward else None,
-                              label=f"{name} seed {seed}")
-            evaluated = evaluate(model=model, label=f"evaluate {name} seed {seed}")
-            evaluations[name].append((seed, load_evaluation(evaluated.output)))
+        for method in spec.methods:
+            chosen = tuning[method]["chosen_hyperparameters"]
+            model = _posttrain_run(store, spec, data, pretrained, reward_model, method, chosen, seed,
+                                   label=f"{method} [{describe_hyperparameters(chosen)}, chosen] seed {seed}")
+            evaluated = evaluate(model=model, label=f"evaluate {method} seed {seed}")
+            evaluations[method].append((seed, load_evaluation(evaluated.output)))
     rows = []
-    for name, method, kind, overrides, _ in plan:
-        training = spec.preset.method_recipe(method, spec.protocol, **overrides)["training"]
+    for method in spec.methods:
+        training = spec.preset.trial_recipe(method, spec.protocol, **tuning[method]["chosen_hyperparameters"])
         rows.append(BenchmarkRow(
-            name=name, method=method, kind=kind, evaluations=[e for _, e in evaluations[name]],
-            seeds=[seed for seed, _ in evaluations[name]], hyperparameters=training,
-            temperature=training.get("temperature") if method == "asft" else None,
+            name=method, method=method, kind="method", evaluations=[e for _, e in evaluations[method]],
+            seeds=[seed for seed, _ in evaluations[method]], hyperparameters=training["training"],
+            temperature=training["training"].get("temperature") if method == "asft" else None,
         ))
     return rows
 
@@ -333,8 +383,9 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     preset = spec.preset
-    num_runs = sum(num_seeds for *_, num_seeds in _plan(spec))
-    num_stages = (spec.ratings is None) + 1 + (spec.pretrained is None) + 2 + 1 + 2 * num_runs
+    tuning_runs = len(spec.methods) * preset.trials_per_method * min(preset.tuning_seeds, spec.seeds)
+    num_stages = (spec.ratings is None) + 1 + (spec.pretrained is None) + 2 + 1 + tuning_runs + \
+        2 * len(spec.methods) * spec.seeds
     with tqdm(total=num_stages, desc="benchmark stages", unit="stage", disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)
         ratings = spec.ratings or store.run(synthesize, synthetic=preset.synthetic)
@@ -350,12 +401,14 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
         evaluated = evaluate(model=pretrained, label="evaluate pretrained")
         rows = [BenchmarkRow(name="pretrained", method="pretrained", kind="pretrained",
                              evaluations=[load_evaluation(evaluated.output)])]
-        rows += _post_train(store, spec, data, pretrained, reward_model, evaluate)
+        tuning = _tune(store, spec, data, pretrained, reward_model)
+        rows += _post_train(store, spec, data, pretrained, reward_model, evaluate, tuning)
 
     logger.info("computing statistics (%d bootstrap resamples)", preset.bootstrap_resamples)
     summary = summarize(rows, REFERENCE_METHOD, resamples=preset.bootstrap_resamples)
     models = {"pretrained": pretrained, "reward": reward_model, "judge": judge}
-    results = _results(spec, summary, models, tables, store.history, data.result, wall_time_s=time.time() - start)
+    results = _results(spec, summary, models, tables, store.history, data.result, tuning,
+                       wall_time_s=time.time() - start)
     markdown = _write_outputs(output_dir, results)
     logger.info("benchmark finished in %.1f min: %s", results["wall_time_s"] / 60, output_dir / RESULTS_MD)
     return {**results, "markdown": markdown}
@@ -387,15 +440,9 @@ def _dataset_name(spec: BenchmarkSpec) -> str:
 
 def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Stage | Given],
              tables: dict[str, Any], history: list[dict[str, Any]], prepared: dict[str, Any],
-             wall_time_s: float) -> dict[str, Any]:
+             tuning: dict[str, dict[str, Any]], wall_time_s: float) -> dict[str, Any]:
     """The content of `results.json` (see docs/benchmark.md)."""
     preset = spec.preset
-    table_rows = {name: row for name, row in summary["rows"].items() if row["kind"] != "sweep"}
-    sweep = sorted(
-        [{"temperature": row["temperature"], "row": name, "seeds": row["seeds"], "subsets": row["subsets"]}
-         for name, row in summary["rows"].items() if row["method"] == "asft" and row["temperature"] in spec.lambdas],
-        key=lambda entry: entry["temperature"],
-    )
     config = {
         "dataset": _dataset_name(spec),
         "command": spec.command,
@@ -417,8 +464,20 @@ def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Sta
         "horizon": preset.horizon,
         "gamma": preset.gamma,
         "time_gap_s": preset.time_gap,
-        "lambdas": list(spec.lambdas),
         "shared_across_seeds": list(SHARED_STAGES),
+    }
+    selection = preset.selection_training(spec.protocol)
+    tuning_section = {
+        "split": "validation",
+        "metric": selection["metric_for_best_model"],
+        "trials_per_method": preset.trials_per_method,
+        "seeds": [preset.seed + i for i in range(min(preset.tuning_seeds, spec.seeds))],
+        "max_epochs": preset.posttrain[REFERENCE_METHOD].get("num_train_epochs"),
+        "max_steps": preset.posttrain[REFERENCE_METHOD].get("max_steps"),  # a step budget, if any, wins
+        "eval_strategy": selection["eval_strategy"],
+        "eval_steps": preset.eval_steps,
+        "patience": preset.patience,
+        "methods": tuning,
     }
     return {
         "schema_version": SCHEMA_VERSION,
@@ -427,8 +486,8 @@ def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Sta
         "metrics": list(METRICS),
         "num_users": summary[NUM_USERS],
         "num_targets": summary[NUM_TARGETS],
-        "methods": table_rows,
-        "lambda_sweep": sweep,
+        "methods": summary["rows"],
+        "tuning": tuning_section,
         "reward_table": tables["reward"],
         "judge_reward_table": tables["judge"],
         "stages": history,
@@ -446,7 +505,7 @@ def _write_outputs(output_dir: Path, results: dict[str, Any]) -> str:
     (output_dir / RESULTS_MD).write_text(markdown, encoding="utf-8")
     try:
         plot_improvements(results, output_dir / IMPROVEMENT_FIGURE)
-        if results["lambda_sweep"]:
+        if "temperature" in results["tuning"]["methods"].get("asft", {}).get("grid", {}):
             plot_lambda_sweep(results, output_dir / LAMBDA_FIGURE)
     except ImportError:  # matplotlib is an optional dependency (the `dev` extra)
         logger.warning("matplotlib is not installed: no figures (pip install matplotlib); the tables are written")

@@ -4,15 +4,23 @@ The recipes in `recipes/movielens-1m/` are the one source of truth: `hstu.yaml` 
 `reward.yaml` (the reward ensembles) and `<method>.yaml` (post-training, one per method). A preset is
 those recipes plus the overrides it declares (`from_recipes`):
 
-- `full`: the recipes exactly as written (HSTU reference recipe, 5-member reward ensembles of 6 epochs, one
-  epoch of post-training per method, as the method recipes say) and a 5-member judge. An earlier copy of
-  the recipes in this module post-trained 3 epochs; the recipes, which are what users run, win.
+- `full`: the recipes as written (HSTU reference recipe, 5-member reward ensembles of 6 epochs, the method
+  recipes' post-training values) and a 5-member judge, except the post-training budget: up to 5 epochs with
+  patience 2; 4 trials per method; 5 seeds by default.
 - `quick`: MovieLens-1M in well under an hour on 2 CPU cores. Overrides: 15 epochs of pretraining without
   early stopping (pass `--pretrained` to reuse a converged checkpoint), 3-member ensembles of one epoch, and
-  24 optimizer steps of post-training per method (about half an epoch); the λ sweep on the first seed.
-- `tiny`: a smoke test, about a minute on 2 CPU cores on the embedded synthetic data (~100k ratings).
+  up to 3 epochs of post-training with patience 1; 3 trials per method.
+- `tiny`: a smoke test, a few minutes on 2 CPU cores on the embedded synthetic data (~100k ratings).
   Overrides: a small HSTU (d = 32, 64 events), 12 epochs of pretraining, 2-member ensembles of 2 epochs,
-  16 optimizer steps of 64 rows per method, 8 candidates for RS-DPO/IPO.
+  one epoch (16 steps of 64 rows) of post-training with a validation pass every 8 steps and patience 1, 8
+  candidates for RS-DPO/IPO; 2 trials per method.
+
+Equal tuning (issue 13): every method gets the same number of hyperparameter trials from its grid (`grids`: A-SFT's
+temperature λ, SFT's and RW-BC's learning rate, RS-DPO's and RS-IPO's β, CQL's α, PPO's KL coefficient), checked
+when the preset is built. Every post-training run of the benchmark ranks the validation split after each epoch (or
+every `eval_steps`), keeps the checkpoint with the best validation NDCG@10 of the high-reward validation subset
+(`high_reward_trajectory` on `future`, `high_reward_target` otherwise) and stops after `patience` evaluations
+without improvement (`selection_training`).
 
 Every preset evaluates the `future` protocol with `FUTURE_SPLIT` (cutoff at the 0.9 time quantile, H = 10
 targets per test user, at least 10 events before the cutoff), except `tiny`, whose generated users span less time:
@@ -27,15 +35,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.metrics import (
+    SUBSET_HIGH_REWARD_TARGET,
+    SUBSET_HIGH_REWARD_TRAJECTORY,
+    metric_key,
+    ndcg_key,
+)
 from ..recipes import load_recipe
 
-__all__ = ["BenchmarkPreset", "DEFAULT_METHODS", "FUTURE_SPLIT", "PRESETS", "REFERENCE_METHOD", "from_recipes", "get_preset",
-           "recipe_path"]
+__all__ = ["BenchmarkPreset", "DEFAULT_METHODS", "FUTURE_SPLIT", "PRESETS", "REFERENCE_METHOD", "SELECTION_METRIC",
+           "from_recipes", "get_preset", "recipe_path", "selection_subset"]
 
 DEFAULT_METHODS = ("sft", "rwbc", "asft", "dpo", "ipo", "cql", "ppo")
 REFERENCE_METHOD = "rwbc"
@@ -47,6 +62,14 @@ _SECTIONS = ("model", "training")
 # >= 10 events before it and >= 10 after it (887 users, 8,870 targets); validation is the 10% of earlier events
 # just before it.
 FUTURE_SPLIT = {"cutoff_quantile": 0.9, "horizon": 10, "min_history": 10, "validation_fraction": 0.1}
+# Checkpoints and hyperparameters are chosen on this validation metric of `selection_subset(split)`.
+SELECTION_METRIC = ndcg_key(10)
+
+
+def selection_subset(split: str) -> str:
+    """The high-reward validation subset selection reads: `high_reward_trajectory` on the `future` split (users whose
+    window reward is above the median), else its one-target analogue `high_reward_target`."""
+    return SUBSET_HIGH_REWARD_TRAJECTORY if split == "future" else SUBSET_HIGH_REWARD_TARGET
 
 
 def _recipes_root() -> Path:
@@ -84,8 +107,13 @@ class BenchmarkPreset:
         posttrain: the `training` section of each method's recipe, budget included.
         judge_training: training values that differ for the judge ensemble (e.g. `ensemble_size`).
         judge_seed: seed of judge member 0 (member k: + k); far from the training ensemble's seeds.
-        lambdas: A-SFT temperatures λ of the sweep.
-        sweep_seeds: how many seeds the λ sweep runs (None: all of `--seeds`).
+        grids: `{method: {field: (values, ...)}}`, the hyperparameter trials of each method (the product of its
+            fields' values; a method without a grid has one trial, its recipe's values). Every method of
+            `DEFAULT_METHODS` must get the same number of trials.
+        patience: stop a post-training run after this many validation passes without improvement (None: never).
+        eval_steps: rank the validation split every `eval_steps` optimizer steps instead of every epoch.
+        tuning_seeds: the trials run on the first `tuning_seeds` seeds; a trial's score is its mean over them.
+        default_seeds: post-training seeds when `--seeds` is not given.
         horizon, gamma, time_gap: the judge rollout (see `hf_genrec.evaluation.judge`).
         eval_batch_size: users per evaluation pass.
         bootstrap_resamples: resamples of the bootstrap intervals (over seeds and test users together).
@@ -101,8 +129,11 @@ class BenchmarkPreset:
     reward: dict[str, Any]
     posttrain: dict[str, dict[str, Any]]
     judge_training: dict[str, Any] = dataclasses.field(default_factory=dict)
-    lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
-    sweep_seeds: int | None = None
+    grids: dict[str, dict[str, tuple[Any, ...]]] = dataclasses.field(default_factory=dict)
+    patience: int | None = None
+    eval_steps: int | None = None
+    tuning_seeds: int = 1
+    default_seeds: int = 1
     judge_seed: int = 1000
     horizon: int = 3
     gamma: float = 0.9
@@ -111,8 +142,56 @@ class BenchmarkPreset:
     bootstrap_resamples: int = 1000
     future: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(FUTURE_SPLIT))
 
+    def __post_init__(self):
+        unknown = set(self.grids) - set(DEFAULT_METHODS)
+        if unknown:
+            raise ValueError(f"preset {self.name!r}: grids for unknown method(s) {sorted(unknown)}; valid: "
+                             f"{DEFAULT_METHODS}.")
+        for method, grid in self.grids.items():
+            empty = [name for name, values in grid.items() if len(values) == 0]
+            if empty:
+                raise ValueError(f"preset {self.name!r}: the {method} grid has no values for {empty}. Fix: give each "
+                                 "field at least one value, or leave the field out (the recipe's value).")
+        trials = {method: len(self.trials(method)) for method in DEFAULT_METHODS}
+        if len(set(trials.values())) > 1:
+            raise ValueError(
+                f"preset {self.name!r} gives the methods unequal numbers of hyperparameter trials {trials}; every "
+                "method must get the same number. Fix: give every grid as many values (--lambdas sets A-SFT's "
+                "temperature grid)."
+            )
+        for name in ("tuning_seeds", "default_seeds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"preset {self.name!r}: {name} must be >= 1, got {getattr(self, name)}.")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def trials_per_method(self) -> int:
+        """The number of hyperparameter trials every method gets."""
+        return len(self.trials(REFERENCE_METHOD))
+
+    def trials(self, method: str) -> list[dict[str, Any]]:
+        """The hyperparameters of each trial of `method`: every combination of its grid's values, in grid order."""
+        grid = self.grids.get(method, {})
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+    def with_grid(self, method: str, **values: tuple[Any, ...]) -> BenchmarkPreset:
+        """This preset with `method`'s grid fields replaced (checked again: every method the same trials)."""
+        return dataclasses.replace(self, grids={**self.grids, method: {**self.grids.get(method, {}), **values}})
+
+    def selection_training(self, split: str, ppo_epochs: int = 1) -> dict[str, Any]:
+        """The training values every post-training run of the benchmark takes on top of its recipe: a validation
+        pass after every epoch (or every `eval_steps`, times `ppo_epochs` for PPO, which takes that many steps over
+        the same rows) with a checkpoint, the best one on validation NDCG@10 of `selection_subset(split)` kept at
+        the end, stopping after `patience` passes without improvement."""
+        strategy = "steps" if self.eval_steps else "epoch"
+        values = {"eval_strategy": strategy, "save_strategy": strategy, "load_best_model_at_end": True,
+                  "metric_for_best_model": metric_key(SELECTION_METRIC, selection_subset(split)),
+                  "greater_is_better": True, "save_total_limit": 1, "early_stopping_patience": self.patience}
+        if self.eval_steps:
+            values.update(eval_steps=self.eval_steps * ppo_epochs, save_steps=self.eval_steps * ppo_epochs)
+        return values
 
     @property
     def seed(self) -> int:
@@ -123,6 +202,12 @@ class BenchmarkPreset:
         """The `posttrain` recipe of `method`: the method's training values, then `overrides`."""
         training = {**self.posttrain[method], **overrides}
         return {"model": {}, "training": training, "data": {"split": split}, "method": {"name": method}}
+
+    def trial_recipe(self, method: str, split: str, **hyperparameters: Any) -> dict[str, Any]:
+        """The `posttrain` recipe of one benchmark trial: `method_recipe` with the selection values
+        (`selection_training`) and the trial's `hyperparameters` on top."""
+        selection = self.selection_training(split, ppo_epochs=self.posttrain[method].get("ppo_epochs", 1))
+        return self.method_recipe(method, split, **selection, **hyperparameters)
 
     def pretrain_recipe(self, split: str) -> dict[str, Any]:
         return {"model": dict(self.pretrain["model"]), "training": dict(self.pretrain["training"]),
@@ -179,7 +264,7 @@ def from_recipes(
         posttrain: training values replacing those of every method's recipe (the shared budget). A
             `max_steps` budget is multiplied by `ppo_epochs` for PPO (the same rows as the others).
         methods: `{method: training values}` replacing those of one method's recipe.
-        settings: the other `BenchmarkPreset` fields (`lambdas`, `judge_training`, ...).
+        settings: the other `BenchmarkPreset` fields (`grids`, `patience`, `judge_training`, ...).
     """
     return BenchmarkPreset(
         name=name,
@@ -193,6 +278,17 @@ def from_recipes(
 
 _ML1M_SCALE = {"num_users": 6000, "num_items": 3000, "mean_events": 160, "seed": 0}
 
+
+def _grids(learning_rates: tuple[float, ...], temperatures: tuple[float, ...], betas: tuple[float, ...],
+           alphas: tuple[float, ...], kl_coefs: tuple[float, ...]) -> dict[str, dict[str, tuple[float, ...]]]:
+    """Each method's grid over the hyperparameter that sets its strength (the learning rate for the two without
+    one): SFT and RW-BC `learning_rate`, A-SFT `temperature` (λ), RS-DPO and RS-IPO `beta`, CQL `alpha`, PPO
+    `kl_coef`."""
+    return {"sft": {"learning_rate": learning_rates}, "rwbc": {"learning_rate": learning_rates},
+            "asft": {"temperature": temperatures}, "dpo": {"beta": betas}, "ipo": {"beta": betas},
+            "cql": {"alpha": alphas}, "ppo": {"kl_coef": kl_coefs}}
+
+
 PRESETS: dict[str, BenchmarkPreset] = {
     "tiny": from_recipes(
         "tiny",
@@ -203,10 +299,15 @@ PRESETS: dict[str, BenchmarkPreset] = {
                                "per_device_train_batch_size": 64, "per_device_eval_batch_size": 512}},
         reward={"model": {"reward_head_hidden_size": 32},
                 "training": {"ensemble_size": 2, "num_train_epochs": 2, "per_device_train_batch_size": 64}},
-        posttrain={"max_steps": 16, "per_device_train_batch_size": 64, "logging_steps": 4},
+        # One epoch of 16 steps of 64 rows with a validation pass after 8 and 16 (PPO: ppo_epochs times the steps
+        # over the same rows); two whole epochs per trial would take the README command past 3 minutes.
+        posttrain={"num_train_epochs": 1, "per_device_train_batch_size": 64, "logging_steps": 4},
         methods={"dpo": {"num_candidates": 8}, "ipo": {"num_candidates": 8}},
         judge_training={"ensemble_size": 2},
-        lambdas=(0.5, 1.0, 2.0),
+        grids=_grids(learning_rates=(1e-4, 3e-4), temperatures=(0.5, 2.0), betas=(0.1, 0.3), alphas=(0.1, 1.0),
+                     kl_coefs=(0.05, 0.2)),
+        eval_steps=8,
+        patience=1,
         eval_batch_size=512,
         bootstrap_resamples=500,
         # The generated users' events span a shorter time than MovieLens users': at the 90% quantile only 110 of
@@ -218,11 +319,18 @@ PRESETS: dict[str, BenchmarkPreset] = {
         synthetic=_ML1M_SCALE,
         pretrain={"training": {"num_train_epochs": 15, "early_stopping_patience": None}},
         reward={"training": {"ensemble_size": 3, "num_train_epochs": 1}},
-        posttrain={"max_steps": 24},
+        posttrain={"num_train_epochs": 3},
         judge_training={"ensemble_size": 3},
-        sweep_seeds=1,
+        grids=_grids(learning_rates=(3e-5, 1e-4, 3e-4), temperatures=(0.5, 1.0, 2.0), betas=(0.03, 0.1, 0.3),
+                     alphas=(0.1, 1.0, 10.0), kl_coefs=(0.01, 0.05, 0.2)),
+        patience=1,
     ),
-    "full": from_recipes("full", synthetic=_ML1M_SCALE, bootstrap_resamples=2000),
+    "full": from_recipes(
+        "full", synthetic=_ML1M_SCALE, posttrain={"num_train_epochs": 5}, bootstrap_resamples=2000,
+        grids=_grids(learning_rates=(3e-5, 1e-4, 3e-4, 1e-3), temperatures=(0.25, 0.5, 1.0, 2.0),
+                     betas=(0.03, 0.1, 0.3, 1.0), alphas=(0.1, 0.3, 1.0, 10.0), kl_coefs=(0.01, 0.05, 0.2, 0.5)),
+        patience=2, default_seeds=5,
+    ),
 }
 
 

@@ -31,11 +31,6 @@ from ..evaluation import bootstrap_mean_ci, bootstrap_relative_change_ci
 from ..evaluation.metrics import (
     DEFAULT_KS,
     NUM_USERS,
-    SUBSET_ALL,
-    SUBSET_HIGH_REWARD_TARGET,
-    SUBSET_HIGH_REWARD_TRAJECTORY,
-    hr_key,
-    ndcg_key,
     ranking_metric_names,
 )
 from ..utils.io import write_json
@@ -48,12 +43,14 @@ __all__ = [
     "RESULTS_MD",
     "NUM_TARGETS",
     "BenchmarkRow",
+    "describe_hyperparameters",
     "per_user_values",
     "plot_improvements",
     "plot_lambda_sweep",
     "results_markdown",
     "row_users",
     "summarize",
+    "tuning_markdown",
     "write_json_strict",
 ]
 
@@ -61,23 +58,15 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 IMPROVEMENT_FIGURE = "improvement_vs_rwbc.png"
 LAMBDA_FIGURE = "asft_lambda_sweep.png"
-SCHEMA_VERSION = 1
+# 2: `tuning` (every trial's validation scores and the choice) replaced the test-split `lambda_sweep`.
+SCHEMA_VERSION = 2
 # Evaluation rows (targets) of a subset; `NUM_USERS` counts its users.
 NUM_TARGETS = "num_targets"
 JUDGE = "judge"
 METRICS: tuple[str, ...] = (*ranking_metric_names(DEFAULT_KS), JUDGE)
 LABELS = {**{name: name.upper() for name in ranking_metric_names(DEFAULT_KS)}, JUDGE: "judge"}
-# The λ sweep's table and figure: NDCG@10 and HR@10 on every test user and on the post's test subset.
-SWEEP_METRICS = (ndcg_key(10), hr_key(10))
 METHOD_LABELS = {"pretrained": "pretrained (no post-training)", "sft": "SFT", "rwbc": "reward-weighted BC",
                  "asft": "A-SFT", "dpo": "RS-DPO", "ipo": "RS-IPO", "cql": "CQL", "ppo": "PPO"}
-
-
-def _sweep_subsets(subsets: list[str]) -> tuple[str, str]:
-    """`all` and the post's high-reward subset: `high_reward_trajectory` with test windows (`future`), else its
-    one-target analogue `high_reward_target` (leave-one-out)."""
-    high = SUBSET_HIGH_REWARD_TRAJECTORY if SUBSET_HIGH_REWARD_TRAJECTORY in subsets else SUBSET_HIGH_REWARD_TARGET
-    return SUBSET_ALL, high
 
 
 @dataclass
@@ -86,7 +75,7 @@ class BenchmarkRow:
 
     name: str
     method: str
-    kind: str  # "pretrained", "method" or "sweep"
+    kind: str  # "pretrained" or "method"
     evaluations: list[PolicyEvaluation]
     seeds: list[int] = field(default_factory=list)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
@@ -138,8 +127,8 @@ def _std(values: list[float]) -> float | None:
 def _summarize_row(row: BenchmarkRow, reference: BenchmarkRow, subset: str, resamples: int) -> dict[str, Any]:
     per_seed_values = [per_user_values(e, subset) for e in row.evaluations]
     arrays = [values for values, _ in per_seed_values]
-    # Seed i of the row against seed i of the reference (the same post-training seed; a row with fewer seeds,
-    # e.g. the λ sweep, runs the reference's first ones).
+    # Seed i of the row against seed i of the reference (the same post-training seed; a row with fewer seeds
+    # runs the reference's first ones).
     references = [per_user_values(reference.evaluations[i % len(reference.evaluations)], subset)[0]
                   for i in range(len(arrays))]
     masks = [e.ranking.subset_mask(subset) for e in row.evaluations]
@@ -222,8 +211,6 @@ def _fmt_pct(value: float | None) -> str:
 
 
 def _label(row_name: str, row: dict[str, Any]) -> str:
-    if row["kind"] == "sweep":
-        return f"A-SFT λ={row['temperature']:g}"
     label = METHOD_LABELS.get(row["method"], row["method"])
     if row["method"] == "asft" and row.get("temperature") is not None:
         label += f" (λ={row['temperature']:g})"
@@ -269,6 +256,41 @@ def _split_lines(config: dict[str, Any]) -> list[str]:
     return lines + [""] if lines else []
 
 
+def describe_hyperparameters(hyperparameters: dict[str, Any]) -> str:
+    """`name=value, ...` of a trial's hyperparameters (`recipe values` for none)."""
+    return ", ".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in hyperparameters.items()) or "recipe values"
+
+
+def tuning_markdown(tuning: dict[str, Any] | None) -> list[str]:
+    """The hyperparameter selection as a table: per method and trial, the validation score of its kept checkpoint
+    (mean and per tuning seed), that checkpoint's epoch (and step), the epochs run, and the choice."""
+    if not tuning:
+        return []
+    seeds = tuning["seeds"]
+    passes = f"every {tuning['eval_steps']} steps" if tuning.get("eval_steps") else "every epoch"
+    budget = (f"{tuning['max_steps']} steps" if (tuning.get("max_steps") or 0) > 0
+              else f"{_fmt(tuning.get('max_epochs'), 0)} epoch(s)")
+    lines = ["## Hyperparameter selection (validation only)", "",
+             f"Every method: {tuning['trials_per_method']} trial(s), up to {budget}, a validation pass {passes}, "
+             f"patience {tuning.get('patience')}. Score: validation "
+             f"`{tuning['metric']}` of the kept (best) checkpoint, mean over tuning seed(s) {seeds}; the chosen "
+             "trial then runs on every seed. Only chosen runs are evaluated on the test split.", "",
+             "| method | trial | validation" + (" (per seed)" if len(seeds) > 1 else "") +
+             " | best epoch (step) | epochs run | chosen |", "|---|---|---:|---|---:|:---:|"]
+    for method, entry in tuning["methods"].items():
+        for trial in entry["trials"]:
+            runs = trial["runs"]
+            score = _fmt(trial["validation_mean"])
+            if len(runs) > 1:
+                score += " (" + ", ".join(_fmt(run["validation"]) for run in runs) + ")"
+            best = ", ".join(f"{_fmt(run['best_epoch'], 2)} ({run['best_step']})" for run in runs)
+            ran = ", ".join(_fmt(run["epochs_trained"], 2) for run in runs)
+            lines.append(f"| {METHOD_LABELS.get(method, method)} | {describe_hyperparameters(trial['hyperparameters'])} "
+                         f"| {score} | {best} | {ran} | {'✓' if trial['chosen'] else ''} |")
+    return lines + [""]
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """The tables a person reads: metric values and % vs reward-weighted BC per subset, λ sweep, reward table."""
     config = results["config"]
@@ -299,19 +321,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += [f"% change vs reward-weighted BC, [paired bootstrap 95% interval over {over}]:", ""]
         lines += _table({k: v for k, v in main_rows.items() if v["method"] != config["reference"]}, subset,
                         lambda entry, metric: _pct_cell(entry)) + [""]
-    if results["lambda_sweep"]:
-        sweep_subsets = _sweep_subsets(results["subsets"])
-        lines += ["## A-SFT λ sweep", "",
-                  "| λ | seeds | " + " | ".join(f"{LABELS[m]} ({s})" for s in sweep_subsets for m in SWEEP_METRICS)
-                  + f" | judge (all) | % NDCG@10 vs rwbc ({sweep_subsets[1]}) |",
-                  "|---|---|" + "---:|" * 6]
-        for entry in results["lambda_sweep"]:
-            subsets = entry["subsets"]
-            cells = [_value_cell(subsets[s]["metrics"][m], m) for s in sweep_subsets for m in SWEEP_METRICS]
-            cells.append(_value_cell(subsets[SUBSET_ALL]["metrics"][JUDGE], JUDGE))
-            cells.append(_pct_cell(subsets[sweep_subsets[1]]["metrics"][SWEEP_METRICS[0]]))
-            lines.append(f"| {entry['temperature']:g} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
-        lines.append("")
+    lines += tuning_markdown(results.get("tuning"))
     for key, title in (("reward_table", "Reward ensemble the methods train against"),
                        ("judge_reward_table", "Judge ensemble")):
         if results.get(key):
@@ -367,40 +377,30 @@ def plot_improvements(results: dict[str, Any], path: str | os.PathLike) -> str:
 
 
 def plot_lambda_sweep(results: dict[str, Any], path: str | os.PathLike) -> str:
-    """A-SFT's λ sweep: NDCG@10 (all, and high_reward_trajectory or, without test windows, high_reward_target)
-    and the judge score against λ, with intervals."""
+    """A-SFT's temperature grid as tuning saw it: the validation score of each λ's kept checkpoint (mean over tuning
+    seeds, each seed a dot, the chosen λ circled), beside the chosen SFT and reward-weighted BC trials' scores.
+    Validation only: the test split is never read for a losing trial."""
     plt = _pyplot()
-    sweep = results["lambda_sweep"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    lambdas = [entry["temperature"] for entry in sweep]
-    methods = results["methods"]
-    ndcg = SWEEP_METRICS[0]
-    for subset, marker in zip(_sweep_subsets(results["subsets"]), ("o", "s")):
-        values = [entry["subsets"][subset]["metrics"][ndcg]["value"] for entry in sweep]
-        errors = [entry["subsets"][subset]["metrics"][ndcg]["std"] or 0.0 for entry in sweep]
-        line = left.errorbar(lambdas, values, yerr=errors, marker=marker, capsize=3, label=f"A-SFT ({subset})")
-        for reference, style in (("rwbc", "--"), ("sft", ":")):
-            if reference in methods:
-                left.axhline(methods[reference]["subsets"][subset]["metrics"][ndcg]["value"], linestyle=style,
-                             linewidth=0.9, color=line.lines[0].get_color(), alpha=0.7)
-    left.set_xscale("log", base=2)
-    left.set_xlabel("λ (A-SFT temperature)")
-    left.set_ylabel("NDCG@10")
-    left.set_title("ranking; error bars: std over seeds\n(dashed: reward-weighted BC, dotted: SFT, same colour)")
-    left.legend(fontsize=8)
-    judge = [entry["subsets"][SUBSET_ALL]["metrics"][JUDGE] for entry in sweep]
-    values = [j["value"] for j in judge]
-    low = [j["value"] - (j["ci95_value"][0] if j["ci95_value"][0] is not None else j["value"]) for j in judge]
-    high = [(j["ci95_value"][1] if j["ci95_value"][1] is not None else j["value"]) - j["value"] for j in judge]
-    right.errorbar(lambdas, values, yerr=[low, high], marker="o", capsize=3, label="A-SFT")
+    tuning = results["tuning"]
+    trials = sorted(tuning["methods"]["asft"]["trials"], key=lambda trial: trial["hyperparameters"]["temperature"])
+    lambdas = [trial["hyperparameters"]["temperature"] for trial in trials]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(lambdas, [trial["validation_mean"] for trial in trials], marker="o", label="A-SFT (mean over seeds)")
+    for lam, trial in zip(lambdas, trials):
+        ax.scatter([lam] * len(trial["runs"]), [run["validation"] for run in trial["runs"]], color="gray", s=12)
+        if trial["chosen"]:
+            ax.scatter([lam], [trial["validation_mean"]], s=160, facecolors="none", edgecolors="red", label="chosen")
     for reference, style in (("rwbc", "--"), ("sft", ":")):
-        if reference in methods:
-            right.axhline(methods[reference]["subsets"][SUBSET_ALL]["metrics"][JUDGE]["value"], linestyle=style,
-                          linewidth=0.9, color="gray")
-    right.set_xscale("log", base=2)
-    right.set_xlabel("λ (A-SFT temperature)")
-    right.set_ylabel(f"judge score (H={results['config']['horizon']}, γ={results['config']['gamma']})")
-    right.set_title("reward model as judge, all test users (95% interval)\n(dashed: reward-weighted BC, dotted: SFT)")
+        entry = tuning["methods"].get(reference)
+        if entry:
+            chosen = entry["trials"][entry["chosen"]]
+            ax.axhline(chosen["validation_mean"], linestyle=style, color="gray", linewidth=0.9,
+                       label=f"{METHOD_LABELS[reference]} ({describe_hyperparameters(chosen['hyperparameters'])})")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("λ (A-SFT temperature)")
+    ax.set_ylabel(f"validation {tuning['metric']}")
+    ax.set_title("A-SFT λ on validation (kept checkpoint of each run)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

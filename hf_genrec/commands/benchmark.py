@@ -71,7 +71,7 @@ def benchmark(
     duplicates: str = "keep",
     preset: str | BenchmarkPreset = "tiny",
     methods: tuple[str, ...] | list[str] = DEFAULT_METHODS,
-    seeds: int = 1,
+    seeds: int | None = None,
     protocol: str | None = None,
     split: str | None = None,
     pretrained: str | os.PathLike | None = None,
@@ -90,14 +90,16 @@ def benchmark(
             it, the preset's synthetic data is generated into DIR.
         preset: `tiny`, `quick`, `full` (see `hf_genrec.benchmark.presets`) or a `BenchmarkPreset`.
         methods: post-training methods; reward-weighted BC, the reference, is always run.
-        seeds: post-training seeds (the pretrained model and reward ensembles are shared).
+        seeds: post-training seeds (the pretrained model and reward ensembles are shared); default: the preset's
+            `default_seeds` (`full`: 5, else 1). Hyperparameters are tuned on the first `tuning_seeds` of them.
         protocol: `future` (default, the Netflix post's: each test user's first H events after a global cutoff, with
             the preset's cutoff quantile, H and minimum history) or `leave-one-out` (HSTU's).
         split: deprecated name of `protocol` (`leave-one-out`, `temporal` or `future`).
         pretrained: reuse this pretrained recommender instead of pretraining (same item vocabulary).
         reward_model / judge_model: reuse these reward ensembles instead of training them (they must differ).
         judge_data: `train` or `train+validation`: the events the judge ensemble trains on.
-        lambdas: A-SFT temperatures of the λ sweep (default: the preset's; empty: no sweep).
+        lambdas: A-SFT's temperature grid, the λ values its trials try (default or empty: the preset's). Every method
+            gets the same number of trials, so give as many values as the preset's grids have.
         command: the command line recorded in the results (default: this process's).
 
     Returns:
@@ -112,13 +114,21 @@ def benchmark(
     if REFERENCE_METHOD not in methods:
         logger.info("adding %s: every result is reported against it", REFERENCE_METHOD)
         methods.insert(0, REFERENCE_METHOD)
+    seeds = preset.default_seeds if seeds is None else seeds
     if seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {seeds}.")
+        raise ValueError(f"--seeds must be >= 1, got {seeds}. Fix: pass --seeds 1 or more, or leave it out (preset "
+                         f"{preset.name}: {preset.default_seeds}).")
     if judge_data not in JUDGE_DATA:
         raise ValueError(f"--judge-data must be one of {JUDGE_DATA}, got {judge_data!r}.")
-    lambdas = tuple(preset.lambdas if lambdas is None else lambdas) if "asft" in methods else ()
-    if any(not lam > 0 for lam in lambdas):
-        raise ValueError(f"λ values must be > 0, got {list(lambdas)}.")
+    if lambdas:
+        if any(not lam > 0 for lam in lambdas):
+            raise ValueError(f"--lambdas values must be > 0, got {list(lambdas)}. Fix: pass positive temperatures.")
+        trials = preset.trials_per_method
+        if len(lambdas) != trials:
+            raise ValueError(f"--lambdas gives A-SFT {len(lambdas)} trial(s), but every method of preset {preset.name} "
+                             f"gets {trials}. Fix: pass {trials} values (equal tuning: the same trials for every "
+                             "method).")
+        preset = preset.with_grid("asft", temperature=tuple(float(lam) for lam in lambdas))
     ratings, loader = None, {}
     if input_path is not None:
         ratings, catalog = _ratings(input_path, format, catalog)
@@ -129,7 +139,6 @@ def benchmark(
     spec = BenchmarkSpec(
         preset=preset, methods=tuple(methods), seeds=seeds, protocol=protocol, ratings=ratings, loader=loader,
         pretrained=_given_model(pretrained, "--pretrained"), reward_model=_given_model(reward_model, "--reward-model"),
-        judge_model=_given_model(judge_model, "--judge-model"), judge_data=judge_data, lambdas=lambdas,
-        command=command,
+        judge_model=_given_model(judge_model, "--judge-model"), judge_data=judge_data, command=command,
     )
     return run_benchmark(output_dir, spec, show_progress=show_progress)

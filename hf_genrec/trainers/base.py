@@ -18,7 +18,7 @@ import safetensors.torch
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import (
     SAFE_WEIGHTS_NAME,
@@ -172,6 +172,10 @@ class GenRecConfig(TrainingArguments):
             `future` split `high_reward_trajectory` and `trajectory_reward_q1`..`q4` (see `subset_mask`).
         high_reward_threshold (`float`, *optional*, defaults to 4.5):
             Target reward at or above which a case is in the `high_reward_target` subset.
+        early_stopping_patience (`int` or `None`, *optional*, defaults to `None`):
+            Stop after this many evaluations without a better validation `metric_for_best_model`
+            (`transformers.EarlyStoppingCallback`, added by the trainer); needs evaluations (`eval_strategy`) and
+            `load_best_model_at_end=True`. `None` trains the whole budget.
 
     Defaults that differ from `TrainingArguments`: `remove_unused_columns=False` (the collator needs the
     sequence columns) and `use_cpu` is switched on on a machine without any accelerator
@@ -192,6 +196,9 @@ class GenRecConfig(TrainingArguments):
     high_reward_threshold: float = field(
         default=DEFAULT_HIGH_REWARD_THRESHOLD,
         metadata={"help": "Target reward at or above which a test case is 'high_reward_target'."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Evaluations without improvement before stopping (None: never stop)."}
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the sequence columns."})
 
@@ -217,8 +224,25 @@ class GenRecConfig(TrainingArguments):
             raise ValueError(f"eval_subsets has unknown subsets {unknown}; valid ones are {list(SUBSETS)}.")
         if self.bucket_batches < 1:
             raise ValueError(f"bucket_batches must be at least 1, got {self.bucket_batches}.")
+        self._check_early_stopping()
         _check_training_budget(self)
         super().__post_init__()
+
+    def _check_early_stopping(self) -> None:
+        """`early_stopping_patience` is a positive count, and stops on evaluations whose best checkpoint is kept."""
+        patience = self.early_stopping_patience
+        if patience is None:
+            return
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"early_stopping_patience must be a positive integer or None, got {patience!r}. Fix: set "
+                             "it to 1 or more, or None to train the whole budget.")
+        if str(getattr(self.eval_strategy, "value", self.eval_strategy)) == "no" or not self.load_best_model_at_end:
+            raise ValueError(
+                f"early_stopping_patience={patience} needs validation passes and the best one kept, but eval_strategy="
+                f"{getattr(self.eval_strategy, 'value', self.eval_strategy)!r} and load_best_model_at_end="
+                f"{self.load_best_model_at_end}. Fix: set eval_strategy ('epoch' or 'steps') and "
+                "load_best_model_at_end=True, or early_stopping_patience=None."
+            )
 
     def _replace_bf16(self) -> None:
         """`bf16=True` on an accelerator without bf16: train on it in fp16 when it has fp16, else in fp32 (the
@@ -287,6 +311,9 @@ class GenRecTrainer(Trainer):
     ):
         if data_collator is None and model is not None:
             data_collator = SequenceCollator(max_seq_len=model.config.max_seq_len)
+        callbacks = list(callbacks or [])
+        if getattr(args, "early_stopping_patience", None) is not None:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
         super().__init__(
             model=model,
             args=args,
@@ -440,6 +467,15 @@ class GenRecTrainer(Trainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         module = self.accelerator.unwrap_model(model if model is not None else self.model)
         safetensors.torch.load_model(module, state_file, strict=True)
+
+    def _load_best_model(self) -> None:
+        """`load_best_model_at_end`: the best checkpoint's whole trained state from `TRAINING_STATE_FILE` when it has
+        one (Trainer would restore `model.safetensors` only, leaving extra heads and a PEFT adapter at their last
+        values), else as `Trainer` does."""
+        state_file = os.path.join(self.state.best_model_checkpoint, TRAINING_STATE_FILE)
+        if not os.path.isfile(state_file):
+            return super()._load_best_model()
+        safetensors.torch.load_model(self.accelerator.unwrap_model(self.model), state_file, strict=True)
 
     # ----------------------------------------------------------------------------------------- metrics
     def _record(self, mode: str, name: str, value: torch.Tensor | float) -> None:

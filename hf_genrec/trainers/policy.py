@@ -358,9 +358,8 @@ class PolicyTrainer(GenRecTrainer):
     recommender: extra heads (CQL's scalars, PPO's value head) go to `<head>.safetensors` beside it, and under
     PEFT the directory holds the merged model and `adapter/` the adapter. Checkpoints are saved the same
     way, plus the whole trained state (`TRAINING_STATE_FILE`), from which `resume_from_checkpoint` restores
-    heads and adapter too; `load_best_model_at_end` restores the recommender's weights while the heads keep
-    their current values, and does not restore a PEFT adapter (Trainer looks for it at the checkpoint's top
-    level). The post-training defaults save no checkpoints.
+    heads and adapter too, as does `load_best_model_at_end` (`GenRecTrainer._load_best_model`). The
+    post-training defaults save no checkpoints.
     """
 
     # Extra modules the method attaches to the model (trained with it, saved beside it as `<name>.safetensors`).

@@ -16,19 +16,14 @@ class PretrainConfig(GenRecConfig):
     r"""
     Configuration of [`PretrainTrainer`]. Defaults are the HSTU reference's MovieLens settings.
 
-    Args:
-        early_stopping_patience (`int` or `None`, *optional*, defaults to `None`):
-            Stop after this many evaluations without a better validation `metric_for_best_model`.
-            `None` trains all `num_train_epochs`.
+    `early_stopping_patience` (stop after that many evaluations without a better validation `ndcg@10`) is a field of
+    every hf_genrec config ([`GenRecConfig`]); `None`, the default, trains all `num_train_epochs`.
 
     Defaults that differ from `TrainingArguments`: `learning_rate=1e-3`, `adam_beta2=0.98`,
     `per_device_train_batch_size=128`, constant learning rate, evaluation and checkpoint every epoch,
     `load_best_model_at_end=True` on validation `ndcg@10`, `save_total_limit=2` (the best and the last).
     """
 
-    early_stopping_patience: int | None = field(
-        default=None, metadata={"help": "Evaluations without improvement before stopping (None: never stop)."}
-    )
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate (reference: 1e-3)."})
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (reference: 0.98)."})
     per_device_train_batch_size: int = field(default=128, metadata={"help": "Histories per batch (reference: 128)."})
@@ -43,13 +38,6 @@ class PretrainConfig(GenRecConfig):
     metric_for_best_model: str = field(default=ndcg_key(10), metadata={"help": "Validation metric selecting the epoch."})
     greater_is_better: bool = field(default=True, metadata={"help": "Higher metric_for_best_model is better."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (the best and the last)."})
-
-    def __post_init__(self):
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ValueError(
-                f"early_stopping_patience must be a positive integer or None, got {self.early_stopping_patience}."
-            )
-        super().__post_init__()
 
 
 class PretrainTrainer(GenRecTrainer):
@@ -70,14 +58,6 @@ class PretrainTrainer(GenRecTrainer):
         "title": "Actions Speak Louder than Words: Trillion-Parameter Sequential Transducers for Generative Recommendations",
         "id": "2402.17152",
     }
-
-    def __init__(self, model=None, args: PretrainConfig | None = None, callbacks=None, **kwargs):
-        callbacks = list(callbacks or [])
-        if args is not None and args.early_stopping_patience is not None:
-            from transformers import EarlyStoppingCallback
-
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
-        super().__init__(model=model, args=args, callbacks=callbacks, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**History.from_batch(inputs).model_inputs(), labels=inputs[LABELS])

@@ -11,6 +11,8 @@ from transformers import set_seed
 
 from ..data.preferences import build_preference_dataset
 from ..data.prepared import prepared_dataset_name
+from ..evaluation.evaluator import dataset_subsets
+from ..evaluation.metrics import ndcg_key, strip_metric_prefix
 from ..models import AutoModelForNextItemPrediction
 from ..recipes import RecipeError, resolve_recipe
 from ..trainers import (
@@ -178,8 +180,8 @@ def posttrain(
 ) -> dict[str, Any]:
     """Post-train the recommender in `model_dir` with `method` on a prepared dataset and save it.
 
-    Trains for the recipe's budget (no epoch selection), then evaluates validation and test on every
-    subset (`all`, `high_reward_target`, `long_history`). Writes to `output_dir`: the recommender
+    Trains for the recipe's budget, then evaluates validation and test on every subset; with `eval_strategy`, each
+    validation pass reports every subset (`metric_for_best_model` may name one). Writes to `output_dir`: the recommender
     (`config.json`, `model.safetensors`; extra heads as `<head>.safetensors`, a LoRA adapter under
     `adapter/`), `item_vocabulary.json`, the model card `README.md`, `recipe.yaml` (the recipe with every
     override applied) and `metrics.json`.
@@ -208,7 +210,7 @@ def posttrain(
             recipe, flags, data and models of the run that wrote it; the result equals an uninterrupted run's,
             LoRA adapters and extra heads included), as one object or as keywords.
 
-    Returns the content of `metrics.json` (plus `hub_commit_url` when pushed).
+    Returns the content of `metrics.json` (plus `hub_commit_url` when pushed; `selection` after validation passes).
     """
     # No `keep_cpu_heap_warm()` here: with the full-catalogue (P, V) temporaries of varying P, a heap that is
     # never trimmed grows by gigabytes over a run on a shared machine.
@@ -224,6 +226,8 @@ def posttrain(
         args, training = _method_config(run, method, recipe, method_overrides or {}, reward_model, offline=offline)
         splits, vocabulary = run.load_data(data_dir, recipe["data"].get("split", "leave-one-out"), model_dir=model_dir)
         train_dataset = _logged_pairs(splits["train"], preference_ratings, args.seed) if offline else splits["train"]
+        if args.eval_strategy != "no":  # every pass reports every subset, so the kept weights need no new pass
+            args.eval_subsets = list(dataset_subsets(splits["validation"]))
         if reward_model is not None:
             run.add_input("reward_model", reward_model)
         # `lora_r` alone keeps the fingerprint of earlier runs (their checkpoints still resume); a PEFT config adds all
@@ -282,7 +286,24 @@ def _report(run: TrainingRun, trainer, train_output, *, method: str, validation:
         "train_runtime_s": train_output.metrics.get("train_runtime"),
         **run.resources(),
         "seed": trainer.args.seed,
+        **({"selection": _selection(trainer)} if trainer.args.eval_strategy != "no" else {}),
     }
+
+
+def _selection(trainer) -> dict[str, Any]:
+    """What the validation passes during training found: `metric` (the `metric_for_best_model` key without the
+    `eval_` prefix), `best_metric`, `best_step`, `best_epoch` and `history` (step, epoch and metric of each)."""
+    state, args = trainer.state, trainer.args
+    name = args.metric_for_best_model or ndcg_key(10)
+    name = name[len("eval_"):] if name.startswith("eval_") else name
+    history = []
+    for entry in state.log_history:
+        metrics = strip_metric_prefix(entry, "eval")
+        if name in metrics:
+            history.append({"step": entry.get("step"), "epoch": entry.get("epoch"), "metric": metrics[name]})
+    best_epoch = next((h["epoch"] for h in history if h["step"] == state.best_global_step), None)
+    return {"metric": name, "best_metric": state.best_metric, "best_step": state.best_global_step,
+            "best_epoch": best_epoch, "history": history}
 
 
 __all__ = ["METHODS", "lora_arguments", "peft_description", "posttrain", "resolve_method", "resolve_peft_config"]

@@ -14,8 +14,8 @@ from hf_genrec.data.prepared import load_prepared
 from hf_genrec.evaluation import MostPopularRecommender, evaluate_ranking
 from hf_genrec.evaluation.metrics import default_subsets
 
-# The tiny preset's pipeline at test size, as overrides on the recipes: 80 users, a 1-layer HSTU, one
-# optimizer step per method; the future protocol's cutoff at the 70% time quantile, windows of H = 3 events
+# The tiny preset's pipeline at test size, as overrides on the recipes: 80 users, a 1-layer HSTU, two
+# optimizer steps per run; the future protocol's cutoff at the 70% time quantile, windows of H = 3 events
 # (6 test users, 18 targets: the generated users' activity spans little time).
 _MODEL = {"hidden_size": 8, "num_hidden_layers": 1, "attention_dim": 8, "linear_dim": 8, "max_seq_len": 12,
           "max_position_embeddings": 15, "num_negatives": 8, "input_dropout": 0.0, "linear_dropout": 0.0}
@@ -27,10 +27,15 @@ TEST_PRESET = from_recipes(
     reward={"model": {"reward_head_hidden_size": 8},
             "training": {"ensemble_size": 2, "num_train_epochs": 1, "per_device_train_batch_size": 40,
                          "bf16": False, "seed": 0}},
-    posttrain={"max_steps": 1, "per_device_train_batch_size": 16, "bf16": False, "seed": 0, "logging_steps": 1},
+    posttrain={"max_steps": 2, "per_device_train_batch_size": 16, "bf16": False, "seed": 0, "logging_steps": 1},
     methods={"dpo": {"num_candidates": 4}, "ipo": {"num_candidates": 4}},
     judge_training={"ensemble_size": 2},
-    lambdas=(0.5, 1.0),
+    # Two trials per method, a validation pass after every step.
+    grids={"sft": {"learning_rate": (1e-4, 1e-3)}, "rwbc": {"learning_rate": (1e-4, 1e-3)},
+           "asft": {"temperature": (0.5, 1.0)}, "dpo": {"beta": (0.1, 0.3)}, "ipo": {"beta": (0.1, 0.3)},
+           "cql": {"alpha": (0.1, 1.0)}, "ppo": {"kl_coef": (0.05, 0.2)}},
+    eval_steps=1,
+    patience=1,
     bootstrap_resamples=50,
     future={"cutoff_quantile": 0.7, "horizon": 3, "min_history": 5, "validation_fraction": 0.1},
 )
@@ -52,7 +57,7 @@ def test_end_to_end_outputs_and_schema(first_run):
     for name in ("results.json", "results.md", "improvement_vs_rwbc.png", "asft_lambda_sweep.png"):
         assert (output / name).is_file(), name
     loaded = json.loads((output / "results.json").read_text())
-    assert loaded["schema_version"] == 1
+    assert loaded["schema_version"] == 2
     assert list(loaded["methods"]) == ["pretrained", "sft", "rwbc", "asft", "dpo", "ipo", "cql", "ppo"]
     # The default protocol is `future`: users and targets counted apart, H targets per test user.
     config = loaded["config"]
@@ -72,7 +77,10 @@ def test_end_to_end_outputs_and_schema(first_run):
     judge = loaded["methods"]["asft"]["subsets"]["all"]["metrics"]["judge"]
     assert 0.0 < judge["value"] <= 5.0 * (1 + 0.9 + 0.81) and judge["spread"] >= 0.0
     assert loaded["methods"]["rwbc"]["subsets"]["all"]["metrics"]["mrr"]["pct_vs_rwbc"] == 0.0
-    assert [entry["temperature"] for entry in loaded["lambda_sweep"]] == [0.5, 1.0]
+    asft_trials = loaded["tuning"]["methods"]["asft"]["trials"]
+    assert [trial["hyperparameters"]["temperature"] for trial in asft_trials] == [0.5, 1.0]
+    assert loaded["methods"]["asft"]["temperature"] == loaded["tuning"]["methods"]["asft"]["chosen_hyperparameters"][
+        "temperature"]
     assert {"reward/rmse", "reward/auc"} <= set(loaded["reward_table"]["table"]["predictors"]["ensemble_mean"])
     assert loaded["judge_reward_table"] is not None
     # The judge is a separate ensemble: other seeds than the training ensemble.
@@ -92,11 +100,13 @@ def test_second_run_reuses_every_stage_and_a_change_recomputes_only_its_dependen
     # The rerun's own wall time is small, but the pipeline's cost is still reported from the stages' records.
     assert again["stage_time_s"] == first["stage_time_s"] > 0
 
-    # One more λ: only that post-training run and its evaluation are computed.
-    more = benchmark(output, preset=TEST_PRESET, seeds=1, lambdas=(0.5, 1.0, 2.0), show_progress=False)
+    # Another λ: only that trial is trained, and A-SFT evaluated again only if the choice changed.
+    more = benchmark(output, preset=TEST_PRESET, seeds=1, lambdas=(0.5, 2.0), show_progress=False)
     ran = [stage["label"] for stage in more["stages"] if not stage["cached"]]
-    assert ran == ["asft@2 seed 0", "evaluate asft@2 seed 0"]
-    assert [entry["temperature"] for entry in more["lambda_sweep"]] == [0.5, 1.0, 2.0]
+    assert ran[0] == "asft [temperature=2] seed 0" and set(ran[1:]) <= {"evaluate asft seed 0"}
+    assert len(ran) == 1 + (more["tuning"]["methods"]["asft"]["chosen"] != first["tuning"]["methods"]["asft"]["chosen"])
+    assert [trial["hyperparameters"]["temperature"] for trial in more["tuning"]["methods"]["asft"]["trials"]] == [
+        0.5, 2.0]
 
 
 def test_given_models_replace_their_stages(first_run, tmp_path):
@@ -172,7 +182,9 @@ def test_tiny_preset_end_to_end_on_the_embedded_data(tmp_path):
     assert 100 <= users["all"] <= tiny.synthetic["num_users"] and targets["all"] == tiny.future["horizon"] * users["all"]
     assert 0 < users["high_reward_trajectory"] <= users["all"] / 2  # strictly above the median over users
     assert sum(users[f"trajectory_reward_q{q}"] for q in range(1, 5)) == users["all"]
-    assert [entry["temperature"] for entry in results["lambda_sweep"]] == list(tiny.lambdas)
+    tuning = results["tuning"]["methods"]
+    assert [trial["hyperparameters"] for trial in tuning["asft"]["trials"]] == tiny.trials("asft")
+    assert {len(entry["trials"]) for entry in tuning.values()} == {2}
     hit_rates = {name: row["subsets"]["all"]["metrics"]["hr@10"]["value"] for name, row in results["methods"].items()}
     assert set(hit_rates) == {"pretrained", "sft", "rwbc", "asft", "dpo", "ipo", "cql", "ppo"}
     # Pretraining learned the generated structure: far above a random top-10 over 400 items (0.025) and

@@ -75,7 +75,7 @@ def test_users_not_rows_are_counted_and_resampled():
                           "split_options": {"horizon": H},
                           "split_counts": {"train": {"users": 9, "events": 90}, "test": {"users": 4, "events": 8}}},
                "subsets": list(summary["num_users"]), "num_users": summary["num_users"],
-               "num_targets": summary["num_targets"], "methods": summary["rows"], "lambda_sweep": [],
+               "num_targets": summary["num_targets"], "methods": summary["rows"],
                "wall_time_s": 1.0, "stages": []}
     markdown = results_markdown(results)
     assert "## `high_reward_trajectory` (2 test users, 4 targets)" in markdown
@@ -85,7 +85,7 @@ def test_users_not_rows_are_counted_and_resampled():
 def test_intervals_resample_seeds_and_users():
     rows = [BenchmarkRow("rwbc", "rwbc", "method", RWBC, seeds=[42, 43]),
             BenchmarkRow("asft", "asft", "method", ASFT, seeds=[42, 43]),
-            BenchmarkRow("asft@2", "asft", "sweep", ASFT[1:], seeds=[42], temperature=2.0)]
+            BenchmarkRow("asft-one-seed", "asft", "method", ASFT[1:], seeds=[42], temperature=2.0)]
     summary = summarize(rows, "rwbc", resamples=300)
     entry = summary["rows"]["asft"]["subsets"]["all"]["metrics"]["mrr"]
     method = np.stack([per_user_values(e, "all")[0]["mrr"] for e in ASFT])  # (2 seeds, 4 users)
@@ -94,9 +94,9 @@ def test_intervals_resample_seeds_and_users():
     assert (entry["pct_vs_rwbc"], *entry["ci95"]) == pytest.approx(expected)
     assert entry["ci95_over"] == "seeds x users" and len(entry["per_seed"]) == 2
     # A row with one seed is paired with the reference's first seed (the same post-training seed).
-    sweep = summary["rows"]["asft@2"]["subsets"]["all"]["metrics"]["mrr"]
+    one_seed = summary["rows"]["asft-one-seed"]["subsets"]["all"]["metrics"]["mrr"]
     expected = bootstrap_relative_change_ci(method[1], reference[0], num_resamples=300)
-    assert (sweep["pct_vs_rwbc"], *sweep["ci95"]) == pytest.approx(expected)
+    assert (one_seed["pct_vs_rwbc"], *one_seed["ci95"]) == pytest.approx(expected)
 
 
 def test_rows_out_of_window_order_are_refused():

@@ -24,17 +24,39 @@ def test_recipes_are_found_from_the_package():
 
 
 def test_full_preset_is_the_recipe_files_as_written():
+    # ... but for the post-training budget: up to 5 epochs, each followed by a validation pass (issue 13).
     full = PRESETS["full"]
     hstu, reward = _recipe("hstu"), _recipe("reward")
     assert full.pretrain == {"model": hstu["model"], "training": hstu["training"]}
     assert full.reward == {"model": reward["model"], "training": reward["training"]}
     assert full.judge_training == {}
+    assert full.default_seeds >= 5 and full.patience is not None
     for method in DEFAULT_METHODS:
         recipe = _recipe(method)
-        assert full.posttrain[method] == recipe["training"], method  # num_train_epochs included
-        assert full.method_recipe(method, "temporal") == {"model": {}, "training": recipe["training"],
-                                                          "data": {"split": "temporal"}, "method": recipe["method"]}
+        assert full.posttrain[method] == {**recipe["training"], "num_train_epochs": 5}, method
+        assert full.method_recipe(method, "temporal") == {"model": {}, "data": {"split": "temporal"},
+                                                          "training": {**recipe["training"], "num_train_epochs": 5},
+                                                          "method": recipe["method"]}
+        # A benchmark trial adds the selection values (validation passes, best checkpoint kept, patience).
+        training = full.trial_recipe(method, "temporal")["training"]
+        assert training == {**recipe["training"], "num_train_epochs": 5, **full.selection_training("temporal")}
     assert full.seed == _recipe("rwbc")["training"]["seed"]
+
+
+def test_selection_values_every_benchmark_run_takes():
+    quick, tiny = PRESETS["quick"], PRESETS["tiny"]
+    future, loo = quick.selection_training("future"), quick.selection_training("leave-one-out")
+    assert future["metric_for_best_model"] == "high_reward_trajectory/ndcg@10"
+    assert loo["metric_for_best_model"] == "high_reward_target/ndcg@10"
+    assert future["eval_strategy"] == future["save_strategy"] == "epoch" and future["load_best_model_at_end"]
+    assert future["early_stopping_patience"] == quick.patience
+    # tiny: a pass every eval_steps; PPO takes ppo_epochs steps per batch of rows, so its passes are as many.
+    assert tiny.trial_recipe("sft", "future")["training"]["eval_steps"] == tiny.eval_steps
+    ppo = tiny.trial_recipe("ppo", "future")["training"]
+    assert ppo["eval_steps"] == ppo["save_steps"] == tiny.eval_steps * ppo["ppo_epochs"]
+    # A trial's hyperparameters win over the recipe's values.
+    assert tiny.trial_recipe("cql", "future", alpha=0.1)["training"]["alpha"] == 0.1
+    assert "eval_strategy" not in tiny.method_recipe("cql", "future")["training"]  # the recipe alone: no selection
 
 
 def test_overrides_apply_on_top_of_the_recipes():
@@ -74,8 +96,8 @@ def test_smaller_presets_keep_every_recipe_value_they_do_not_override(name):
         assert set(full.reward[section]) <= set(preset.reward[section])
     for method in DEFAULT_METHODS:
         changed = {k for k, v in full.posttrain[method].items() if preset.posttrain[method][k] != v}
-        assert changed <= {"max_steps", "per_device_train_batch_size", "logging_steps", "num_candidates"}, method
-        assert "max_steps" in preset.posttrain[method]  # both run a step budget, not the recipes' epochs
+        assert changed <= {"num_train_epochs", "per_device_train_batch_size", "logging_steps", "num_candidates"}, method
+        assert "max_steps" not in preset.posttrain[method]  # epochs, each followed by a validation pass
 
 
 def test_needs_reward_model_asks_the_trainer_and_writes_nothing(tmp_path, monkeypatch):

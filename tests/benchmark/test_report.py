@@ -42,10 +42,25 @@ def rows():
     asft = BenchmarkRow("asft", "asft", "method", [evaluation([1, 1, 1, 1], [5.0] * 4),
                                                    evaluation([1, 2, 4, 100], [3.0] * 4)], seeds=[42, 43],
                         temperature=1.0)
-    sweep = BenchmarkRow("asft@2", "asft", "sweep", [evaluation([1, 1, 1, 1], [4.0] * 4)], seeds=[42],
-                         temperature=2.0)
     pretrained = BenchmarkRow("pretrained", "pretrained", "pretrained", [evaluation([2, 2, 2, 2], [2.0] * 4)])
-    return [pretrained, rwbc, asft, sweep]
+    return [pretrained, rwbc, asft]
+
+
+def tuning_section():
+    """A `tuning` section as the pipeline writes it: two trials per method on one tuning seed."""
+    def trial(hyperparameters, score, chosen):
+        run = {"seed": 42, "validation": score, "best_step": 4, "best_epoch": 1.0, "global_steps": 8,
+               "epochs_trained": 2.0, "history": [{"step": 4, "epoch": 1.0, "metric": score},
+                                                  {"step": 8, "epoch": 2.0, "metric": score / 2}]}
+        return {"hyperparameters": hyperparameters, "validation_mean": score, "runs": [run], "chosen": chosen}
+
+    return {"split": "validation", "metric": "high_reward_target/ndcg@10", "trials_per_method": 2, "seeds": [42],
+            "max_epochs": 2, "eval_strategy": "epoch", "eval_steps": None, "patience": 1, "methods": {
+                "rwbc": {"grid": {"learning_rate": [1e-4, 3e-4]}, "chosen": 1,
+                         "chosen_hyperparameters": {"learning_rate": 3e-4},
+                         "trials": [trial({"learning_rate": 1e-4}, 0.2, False), trial({"learning_rate": 3e-4}, 0.3, True)]},
+                "asft": {"grid": {"temperature": [1.0, 2.0]}, "chosen": 0, "chosen_hyperparameters": {"temperature": 1.0},
+                         "trials": [trial({"temperature": 1.0}, 0.4, True), trial({"temperature": 2.0}, 0.1, False)]}}}
 
 
 def test_summary_values_by_hand():
@@ -74,11 +89,9 @@ def test_summary_values_by_hand():
 
 def test_results_schema_markdown_and_figures(tmp_path):
     summary = summarize(rows(), "rwbc", resamples=100)
-    table = {k: v for k, v in summary["rows"].items() if v["kind"] != "sweep"}
-    sweep = [{"temperature": r["temperature"], "row": k, "seeds": r["seeds"], "subsets": r["subsets"]}
-             for k, r in summary["rows"].items() if r["method"] == "asft"]
-    results = {"schema_version": 1, "subsets": ["all", "high_reward_target", "long_history"],
-               "metrics": list(METRICS), "num_users": summary["num_users"], "methods": table, "lambda_sweep": sweep,
+    results = {"schema_version": 2, "subsets": ["all", "high_reward_target", "long_history"],
+               "metrics": list(METRICS), "num_users": summary["num_users"], "methods": summary["rows"],
+               "tuning": tuning_section(),
                "reward_table": None, "judge_reward_table": None, "wall_time_s": 1.0,
                "stages": [{"label": "prepare", "key": "abc", "cached": True, "seconds": 0.1}],
                "config": {"dataset": "toy", "command": "hf-genrec benchmark", "preset": "tiny", "seeds": [42, 43],
@@ -90,7 +103,10 @@ def test_results_schema_markdown_and_figures(tmp_path):
     assert set(entry) >= {"value", "std", "per_seed", "pct_vs_rwbc", "ci95", "pct_vs_rwbc_per_seed"}
     assert loaded["methods"]["pretrained"]["subsets"]["all"]["metrics"]["hr@10"]["std"] is None
     markdown = results_markdown(results)
-    assert "`long_history` (2 test users)" in markdown and "## A-SFT λ sweep" in markdown
+    assert "`long_history` (2 test users)" in markdown and "## Hyperparameter selection (validation only)" in markdown
+    # One line per trial: its hyperparameters, validation score, best epoch (step), epochs run and the choice.
+    assert "| A-SFT | temperature=1 | 0.4000 | 1.00 (4) | 2.00 | ✓ |" in markdown
+    assert "| reward-weighted BC | learning_rate=0.0001 | 0.2000 | 1.00 (4) | 2.00 |  |" in markdown
     assert "reward-weighted BC" in markdown
     plot_improvements(results, tmp_path / "improvement.png")
     plot_lambda_sweep(results, tmp_path / "sweep.png")
