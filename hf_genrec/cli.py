@@ -313,8 +313,9 @@ def _add_benchmark(subparsers) -> None:
                    "reward`) as the one the methods train against.")
     p.add_argument("--judge-model", default=None, help="Reuse this reward ensemble as the judge (must differ "
                    "from the training ensemble).")
-    p.add_argument("--judge-data", choices=JUDGE_DATA, default="train",
-                   help="Events the judge ensemble trains on (train+validation: more data, fixed epochs).")
+    p.add_argument("--judge-data", choices=JUDGE_DATA, default="train+validation",
+                   help="Events the judge ensemble trains on (default train+validation: more data, fixed epochs; "
+                   "train: validation RMSE picks each member's epoch).")
     p.add_argument("--lambdas", nargs="*", type=float, default=None,
                    help="A-SFT's temperature grid, tried and chosen on validation (default: the preset's; as many "
                    "values as every method's grid).")

@@ -124,7 +124,7 @@ class BenchmarkSpec:
     pretrained: Given | None = None
     reward_model: Given | None = None
     judge_model: Given | None = None
-    judge_data: str = "train"
+    judge_data: str = "train+validation"
     command: str = "(Python API)"
 
 
@@ -279,9 +279,14 @@ def _reward_ensembles(store: StageStore, spec: BenchmarkSpec, data: Stage, pretr
     preset, split = spec.preset, spec.protocol
     reward_model = spec.reward_model or store.run(
         train_reward_model, data=data, pretrained=pretrained, recipe=preset.reward_recipe(split))
-    judge = spec.judge_model or store.run(
-        train_judge, data=data, pretrained=pretrained, recipe=preset.reward_recipe(split, judge=True),
-        judge_data=spec.judge_data)
+    judge = spec.judge_model
+    if judge is None:
+        # The judge's own backbone (another seed), so that it shares no weights or initialisation with the policies.
+        backbone_recipe = preset.judge_pretrain_recipe(split)
+        backbone = pretrained if backbone_recipe is None else store.run(
+            pretrain_model, data=data, recipe=backbone_recipe, label="pretrain (judge backbone)")
+        judge = store.run(train_judge, data=data, pretrained=backbone, recipe=preset.reward_recipe(split, judge=True),
+                          judge_data=spec.judge_data)
     check_separate_ensembles(reward_model.output, judge.output)
     tables = {}
     for role, ensemble in (("reward", reward_model), ("judge", judge)):
@@ -384,7 +389,8 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
     output_dir.mkdir(parents=True, exist_ok=True)
     preset = spec.preset
     tuning_runs = len(spec.methods) * preset.trials_per_method * min(preset.tuning_seeds, spec.seeds)
-    num_stages = (spec.ratings is None) + 1 + (spec.pretrained is None) + 2 + 1 + tuning_runs + \
+    judge_backbone = spec.judge_model is None and preset.judge_pretraining is not None
+    num_stages = (spec.ratings is None) + 1 + (spec.pretrained is None) + judge_backbone + 2 + 1 + tuning_runs + \
         2 * len(spec.methods) * spec.seeds
     with tqdm(total=num_stages, desc="benchmark stages", unit="stage", disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)
@@ -420,7 +426,10 @@ def _describe_ensemble(ensemble: Stage | Given, data: str) -> str:
     seeds = manifest.get("seeds") or []
     seed_text = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds}"
     origin = f"given ({ensemble.output})" if isinstance(ensemble, Given) else f"trained on {data} events"
-    return f"{manifest['num_members']}-member ensemble, {seed_text}, {origin}"
+    backbone = (manifest.get("trained_on") or {}).get("pretrained_model")
+    # The stage folder's name says which pretraining run it is (the policies' or the judge's own).
+    backbone_text = f", from the pretrained model {Path(backbone).parent.name}" if backbone else ""
+    return f"{manifest['num_members']}-member ensemble, {seed_text}, {origin}{backbone_text}"
 
 
 def _describe_split(options: dict[str, Any]) -> dict[str, Any]:

@@ -8,12 +8,16 @@ those recipes plus the overrides it declares (`from_recipes`):
   recipes' post-training values) and a 5-member judge, except the post-training budget: up to 5 epochs with
   patience 2; 4 trials per method; 5 seeds by default.
 - `quick`: MovieLens-1M in well under an hour on 2 CPU cores. Overrides: 15 epochs of pretraining without
-  early stopping (pass `--pretrained` to reuse a converged checkpoint), 3-member ensembles of one epoch, and
-  up to 3 epochs of post-training with patience 1; 3 trials per method.
+  early stopping (pass `--pretrained` to reuse a converged checkpoint), 3-member ensembles of one epoch (the
+  judge: 5 members), and up to 3 epochs of post-training with patience 1; 3 trials per method.
 - `tiny`: a smoke test, a few minutes on 2 CPU cores on the embedded synthetic data (~100k ratings).
-  Overrides: a small HSTU (d = 32, 64 events), 12 epochs of pretraining, 2-member ensembles of 2 epochs,
-  one epoch (16 steps of 64 rows) of post-training with a validation pass every 8 steps and patience 1, 8
-  candidates for RS-DPO/IPO; 2 trials per method.
+  Overrides: a small HSTU (d = 32, 64 events), 12 epochs of pretraining (the judge's backbone: 6),
+  2-member ensembles of 2 epochs, one epoch (about 14 steps of 64 rows) of post-training with a validation pass
+  every 8 steps and patience 1, 8 candidates for RS-DPO/IPO; 2 trials per method.
+
+The judge (issue 13 item 6) is independent of what it scores: its own pretrained backbone (the pretraining recipe
+with seed `judge_seed`, `judge_pretraining`), members seeded from `judge_seed`, trained on the training and
+validation events (`hf-genrec benchmark --judge-data`, default `train+validation`).
 
 Equal tuning (issue 13): every method gets the same number of hyperparameter trials from its grid (`grids`: A-SFT's
 temperature λ, SFT's and RW-BC's learning rate, RS-DPO's and RS-IPO's β, CQL's α, PPO's KL coefficient), checked
@@ -107,6 +111,9 @@ class BenchmarkPreset:
         posttrain: the `training` section of each method's recipe, budget included.
         judge_training: training values that differ for the judge ensemble (e.g. `ensemble_size`).
         judge_seed: seed of judge member 0 (member k: + k); far from the training ensemble's seeds.
+        judge_pretraining: training values of the judge's own pretrained backbone (pretraining recipe, then these;
+            its seed is `judge_seed`), so the judge shares neither weights nor initialisation with the models it
+            scores; `None`: the judge starts from the benchmark's pretrained model (as before issue 13).
         grids: `{method: {field: (values, ...)}}`, the hyperparameter trials of each method (the product of its
             fields' values; a method without a grid has one trial, its recipe's values). Every method of
             `DEFAULT_METHODS` must get the same number of trials.
@@ -135,6 +142,7 @@ class BenchmarkPreset:
     tuning_seeds: int = 1
     default_seeds: int = 1
     judge_seed: int = 1000
+    judge_pretraining: dict[str, Any] | None = dataclasses.field(default_factory=dict)
     horizon: int = 3
     gamma: float = 0.9
     time_gap: int = 60
@@ -212,6 +220,14 @@ class BenchmarkPreset:
     def pretrain_recipe(self, split: str) -> dict[str, Any]:
         return {"model": dict(self.pretrain["model"]), "training": dict(self.pretrain["training"]),
                 "data": {"split": split}, "method": {}}
+
+    def judge_pretrain_recipe(self, split: str) -> dict[str, Any] | None:
+        """The pretraining recipe of the judge's own backbone (`judge_pretraining`, seed `judge_seed`), or None."""
+        if self.judge_pretraining is None:
+            return None
+        recipe = self.pretrain_recipe(split)
+        recipe["training"].update({**self.judge_pretraining, "seed": self.judge_seed})
+        return recipe
 
     def reward_recipe(self, split: str, judge: bool = False) -> dict[str, Any]:
         training = dict(self.reward["training"])
@@ -303,7 +319,9 @@ PRESETS: dict[str, BenchmarkPreset] = {
         # over the same rows); two whole epochs per trial would take the README command past 3 minutes.
         posttrain={"num_train_epochs": 1, "per_device_train_batch_size": 64, "logging_steps": 4},
         methods={"dpo": {"num_candidates": 8}, "ipo": {"num_candidates": 8}},
+        # A smoke test: a 2-member judge on its own backbone, pretrained half as long as the policy's.
         judge_training={"ensemble_size": 2},
+        judge_pretraining={"num_train_epochs": 6},
         grids=_grids(learning_rates=(1e-4, 3e-4), temperatures=(0.5, 2.0), betas=(0.1, 0.3), alphas=(0.1, 1.0),
                      kl_coefs=(0.05, 0.2)),
         eval_steps=8,
@@ -320,7 +338,7 @@ PRESETS: dict[str, BenchmarkPreset] = {
         pretrain={"training": {"num_train_epochs": 15, "early_stopping_patience": None}},
         reward={"training": {"ensemble_size": 3, "num_train_epochs": 1}},
         posttrain={"num_train_epochs": 3},
-        judge_training={"ensemble_size": 3},
+        judge_training={"ensemble_size": 5},
         grids=_grids(learning_rates=(3e-5, 1e-4, 3e-4), temperatures=(0.5, 1.0, 2.0), betas=(0.03, 0.1, 0.3),
                      alphas=(0.1, 1.0, 10.0), kl_coefs=(0.01, 0.05, 0.2)),
         patience=1,

@@ -77,7 +77,7 @@ def benchmark(
     pretrained: str | os.PathLike | None = None,
     reward_model: str | os.PathLike | None = None,
     judge_model: str | os.PathLike | None = None,
-    judge_data: str = "train",
+    judge_data: str = "train+validation",
     lambdas: tuple[float, ...] | list[float] | None = None,
     command: str | None = None,
     show_progress: bool = True,
@@ -97,7 +97,7 @@ def benchmark(
         split: deprecated name of `protocol` (`leave-one-out`, `temporal` or `future`).
         pretrained: reuse this pretrained recommender instead of pretraining (same item vocabulary).
         reward_model / judge_model: reuse these reward ensembles instead of training them (they must differ).
-        judge_data: `train` or `train+validation`: the events the judge ensemble trains on.
+        judge_data: `train+validation` (default) or `train`: the events the judge ensemble trains on.
         lambdas: A-SFT's temperature grid, the λ values its trials try (default or empty: the preset's). Every method
             gets the same number of trials, so give as many values as the preset's grids have.
         command: the command line recorded in the results (default: this process's).
