@@ -22,7 +22,10 @@ average is recorded beside each timing: on a shared machine the times are inflat
 
     OMP_NUM_THREADS=2 python benchmarks/scale.py --sizes 1 5 20 --workdir /tmp/scale --output /tmp/scale/scale.json
 
-`--skip-train` measures `prepare` only. The generated logs and prepared folders stay in `--workdir`; delete it after.
+`--skip-train` measures `prepare` only. `--streamed` trains from a stream of the split's Arrow files
+(`hf_genrec.data.streaming.stream_split`, `--num-shards` shards, length-bucketed per chunk of the stream) instead of
+the map-style split with its length-bucketed sampler; `--max-steps` then bounds the steps as well (a stream has no
+length). The generated logs and prepared folders stay in `--workdir`; delete it after.
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ def _measure_size(size_m: int, args: argparse.Namespace) -> dict:
     result_path = workdir / f"train-{size_m}M.json"
     seconds, peak_gb, code = _run_child(
         [sys.executable, __file__, "--train-child", str(data_dir), str(result_path), "--recipe", args.recipe,
-         "--max-steps", str(args.max_steps), "--eval-cases", str(args.eval_cases)],
+         "--max-steps", str(args.max_steps), "--eval-cases", str(args.eval_cases), "--num-shards", str(args.num_shards)]
+        + (["--streamed"] if args.streamed else []),
         workdir / f"train-{size_m}M.log")
     if code != 0:
         raise RuntimeError(f"training on {data_dir} failed; see {workdir / f'train-{size_m}M.log'}")
@@ -165,11 +169,14 @@ def _reset_peak() -> None:
         pass
 
 
-def _train_child(data_dir: str, result_path: str, recipe_path: str, max_steps: int, eval_cases: int) -> None:
-    """One process: load the prepared data, train `max_steps` steps of the recipe's HSTU, rank test cases."""
+def _train_child(data_dir: str, result_path: str, recipe_path: str, max_steps: int, eval_cases: int,
+                 streamed: bool = False, num_shards: int = 8) -> None:
+    """One process: load the prepared data, train `max_steps` steps of the recipe's HSTU (from the map-style train
+    split, or from a stream of its Arrow files), rank test cases."""
     from transformers import set_seed
 
     from hf_genrec.data import SequenceCollator
+    from hf_genrec.data.streaming import stream_split
     from hf_genrec.models import HSTUConfig, HSTUForNextItemPrediction
     from hf_genrec.recipes import resolve_recipe
     from hf_genrec.trainers import PretrainConfig, PretrainTrainer
@@ -185,7 +192,10 @@ def _train_child(data_dir: str, result_path: str, recipe_path: str, max_steps: i
     recipe = resolve_recipe(recipe_path)
     args, _ = run.training_config(PretrainConfig, recipe)
     start = time.perf_counter()
-    splits, vocabulary = run.load_data(data_dir, recipe["data"].get("split", "leave-one-out"))
+    split = recipe["data"].get("split", "leave-one-out")
+    splits, vocabulary = run.load_data(data_dir, split)
+    # The stream reads the same cached split files `load_data` just opened (memory-mapped, nothing read yet).
+    train_dataset = stream_split(data_dir, split, num_shards=num_shards) if streamed else splits["train"]
     load_s, peak_gb_loaded, rss_gb_loaded = time.perf_counter() - start, _peak_gb(), _proc_status_gb("VmRSS")
     _reset_peak()
     epoch_steps = math.ceil(len(splits["train"]) / args.per_device_train_batch_size)
@@ -194,7 +204,7 @@ def _train_child(data_dir: str, result_path: str, recipe_path: str, max_steps: i
     model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, **recipe["model"]))
     clock, timer = _StepClock(), EpochTimer()
     trainer = PretrainTrainer(model=model, args=args, data_collator=SequenceCollator(model.config.max_seq_len),
-                              train_dataset=splits["train"], processing_class=vocabulary, callbacks=[timer, clock])
+                              train_dataset=train_dataset, processing_class=vocabulary, callbacks=[timer, clock])
     trainer.train()
     steps = len(clock.step_ends)
     step_s = (clock.step_ends[-1] - clock.step_ends[0]) / max(steps - 1, 1)
@@ -206,7 +216,7 @@ def _train_child(data_dir: str, result_path: str, recipe_path: str, max_steps: i
     eval_subset_s = time.perf_counter() - start
     result = {
         "load_s": round(load_s, 1), "peak_gb_loaded": round(peak_gb_loaded, 2), "rss_gb_loaded": round(rss_gb_loaded or 0.0, 2),
-        "train_users": len(splits["train"]),
+        "train_users": len(splits["train"]), "train_data": "streamed" if streamed else "map-style",
         "steps_measured": steps, "epoch_steps": epoch_steps, "step_s": round(step_s, 3),
         "epoch_s": round(epoch_s, 1), "epoch_extrapolated": steps < epoch_steps,
         "train_peak_gb": round(clock.peak_gb_after_steps, 2), "training_only_peak_gb": round(clock.training_hwm_gb or 0.0, 2),
@@ -242,7 +252,8 @@ def _print_table(rows: list[dict], startup: dict) -> None:
             reload = f"{row['reload_s']} / {row['reload_rss_gb']:.2f}"
             train = f"{row['epoch_s']} ({row['load_after_train']:.1f})"
             rss = f"{row['rss_anon_gb_after_steps']:.2f} / {row['rss_file_gb_after_steps']:.2f}"
-        print(f"| {row['events_m']}M | {row['users']} | {row['prepare_s']} ({row['load_after_prepare']:.1f}) | "
+        data = " streamed" if row.get("train_data") == "streamed" else ""
+        print(f"| {row['events_m']}M{data} | {row['users']} | {row['prepare_s']} ({row['load_after_prepare']:.1f}) | "
               f"{row['prepare_peak_gb']} | {split} | {reload} | {train} | {row.get('training_only_peak_gb', '—')} | "
               f"{rss} | {row.get('eval_s', '—')} | {row.get('steps_measured', '—')} / {row.get('epoch_steps', '—')} |")
     for key in ("prepare_s", "prepare_peak_gb", "epoch_s", "eval_s", "training_only_peak_gb"):
@@ -261,12 +272,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=30, help="Optimiser steps timed (an epoch is extrapolated).")
     parser.add_argument("--eval-cases", type=int, default=2048, help="Test users ranked (the rest extrapolated).")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--streamed", action="store_true", help="Train from a stream of the split's Arrow files.")
+    parser.add_argument("--num-shards", type=int, default=8, help="Shards of the stream (with --streamed).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-child", nargs=2, metavar=("DATA", "RESULT"), help=argparse.SUPPRESS)
     parser.add_argument("--load-child", nargs=2, metavar=("DATA", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.train_child:
-        _train_child(*args.train_child, args.recipe, args.max_steps, args.eval_cases)
+        _train_child(*args.train_child, args.recipe, args.max_steps, args.eval_cases, args.streamed, args.num_shards)
         return
     if args.load_child:
         _load_child(*args.load_child, args.recipe)

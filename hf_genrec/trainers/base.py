@@ -30,6 +30,7 @@ from .. import __version__
 from ..data.collator import SequenceCollator
 from ..data.columns import LABELS
 from ..data.sampling import LengthBucketSampler, sequence_lengths
+from ..data.streaming import LengthBucketedStream
 from ..data.vocabulary import PAD_INDEX
 from ..evaluation import RankingPredictions, flatten_metrics
 from ..evaluation.evaluator import rank_batch
@@ -311,6 +312,7 @@ class GenRecTrainer(Trainer):
     ):
         if data_collator is None and model is not None:
             data_collator = SequenceCollator(max_seq_len=model.config.max_seq_len)
+        self._check_streamed_training(args, train_dataset)
         callbacks = list(callbacks or [])
         if getattr(args, "early_stopping_patience", None) is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
@@ -331,17 +333,64 @@ class GenRecTrainer(Trainer):
             self.model.add_model_tags(self._tag_names)
 
     # ----------------------------------------------------------------------------------------- batches
+    def _bucket_batch_size(self) -> int:
+        """Rows per length-bucketed batch: the global batch (per-device size x accumulation x processes), so that
+        consecutive per-device slices of it, one per rank, hold rows of similar length."""
+        global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return global_batch * max(1, self.args.world_size)
+
+    def _bucket_seed(self) -> int:
+        return self.args.data_seed if self.args.data_seed is not None else self.args.seed
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if not self.args.bucket_by_length or not hasattr(dataset, "data"):
             return super()._get_train_sampler(train_dataset)
-        global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return LengthBucketSampler(
             sequence_lengths(dataset),
-            batch_size=global_batch * max(1, self.args.world_size),
+            batch_size=self._bucket_batch_size(),
             bucket_batches=self.args.bucket_batches,
-            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+            seed=self._bucket_seed(),
         )
+
+    @staticmethod
+    def _check_streamed_training(args: TrainingArguments | None, train_dataset) -> None:
+        """A stream (`torch.utils.data.IterableDataset`, e.g. `stream_split`'s) has no length, so the number of
+        steps must be given; refuse it without `max_steps`, naming the fix (before Trainer's own error)."""
+        if not isinstance(train_dataset, torch.utils.data.IterableDataset) or args is None or args.max_steps > 0:
+            return
+        raise ValueError(
+            f"train_dataset is a stream ({type(train_dataset).__name__}, no length), so the number of training steps "
+            f"cannot be inferred, but max_steps is {args.max_steps}. Fix: set max_steps (--max-steps) to the steps "
+            "to train, e.g. ceil(rows / global batch) x epochs."
+        )
+
+    def get_train_dataloader(self):
+        """Training batches; from a stream (an `IterableDataset`), every process reads it and keeps its own slice
+        of each global batch, length-bucketed per chunk of the stream (`LengthBucketedStream`) when
+        `bucket_by_length`.
+
+        Accelerate's default for a stream, `dispatch_batches`, would have rank 0 read every rank's batches and
+        concatenate them, which fails on batches cropped to different lengths: each process reads the stream
+        itself instead (accelerate's `IterableDatasetShard`, consecutive per-device slices to consecutive ranks),
+        so 2 processes with batch B see exactly the rows of 1 process with batch 2B. An explicit
+        `accelerator_config.dispatch_batches` is kept.
+        """
+        dataset = self.train_dataset
+        if not isinstance(dataset, torch.utils.data.IterableDataset):
+            return super().get_train_dataloader()
+        if self.args.bucket_by_length:
+            dataset = LengthBucketedStream(dataset, self._bucket_batch_size(), self.args.bucket_batches,
+                                           seed=self._bucket_seed())
+        config = self.accelerator.dataloader_config
+        dispatch = config.dispatch_batches
+        if dispatch is None:
+            config.dispatch_batches = False
+        try:
+            return self._get_dataloader(dataset=dataset, description="Training", batch_size=self._train_batch_size,
+                                        is_training=True)
+        finally:
+            config.dispatch_batches = dispatch
 
     # ------------------------------------------------------------------------------ loss normalisation
     def _loss_units(self, inputs: dict[str, Any]) -> int | float | torch.Tensor:
