@@ -339,6 +339,12 @@ def _add_simulate(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=1, help="Simulated logs per world setting.")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(DEFAULT_METHODS),
                    help="Post-training methods trained against the proxy (ppo_true, PPO against r*, is always run).")
+    p.add_argument("--input", default=None, help="Ratings file (as for `prepare`): calibrate the world on it "
+                   "(item effects, latent tastes, noise, popularity) instead of the synthetic world.")
+    p.add_argument("--format", choices=("movielens", "csv"), default="movielens", help="Format of --input.")
+    p.add_argument("--sep", default=None, help="Field separator for --format csv (default ',').")
+    p.add_argument("--columns", default=None, help="csv columns, as for `prepare`.")
+    p.add_argument("--header", action="store_true", help="The csv file's first line is a header.")
     p.add_argument("--output", default="runs/simulate", help="Output directory (stages and results).")
 
 
@@ -479,7 +485,9 @@ def _run_simulate(args: argparse.Namespace) -> None:
     from .commands.simulate import simulate
 
     results = simulate(args.output, preset=args.preset, seeds=args.seeds, methods=args.methods,
-                       command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None)
+                       command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+                       input_path=args.input, format=args.format, sep=args.sep, columns=args.columns,
+                       header=args.header)
     print(results["markdown"])
     print(f"results.json and results.md written to {args.output}")
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..simulation.calibration import calibration_spec
 from ..simulation.study import SimulationPreset, get_simulation_preset, run_simulation
 from ..workflows.posttrain import METHODS
 
@@ -24,6 +25,11 @@ def simulate(
     methods: tuple[str, ...] | list[str] | None = None,
     command: str | None = None,
     show_progress: bool = True,
+    input_path: str | os.PathLike | None = None,
+    format: str = "movielens",
+    sep: str | None = None,
+    columns: str | None = None,
+    header: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the simulation study and write `results.json` and `results.md` under `output_dir`.
 
@@ -34,6 +40,10 @@ def simulate(
         methods: post-training methods trained against the proxy (default: the preset's); PPO against the true
             reward (`ppo_true`) is always added.
         command: the command line recorded in the results (default: this process's).
+        input_path: a real ratings file (`--input`): the world is calibrated on it (`calibrate_world`) instead of
+            the preset's synthetic world, and `results.json` records the fit; the preset's log sizes must not
+            exceed its users.
+        format, sep, columns, header: how to read `input_path`, as for `hf-genrec prepare`.
 
     Returns:
         The content of `results.json` (plus `markdown`).
@@ -46,5 +56,12 @@ def simulate(
             raise ValueError(f"--methods {' '.join(unknown)} is unknown; valid methods: {', '.join(METHODS)}.")
     if command is None:
         command = "hf-genrec " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "hf-genrec" else "(Python API)"
+    calibration = None
+    if input_path is not None:
+        calibration = calibration_spec(input_path, format, sep=sep, columns=columns, header=header or None,
+                                       seed=preset.world.get("seed", 0))
+    elif format != "movielens" or sep is not None or columns is not None or header:
+        raise ValueError("--format, --sep, --columns and --header describe --input, which is not given; pass "
+                         "--input PATH to calibrate the world on a ratings file, or drop them.")
     return run_simulation(output_dir, preset, seeds=seeds, methods=methods, command=command,
-                          show_progress=show_progress)
+                          show_progress=show_progress, calibration=calibration)

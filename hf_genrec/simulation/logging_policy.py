@@ -14,11 +14,15 @@ The observed rating of a logged event adds noise, a popularity bias and a "trap"
 `trap_share` of the catalogue, items whose observed reward is inflated but whose true reward is not). A rating y
 goes missing with probability `missingness * (5 - y) / 4` (users rate what they like: low ratings go missing
 more often). The log keeps the observed events, in the loaders' `Interactions` schema; the truth (every consumed
-item, its true reward and propensity, which events were observed, the traps) comes back separately.
+item, its true reward and propensity, which events were observed, the traps) comes back separately. What a log
+carries of the propensities is a choice (`logged_propensities`): hidden, exported, or wrong (a misspecified
+policy's); `write_propensities` puts them in a side file next to the log, whose schema has no such column.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +31,16 @@ from ..data.interactions import Interactions
 from ..data.synthetic import _GAP_SIGMA, _MAX_GAP, _MEDIAN_GAP, _MIN_GAP, _START_SPREAD
 from .world import World
 
-__all__ = ["LoggingPolicy", "ObservationModel", "SimulationTruth", "simulate_logs"]
+__all__ = [
+    "PROPENSITY_MODES",
+    "LoggingPolicy",
+    "ObservationModel",
+    "SimulationTruth",
+    "logged_propensities",
+    "read_propensities",
+    "simulate_logs",
+    "write_propensities",
+]
 
 
 @dataclass
@@ -143,10 +156,13 @@ class SimulationTruth:
 
 
 def _consume(
-    world: World, policy: LoggingPolicy, num_users: int, events_per_user: int, rng: np.random.Generator
+    world: World, policy: LoggingPolicy, num_users: int, events_per_user: int, rng: np.random.Generator | None,
+    forced: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs the logging policy for every user in lock-step -> `(items, true_rewards, propensities)`, each
-    `(num_users, events_per_user)`. The state is updated incrementally: m <- gamma * m + x_chosen."""
+    `(num_users, events_per_user)`. The state is updated incrementally: m <- gamma * m + x_chosen. With `forced`
+    `(num_users, events_per_user)` the items are those (a replay: `rng` is not used) and only the propensities
+    that `policy` gives them are new."""
     users = np.arange(num_users)
     memory = np.zeros((num_users, world.item_features.shape[1]))
     seen = np.zeros((num_users, world.num_items), dtype=bool)
@@ -155,8 +171,11 @@ def _consume(
     for step in range(events_per_user):
         all_rewards = world.reward_from_state(users, np.full(num_users, step), memory, seen)
         probabilities = policy.probabilities(world, all_rewards, seen)
-        with np.errstate(divide="ignore"):  # log(0) = -inf: items outside the support are never drawn
-            chosen = np.argmax(np.log(probabilities) + rng.gumbel(size=probabilities.shape), axis=1)
+        if forced is not None:
+            chosen = forced[:, step]
+        else:
+            with np.errstate(divide="ignore"):  # log(0) = -inf: items outside the support are never drawn
+                chosen = np.argmax(np.log(probabilities) + rng.gumbel(size=probabilities.shape), axis=1)
         items[:, step] = chosen
         rewards[:, step] = all_rewards[users, chosen]
         propensities[:, step] = probabilities[users, chosen]
@@ -222,3 +241,59 @@ def simulate_logs(
     )
     truth = SimulationTruth(items, true_rewards, propensities, observed, traps, support, times)
     return interactions, truth
+
+
+PROPENSITY_MODES = ("hidden", "exported", "wrong")
+
+
+def logged_propensities(
+    world: World, policy: LoggingPolicy, truth: SimulationTruth, mode: str = "exported", *, temperature: float = 0.5
+) -> np.ndarray | None:
+    """The logging propensity of each observed event (in the log's order) as a log would carry it.
+
+    Args:
+        world (`World`), policy (`LoggingPolicy`), truth (`SimulationTruth`): the log's world, policy and truth.
+        mode (`str`, defaults to `"exported"`): `"hidden"`: none (`None`), what a real log usually has;
+            `"exported"`: the true pi_log of each observed event; `"wrong"`: the propensities of a misspecified
+            policy, the true one with its taste strength beta multiplied by `temperature`, replayed along the same
+            consumed items (so they are exact probabilities of a policy, only not of the one that logged).
+        temperature (`float`, defaults to 0.5): the factor on beta of the `"wrong"` policy (1: the true one; 0: a
+            policy blind to taste; > 1: sharper than the truth).
+
+    Returns:
+        `np.ndarray` of shape `(num_observed_events,)` or `None` when hidden.
+    """
+    if mode not in PROPENSITY_MODES:
+        raise ValueError(f"propensities mode {mode!r} is unknown; use one of {', '.join(PROPENSITY_MODES)}.")
+    if mode == "hidden":
+        return None
+    if mode == "exported":
+        return truth.propensities[truth.observed]
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}; pass the factor on the policy's strength.")
+    wrong = dataclasses.replace(policy, strength=policy.strength * temperature)
+    _, _, propensities = _consume(world, wrong, *truth.items.shape, None, forced=truth.items)
+    return propensities[truth.observed]
+
+
+def write_propensities(path: str | os.PathLike, interactions: Interactions, propensities: np.ndarray) -> str:
+    """Writes the propensities of a log's events to a side file next to it (the loaders' schema has no propensity
+    column): CSV `user_id,item_id,timestamp,propensity`, one row per event in the log's order. Returns the path."""
+    propensities = np.asarray(propensities, dtype=np.float64)
+    if len(propensities) != len(interactions):
+        raise ValueError(f"propensities has {len(propensities)} values for a log of {len(interactions)} events; pass "
+                         "one per event (logged_propensities of this log).")
+    table = np.stack([interactions.user_ids.astype(np.int64), interactions.item_ids.astype(np.int64),
+                      interactions.timestamps], axis=1)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("user_id,item_id,timestamp,propensity\n")
+        for (user, item, timestamp), value in zip(table.tolist(), propensities.tolist()):
+            handle.write(f"{user},{item},{timestamp},{value!r}\n")
+    return str(path)
+
+
+def read_propensities(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a `write_propensities` file -> `{"user_id", "item_id", "timestamp", "propensity"}` arrays."""
+    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+    return {"user_id": table[:, 0].astype(np.int64), "item_id": table[:, 1].astype(np.int64),
+            "timestamp": table[:, 2].astype(np.int64), "propensity": table[:, 3]}

@@ -48,6 +48,7 @@ from ..models import AutoModelForNextItemPrediction
 from ..rewards import RewardEnsemble
 from ..workflows.evaluate import evaluate_model
 from ..workflows.posttrain import posttrain
+from .calibration import calibrated_world
 from .evaluation import (
     EvaluationContexts,
     ensemble_proxy,
@@ -58,7 +59,14 @@ from .evaluation import (
     recommender_policy,
     uniform_probabilities,
 )
-from .logging_policy import LoggingPolicy, ObservationModel, SimulationTruth, simulate_logs
+from .logging_policy import (
+    LoggingPolicy,
+    ObservationModel,
+    SimulationTruth,
+    logged_propensities,
+    simulate_logs,
+    write_propensities,
+)
 from .true_reward import WorldRewardModel
 from .world import World
 
@@ -69,12 +77,14 @@ __all__ = [
     "GAIN_FIGURE",
     "KL_FIGURE",
     "PRESETS",
+    "PROPENSITIES_FILE",
     "RESULTS_JSON",
     "RESULTS_MD",
     "TRUE_PPO",
     "SimulatedLog",
     "SimulationPreset",
     "WorldSetting",
+    "build_world",
     "get_simulation_preset",
     "plot_gain_against_proxy_accuracy",
     "plot_value_against_kl",
@@ -88,6 +98,7 @@ TRUE_PPO = "ppo_true"  # PPO against r* (WorldRewardModel) instead of the proxy
 DEFAULT_METHODS = ("sft", "rwbc", "asft", "dpo", "ppo")
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 KL_FIGURE, GAIN_FIGURE = "gold_proxy_vs_sqrt_kl.png", "true_gain_vs_proxy_accuracy.png"
+PROPENSITIES_FILE = "propensities.csv"  # the simulate stage's side file (`write_propensities`)
 REFERENCE_METHOD = "rwbc"  # the true-value gains of the figure are against reward-weighted BC
 SCHEMA_VERSION = 1
 RANKING_METRICS = ("hr@10", "ndcg@10")
@@ -123,6 +134,9 @@ class SimulationPreset:
         noise_levels, log_sizes, coverages: the sweep (their product is the world settings).
         training: the training recipes and budgets (a `BenchmarkPreset`: pretrain, reward, posttrain sections).
         methods: the post-training methods trained against the proxy (`ppo_true` is always added).
+        propensities: what the simulated log carries of the logging propensities (`logged_propensities` modes):
+            `hidden` (none), `exported` (the true ones) or `wrong` (a misspecified policy's, its taste strength
+            times `propensity_temperature`); written to `propensities.csv` beside the log's `ratings.dat`.
     """
 
     name: str
@@ -135,6 +149,8 @@ class SimulationPreset:
     coverages: tuple[float, ...]
     training: BenchmarkPreset
     methods: tuple[str, ...] = DEFAULT_METHODS
+    propensities: str = "hidden"
+    propensity_temperature: float = 0.5
 
     def settings(self) -> list[WorldSetting]:
         """The world settings of the sweep, noise-major."""
@@ -161,7 +177,7 @@ class SimulatedLog:
     def draw(cls, simulation: dict[str, Any]) -> SimulatedLog:
         """The log of `simulation_inputs(preset, setting, seed)`: the same inputs give the same log and truth."""
         setting = WorldSetting(**simulation["setting"])
-        world = World.synthetic(**simulation["world"])
+        world = build_world(simulation["world"])
         policy = LoggingPolicy(coverage=setting.coverage, **simulation["logging"])
         observation = ObservationModel(noise_std=setting.noise_std, **simulation["observation"])
         interactions, truth = simulate_logs(world, setting.num_users, simulation["events_per_user"], policy,
@@ -176,17 +192,36 @@ class SimulatedLog:
         return EvaluationContexts(np.arange(len(history)), history)
 
 
-def simulation_inputs(preset: SimulationPreset, setting: WorldSetting, seed: int) -> dict[str, Any]:
-    """What the simulation stages are keyed by, and `SimulatedLog.draw` rebuilds the log from (JSON values)."""
-    return {"world": preset.world, "events_per_user": preset.events_per_user, "logging": preset.logging,
-            "observation": preset.observation, "setting": dataclasses.asdict(setting), "seed": seed}
+def build_world(world: dict[str, Any]) -> World:
+    """The world of a simulation's inputs: `World.synthetic(**world)`, or, when `world` holds `calibrate` (a
+    `calibration_spec`), the world calibrated on that ratings file (fitted once per process)."""
+    if "calibrate" in world:
+        return calibrated_world(world["calibrate"])[0]
+    return World.synthetic(**world)
+
+
+def simulation_inputs(preset: SimulationPreset, setting: WorldSetting, seed: int,
+                      calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the simulation stages are keyed by, and `SimulatedLog.draw` rebuilds the log from (JSON values).
+    `calibration` (a `calibration_spec`) replaces the preset's synthetic world by one calibrated on a real log."""
+    world = preset.world if calibration is None else {"calibrate": calibration}
+    inputs = {"world": world, "events_per_user": preset.events_per_user, "logging": preset.logging,
+              "observation": preset.observation, "setting": dataclasses.asdict(setting), "seed": seed}
+    if preset.propensities != "hidden":  # absent when hidden, so earlier runs' stages keep their keys
+        inputs["propensities"] = {"mode": preset.propensities, "temperature": preset.propensity_temperature}
+    return inputs
 
 
 @stage("simulate", output="ratings.dat")
 def simulate_stage(output: Path, *, simulation: dict[str, Any]) -> dict[str, Any]:
-    """The simulated log as a MovieLens ratings file."""
+    """The simulated log as a MovieLens ratings file, with its logging propensities in `PROPENSITIES_FILE` beside
+    it unless the preset hides them (the ratings schema has no propensity column)."""
     log = SimulatedLog.draw(simulation)
     write_movielens_file(log.interactions, output)
+    if "propensities" in simulation:
+        propensities = logged_propensities(log.world, log.policy, log.truth, simulation["propensities"]["mode"],
+                                           temperature=simulation["propensities"]["temperature"])
+        write_propensities(output.parent / PROPENSITIES_FILE, log.interactions, propensities)
     return {"num_interactions": len(log.interactions), "observed_share": float(log.truth.observed.mean())}
 
 
@@ -238,10 +273,10 @@ def evaluate_stage(output: Path, *, models: dict[str, Path], data: Path, proxy: 
 
 
 def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSetting, seed: int,
-                 methods: tuple[str, ...]) -> dict[str, Any]:
+                 methods: tuple[str, ...], calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """One world setting and seed: every stage, then its evaluation."""
     training = preset.training
-    simulation = simulation_inputs(preset, setting, seed)
+    simulation = simulation_inputs(preset, setting, seed, calibration)
     label = f"{setting.name} seed {seed}"
     ratings = store.run(simulate_stage, simulation=simulation, label=f"simulate {label}")
     data = store.run(prepare_data, ratings=ratings, split=SPLIT, label=f"prepare {label}")
@@ -265,6 +300,14 @@ def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSett
     evaluated = store.run(evaluate_stage, models=models, data=data, proxy=proxy, pretrained=pretrained,
                           simulation=simulation, label=f"evaluate {label}")
     return {"setting": dataclasses.asdict(setting), "name": setting.name, "seed": seed, **evaluated.result}
+
+
+def _calibration_report(calibration: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What `results.json` says of a calibrated world: the file it was fitted to and the fit's RMSEs."""
+    if calibration is None:
+        return None
+    fit = calibrated_world(calibration)[1]
+    return {"input": calibration["input"], "format": calibration["format"], "fit": fit.to_dict()}
 
 
 def _mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -294,9 +337,11 @@ def _stat(values: list[float | None]) -> dict[str, float | None]:
 
 def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, seeds: int = 1,
                    methods: tuple[str, ...] | None = None, command: str = "(Python API)",
-                   show_progress: bool = True) -> dict[str, Any]:
+                   show_progress: bool = True, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) the simulation study; write `results.json` and `results.md` under `output_dir`.
 
+    `calibration` (a `calibration_spec`, `hf-genrec simulate --input`) runs it in the world calibrated on that
+    ratings file instead of the preset's synthetic one; `results.json` then records the fit under `calibration`.
     Returns the content of `results.json` plus `markdown`.
     """
     if seeds < 1:
@@ -309,11 +354,13 @@ def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, s
     with tqdm(total=len(settings) * seeds * stages_per_run, desc="simulate stages", unit="stage",
               disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)
-        runs = [_run_setting(store, preset, setting, seed, methods) for seed in range(seeds) for setting in settings]
+        runs = [_run_setting(store, preset, setting, seed, methods, calibration)
+                for seed in range(seeds) for setting in settings]
     results = {
         "schema_version": SCHEMA_VERSION,
         "config": {"preset": preset.name, "preset_settings": preset.to_dict(), "seeds": list(range(seeds)),
                    "methods": ["pretrained", *methods, TRUE_PPO], "split": SPLIT, "command": command},
+        "calibration": _calibration_report(calibration),
         "runs": runs,
         "settings": _mean_over_seeds(runs),
         "stages": store.history,
@@ -345,6 +392,12 @@ def results_markdown(results: dict[str, Any]) -> str:
              "Values are means over seeds (± sample std across seeds). True value V*: the expected true reward of "
              "the policy's next item at each user's held-out context; proxy value V̂: the same under the learned "
              "proxy ensemble; gap = V̂ − V*; KL exact over the catalogue.", ""]
+    if results.get("calibration"):
+        fit = results["calibration"]["fit"]
+        lines += [f"World calibrated on {results['calibration']['input']}: r* RMSE against the ratings "
+                  f"{fit['train_rmse']:.3f} (train), {fit['heldout_rmse']:.3f} (held out); item-mean baseline "
+                  f"{fit['item_mean_train_rmse']:.3f} / {fit['item_mean_heldout_rmse']:.3f}; noise std "
+                  f"{fit['noise_std']:.3f}.", ""]
     columns = ("true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "trap_mass", "hr@10", "ndcg@10")
     for name, entry in results["settings"].items():
         lines += [f"## {name}", "",
