@@ -30,26 +30,30 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "movielens-1m"
 
 
 class StepTimer(TrainerCallback):
-    """Wall seconds of each optimizer step (data loading, forward, backward, optimizer; no evaluation or saving)."""
+    """Wall and process CPU seconds of each optimizer step (data loading, forward, backward, optimizer; no
+    evaluation or saving). CPU seconds (all threads of this process) move less than wall seconds when other jobs
+    share the cores; run with one thread (`OMP_NUM_THREADS=1`) for a CPU-time ratio free of spin-waiting."""
 
     def __init__(self):
         self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.seconds.append(time.perf_counter() - self.start)
+        self.cpu_seconds.append(time.process_time() - self.cpu_start)
 
 
 def epoch_row(name: str, timer: StepTimer, batch_size: int, train_rows: int) -> dict[str, float]:
     """Seconds per epoch from the mean of the steps after the first (which pays one-off warm-up costs)."""
-    steps = timer.seconds[1:] or timer.seconds
+    steps, cpu_steps = timer.seconds[1:] or timer.seconds, timer.cpu_seconds[1:] or timer.cpu_seconds
     steps_per_epoch = math.ceil(train_rows / batch_size)
-    per_step = sum(steps) / len(steps)
-    timer.seconds = []
+    per_step, cpu_per_step = sum(steps) / len(steps), sum(cpu_steps) / len(cpu_steps)
+    timer.seconds, timer.cpu_seconds = [], []
     return {"method": name, "steps_timed": len(steps), "s_per_step": per_step, "steps_per_epoch": steps_per_epoch,
-            "s_per_epoch": per_step * steps_per_epoch}
+            "s_per_epoch": per_step * steps_per_epoch, "cpu_s_per_epoch": cpu_per_step * steps_per_epoch}
 
 
 def batch_size(recipe: str) -> int:
@@ -91,11 +95,13 @@ def main() -> None:
             print(f"{method}: {rows[-1]['s_per_epoch']:.1f} s/epoch", flush=True)
     base = rows[0]["s_per_epoch"]
     print(f"\n{train_rows} training rows; {args.steps} steps timed per method\n")
-    print("| method | s/step | steps/epoch | s/epoch | vs pretraining |")
-    print("|---|---:|---:|---:|---:|")
+    cpu_base = rows[0]["cpu_s_per_epoch"]
+    print("| method | s/step | steps/epoch | s/epoch | vs pretraining | CPU s/epoch | CPU vs pretraining |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['method']} | {row['s_per_step']:.2f} | {row['steps_per_epoch']} | {row['s_per_epoch']:.1f} | "
-              f"{row['s_per_epoch'] / base:.2f}× |")
+              f"{row['s_per_epoch'] / base:.2f}× | {row['cpu_s_per_epoch']:.1f} | "
+              f"{row['cpu_s_per_epoch'] / cpu_base:.2f}× |")
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=2))
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..data.columns import LABEL_RATINGS, LABELS
-from ..losses.cql import cql_loss
+from ..losses.cql import cql_loss, scaled_logsumexp
 from .policy import PolicyHead, PolicyTrainer, PostTrainConfig, policy_forward, supervised_mask
 
 CQL_HEAD = "cql_head"
@@ -103,16 +103,16 @@ class CQLTrainer(PolicyTrainer):
     @staticmethod
     def _forward_cosines(model, inputs: dict[str, torch.Tensor], supervised: torch.Tensor):
         """The forward of `model` on `inputs` and the (P, V + 1) float32 cosines at the (B, N) `supervised`
-        positions, scored inside it (cosine / 1.0; column 0, padding, set back to 0 from −inf)."""
+        positions, scored inside it (cosine / 1.0; column 0, padding, is −inf)."""
         outputs = policy_forward(model, inputs, supervised, logits_temperature=1.0)
-        logits = outputs.logits  # (P, V + 1), column 0 −inf
-        padding = torch.arange(logits.shape[-1], device=logits.device) == 0
-        return outputs, logits.masked_fill(padding, 0.0)
+        return outputs, outputs.logits
 
     def _q_values(self, cosines: torch.Tensor) -> torch.Tensor:
-        """(P, V + 1) Q-values, −inf on column 0 (masked after the affine map so no gradient meets −inf)."""
-        q_values = self.head(CQL_HEAD)(cosines)
-        return q_values.masked_fill(torch.arange(q_values.shape[-1], device=q_values.device) == 0, float("-inf"))
+        """(P, V + 1) Q-values, −inf on column 0 (masked around the affine map so no gradient meets −inf).
+
+        For inspection; training takes the loss and its gradient from the fused `cql_loss` instead."""
+        padding = torch.arange(cosines.shape[-1], device=cosines.device) == 0
+        return self.head(CQL_HEAD)(cosines.masked_fill(padding, 0.0)).masked_fill(padding, float("-inf"))
 
     def _initialize_heads(self):
         # b = mean(r − s·cos(x, y)) over the logged items, so that Q(x, y) starts on the reward scale.
@@ -122,7 +122,7 @@ class CQLTrainer(PolicyTrainer):
         """(P,) r − s·cos(x, y) of the batch's logged items (Q(x, y) − b for the reward r)."""
         supervised = supervised_mask(batch[LABELS])
         labels = batch[LABELS][supervised]
-        _, cosines = self._forward_cosines(self.policy, batch, supervised)  # (P, V + 1)
+        _, cosines = self._forward_cosines(self.policy, batch, supervised)  # (P, V + 1), column 0 −inf
         logged = cosines.gather(1, labels[:, None]).squeeze(1)  # (P,)
         return batch[LABEL_RATINGS][supervised].float() - self.head(CQL_HEAD).scale * logged
 
@@ -130,21 +130,25 @@ class CQLTrainer(PolicyTrainer):
         supervised = supervised_mask(inputs[LABELS])  # (B, N)
         labels = inputs[LABELS][supervised]
         outputs, cosines = self._forward_cosines(model, inputs, supervised)  # cosines (P, V + 1)
-        q_values = self._q_values(cosines)
+        head = self.head(CQL_HEAD)
+        # Q = s·cos + b, fused into the loss (no (P, V + 1) Q-values; see `hf_genrec.losses.cql`).
         losses, regression, penalty = cql_loss(
-            q_values, labels, inputs[LABEL_RATINGS][supervised].float(), self.args.alpha
+            cosines, labels, inputs[LABEL_RATINGS][supervised].float(), self.args.alpha, scale=head.scale,
+            bias=head.bias
         )
 
         # Log the metrics
         with torch.no_grad():
-            self._record_mean(mode, "q/logged", q_values.gather(1, labels[:, None]))
+            logged = cosines.gather(1, labels[:, None]).squeeze(1)  # (P,)
+            self._record_mean(mode, "q/logged", head(logged))
             self._record_mean(mode, "loss/regression", regression)
             self._record_mean(mode, "loss/penalty", penalty)
-            logits = cosines[:, 1:] / self.policy.config.similarity_temperature
-            logged = labels[:, None] - 1
-            self._record_mean(mode, "logps/logged", torch.log_softmax(logits, -1).gather(1, logged))
-            self._record_mean(mode, "q/scale", self.head(CQL_HEAD).scale.reshape(1))
-            self._record_mean(mode, "q/bias", self.head(CQL_HEAD).bias.reshape(1))
+            # log π(y|x) of the policy softmax(cos / τ_sim); column 0 (−inf) has probability 0.
+            inverse_temperature = 1.0 / self.policy.config.similarity_temperature
+            log_normalizers, _ = scaled_logsumexp(cosines, inverse_temperature)
+            self._record_mean(mode, "logps/logged", logged * inverse_temperature - log_normalizers)
+            self._record_mean(mode, "q/scale", head.scale.reshape(1))
+            self._record_mean(mode, "q/bias", head.bias.reshape(1))
         return losses.sum(), outputs
 
 
