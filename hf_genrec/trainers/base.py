@@ -333,6 +333,9 @@ class GenRecTrainer(Trainer):
             self.model.add_model_tags(self._tag_names)
 
     # ----------------------------------------------------------------------------------------- batches
+    # Whether `train_dataset` may be a stream (an `IterableDataset`); trainers that index their rows say False.
+    trains_from_streams: bool = True
+
     def _bucket_batch_size(self) -> int:
         """Rows per length-bucketed batch: the global batch (per-device size x accumulation x processes), so that
         consecutive per-device slices of it, one per rank, hold rows of similar length."""
@@ -353,11 +356,19 @@ class GenRecTrainer(Trainer):
             seed=self._bucket_seed(),
         )
 
-    @staticmethod
-    def _check_streamed_training(args: TrainingArguments | None, train_dataset) -> None:
+    @classmethod
+    def _check_streamed_training(cls, args: TrainingArguments | None, train_dataset) -> None:
         """A stream (`torch.utils.data.IterableDataset`, e.g. `stream_split`'s) has no length, so the number of
-        steps must be given; refuse it without `max_steps`, naming the fix (before Trainer's own error)."""
-        if not isinstance(train_dataset, torch.utils.data.IterableDataset) or args is None or args.max_steps > 0:
+        steps must be given; refuse it without `max_steps`, naming the fix (before Trainer's own error), and refuse
+        it for a trainer that reads its training rows by index (`trains_from_streams = False`)."""
+        if not isinstance(train_dataset, torch.utils.data.IterableDataset):
+            return
+        if not cls.trains_from_streams:
+            raise ValueError(
+                f"{cls.__name__} reads its training rows by index and cannot train from a stream "
+                f"({type(train_dataset).__name__}). Fix: pass the map-style split (`load_prepared(...)[0]['train']`)."
+            )
+        if args is None or args.max_steps > 0:
             return
         raise ValueError(
             f"train_dataset is a stream ({type(train_dataset).__name__}, no length), so the number of training steps "

@@ -92,6 +92,7 @@ class CQLTrainer(PolicyTrainer):
     """
 
     _tag_names = ["hf_genrec", "hstu", "cql"]
+    trains_from_streams = False  # the head's starting values are fitted on training rows read by index
     _name = "CQL"
     _paper = {"title": "Conservative Q-Learning for Offline Reinforcement Learning", "id": "2006.04779"}
     _head_names = (CQL_HEAD,)

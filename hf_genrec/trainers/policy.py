@@ -382,6 +382,8 @@ class PolicyTrainer(GenRecTrainer):
     ):
         if args is None:
             raise ValueError(f"{type(self).__name__} needs args (its config dataclass).")
+        # Before loading models or checking the reward model: a stream the trainer cannot read is the first error.
+        self._check_streamed_training(args, train_dataset)
         if isinstance(model, (str, os.PathLike)):
             model = AutoModelForNextItemPrediction.from_pretrained(model)
         peft_config = recommender_peft_config(peft_config)

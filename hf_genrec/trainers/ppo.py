@@ -247,6 +247,7 @@ class PPOTrainer(PolicyTrainer):
     """
 
     _tag_names = ["hf_genrec", "hstu", "ppo"]
+    trains_from_streams = False  # each rollout batch is revisited ppo_epochs times by index (RepeatBatchesSampler)
     _name = "PPO"
     _paper = {"title": "Proximal Policy Optimization Algorithms", "id": "1707.06347"}
     _head_names = (VALUE_HEAD,)

@@ -207,6 +207,20 @@ def test_a_stream_without_max_steps_names_the_field_and_the_fix(data_dir, tmp_pa
         PretrainTrainer(model=model, args=args, train_dataset=stream_split(data_dir), processing_class=vocabulary)
 
 
+@pytest.mark.parametrize("trainer_name", ["CQLTrainer", "PPOTrainer"])
+def test_trainers_that_index_their_rows_refuse_a_stream(data_dir, tmp_path, trainer_name):
+    from hf_genrec import trainers
+
+    trainer_class = getattr(trainers, trainer_name)
+    config_class = getattr(trainers, trainer_name.replace("Trainer", "Config"))
+    vocabulary = load_prepared(data_dir)[1]
+    model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, hidden_size=16, num_attention_heads=2,
+                                                 attention_dim=8, linear_dim=8, max_seq_len=MAX_SEQ_LEN))
+    args = config_class(output_dir=str(tmp_path), max_steps=2, use_cpu=True, report_to="none")
+    with pytest.raises(ValueError, match=rf"{trainer_name} reads its training rows by index.*Fix: pass the map-style"):
+        trainer_class(model=model, args=args, train_dataset=stream_split(data_dir), processing_class=vocabulary)
+
+
 # ------------------------------------------------------------------------------------------ two processes
 def test_two_processes_read_disjoint_rows_and_train_like_one(data_dir, one_process_streamed, tmp_path):
     single, single_dir = one_process_streamed
