@@ -280,7 +280,9 @@ def _add_benchmark(subparsers) -> None:
         "the subsets all, high_reward_target and long_history (high_reward_trajectory and the accumulated-reward "
         "quartiles on the future protocol's test windows; a user's targets averaged into one value), as % change vs "
         "reward-weighted BC with paired bootstrap 95% intervals over seeds and test users. Writes DIR/results.json, "
-        "DIR/results.md, DIR/improvement_vs_rwbc.png and DIR/asft_lambda_sweep.png. Resumable: stages are keyed by their inputs, so running the same "
+        "DIR/results.md, DIR/improvement_vs_rwbc.png, DIR/asft_lambda_sweep.png and DIR/judge_vs_ranking.png, with per-method "
+        "diagnostics (paired differences by target rating and history length, ESS/N of the training weights, KL to "
+        "the pretrained policy). Resumable: stages are keyed by their inputs, so running the same "
         "command again reuses finished stages and a changed flag recomputes only what depends on it. "
         "Without --input, the embedded synthetic data is generated.",
     )
@@ -319,6 +321,9 @@ def _add_benchmark(subparsers) -> None:
     p.add_argument("--lambdas", nargs="*", type=float, default=None,
                    help="A-SFT's temperature grid, tried and chosen on validation (default: the preset's; as many "
                    "values as every method's grid).")
+    p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=None,
+                   help="A-SFT's ablations (baseline x reward source, and RW-BC with the tilt-matched reward power) at "
+                   "A-SFT's chosen λ on every seed, as their own table (default: the preset's; off in tiny).")
 
 
 def _add_simulate(subparsers) -> None:
@@ -475,7 +480,7 @@ def _run_benchmark(args: argparse.Namespace) -> None:
         preset=args.preset, methods=args.methods, seeds=args.seeds, protocol=args.protocol, split=args.split,
         pretrained=args.pretrained,
         reward_model=args.reward_model, judge_model=args.judge_model, judge_data=args.judge_data,
-        lambdas=args.lambdas, command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+        lambdas=args.lambdas, ablations=args.ablations, command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
     )
     print(results["markdown"])
     print(f"results.json, results.md and figures written to {args.output}")

@@ -51,7 +51,7 @@ HUB_FILES = (
     r"(reward_)?metrics\.json",
     # A benchmark's results and figures.
     r"results\.(json|md)",
-    r"(improvement_vs_rwbc|asft_lambda_sweep)\.png",
+    r"(improvement_vs_rwbc|asft_lambda_sweep|judge_vs_ranking)\.png",
 )
 _HUB_FILES = re.compile("|".join(f"(?:{pattern})" for pattern in HUB_FILES))
 _RUN_FOLDERS = re.compile(r"adapter|member-\d+")

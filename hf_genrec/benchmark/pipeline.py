@@ -8,7 +8,10 @@
        mean validation score is chosen
     -> posttrain the chosen trials on every seed (the tuning seeds' runs are reused) -> evaluate the chosen models
     (full-catalogue ranks and the judge rollout on the test split, read once: losing trials are never evaluated on
-    it) -> statistics, `results.json`, `results.md` and the figures.
+    it) -> with `ablations`, A-SFT's ablation grid at its chosen λ on every seed, evaluated the same way
+    -> diagnostics (ESS/N of the training weights and KL to the pretrained policy as stages; paired differences by
+    target rating and history length and the judge-vs-ranking points from the saved evaluations)
+    -> statistics, `results.json`, `results.md` and the figures.
 
 Each stage is a plain function below, declared with `@stage`. `StageStore.run(function, **inputs)` keys it
 by a hash of the inputs it is given (an upstream stage by its key, a given file or model by its content),
@@ -30,6 +33,7 @@ every method is compared on, and sharing them keeps the run N times cheaper than
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -42,10 +46,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from datasets import load_from_disk
 from tqdm.auto import tqdm
 
-from ..data import generate_synthetic_interactions, write_movielens_file
+from ..data import SequenceCollator, generate_synthetic_interactions, write_movielens_file
 from ..data.columns import ITEM_IDS, USER_ID
 from ..data.prepared import (
     PREPARE_MANIFEST,
@@ -56,20 +61,26 @@ from ..data.prepared import (
     prepared_split_options,
 )
 from ..data.splits import future_cutoffs
-from ..evaluation.metrics import NUM_USERS
+from ..evaluation import diagnostics
+from ..evaluation.judge import history_lengths
+from ..evaluation.metrics import NUM_USERS, SUBSET_ALL
+from ..models import AutoModelForNextItemPrediction
 from ..recipes import build_training_config
 from ..rewards import RewardEnsemble, format_reward_table, reward_table
 from ..rewards.ensemble import ENSEMBLE_FILE
 from ..trainers import RewardConfig
+from ..trainers.asft import TILT_MATCHED, asft_ablation_grid
+from ..trainers.sft import SFTTrainer, tilt_matched_reward_power, weight_tilt
 from ..utils.io import write_json
 from ..workflows.common import CHECKPOINTS_DIR
 from ..workflows.posttrain import METHODS, posttrain
 from ..workflows.pretrain import pretrain
 from ..workflows.reward import METRICS_FILE, reward, train_plus_validation, train_reward_ensemble
 from .evaluation import evaluate_policy, load_evaluation
-from .presets import DEFAULT_METHODS, FUTURE_SPLIT, REFERENCE_METHOD, BenchmarkPreset
+from .presets import DEFAULT_METHODS, FUTURE_SPLIT, REFERENCE_METHOD, BenchmarkPreset, selection_subset
 from .report import (
     IMPROVEMENT_FIGURE,
+    JUDGE_FIGURE,
     LAMBDA_FIGURE,
     METRICS,
     NUM_TARGETS,
@@ -81,7 +92,6 @@ from .report import (
     plot_improvements,
     plot_lambda_sweep,
     results_markdown,
-    row_users,
     summarize,
     write_json_strict,
 )
@@ -253,10 +263,62 @@ def evaluate_model(output: Path, *, model: Path, data: Path, split: str, judge: 
                                  show_progress=show_progress)
     evaluation.save(output)
     metrics = evaluation.ranking.metrics(subsets=evaluation.ranking.default_subsets())["all"]
-    users = row_users(evaluation)
+    users = diagnostics.case_users(evaluation.ranking)
     # `ranking_metrics` counts rows; a `future` test user has H of them.
     metrics.update({NUM_USERS: int(users.max()) + 1 if users.size else 0, NUM_TARGETS: int(users.size)})
     return {"all": metrics, "judge": evaluation.judge.mean(), "judge_spread": evaluation.judge.spread()}
+
+
+# Training values that turn off `selection_training` (a trainer built only to read its training weights).
+NO_SELECTION = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
+                "early_stopping_patience": None}
+
+
+def weighted_method(method: str) -> bool:
+    """Whether `method` trains with per-position loss weights (SFT, RW-BC, A-SFT: `SFTTrainer.training_weights`)."""
+    return issubclass(METHODS[method][1], SFTTrainer)
+
+
+@stage("weights")
+def measure_weights(output: Path, *, data: Path, pretrained: Path, method: str, recipe: dict[str, Any],
+                    reward_model: Path | None) -> dict[str, Any]:
+    """The training weights of `method` with `recipe` on the training split, as its trainer computes them (no
+    training): their ESS/N (`effective_sample_size`), their tilt 5:3 (`weight_tilt`) and, for A-SFT, the RW-BC
+    reward power with the same tilt (`tilt_matched_reward_power`; `None` with the reason when the tilt is <= 1)."""
+    splits, vocabulary = load_prepared(data, recipe["data"]["split"])
+    config_class, trainer_class, implied = METHODS[method]
+    # Weights only, no training: the validation passes and checkpoints of the selection values have nothing to do.
+    args = build_training_config(config_class, {**implied, **recipe["training"], **NO_SELECTION,
+                                                "output_dir": str(output)})
+    model = AutoModelForNextItemPrediction.from_pretrained(pretrained, **recipe["model"])
+    trainer = trainer_class(model=model, reward_model=reward_model, args=args, train_dataset=splits["train"],
+                            processing_class=vocabulary)
+    weights = trainer.training_weights()
+    ess = diagnostics.effective_sample_size(weights.weights)
+    result: dict[str, Any] = {"ess": ess.ess, "ess_fraction": ess.fraction, "num_positions": ess.num_positions}
+    try:
+        result["tilt"] = weight_tilt(weights.weights, weights.rewards)
+    except ValueError as error:  # e.g. a dataset without 3- or 5-rated positions
+        result["tilt"], result["tilt_error"] = None, str(error)
+    if method == "asft":
+        try:
+            result["reward_power"] = tilt_matched_reward_power(weights.weights, weights.rewards)
+        except ValueError as error:
+            result["reward_power"], result["reward_power_error"] = None, str(error)
+    return result
+
+
+@stage("kl")
+def measure_kl(output: Path, *, model: Path, pretrained: Path, data: Path, split: str, batch_size: int) -> dict:
+    """KL(post-trained ‖ pretrained) at every test context over the full catalogue minus the history
+    (`diagnostics.policy_kl`), saved per row (`kl.npy`); returns the mean."""
+    splits, _ = load_prepared(data, split)
+    policy = AutoModelForNextItemPrediction.from_pretrained(model)
+    reference = AutoModelForNextItemPrediction.from_pretrained(pretrained)
+    kl = diagnostics.policy_kl(policy, reference, splits["test"],
+                               SequenceCollator(max_seq_len=policy.config.max_seq_len), batch_size=batch_size)
+    np.save(output / "kl.npy", kl.numpy())
+    return {"mean": float(kl.mean()) if kl.numel() else math.nan, "num_rows": int(kl.numel())}
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -290,9 +352,11 @@ def _reward_ensembles(store: StageStore, spec: BenchmarkSpec, data: Stage, pretr
     check_separate_ensembles(reward_model.output, judge.output)
     tables = {}
     for role, ensemble in (("reward", reward_model), ("judge", judge)):
-        if isinstance(ensemble, Given):
+        if isinstance(ensemble, Given) or "table" not in ensemble.result:
+            # A given ensemble, or a judge trained on train+validation (its training reports no table): scored on
+            # the held-out test targets here.
             ensemble = store.run(score_given_ensemble, ensemble=ensemble, data=data, split=split,
-                                 label=f"{role} (given)")
+                                 label=f"{role} (given)" if isinstance(ensemble, Given) else f"{role} table")
         result = ensemble.result
         tables[role] = {"table": result["table"], "markdown": result["markdown"]} if "table" in result else None
     return reward_model, judge, tables
@@ -357,6 +421,7 @@ def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained:
     """Each method's chosen trial on every seed (the tuning seeds' runs reused), evaluated on the test split: one
     `BenchmarkRow` per method."""
     evaluations: dict[str, list] = {method: [] for method in spec.methods}
+    models: dict[str, list] = {method: [] for method in spec.methods}
     # Seed-major order: every method for the first seed before the next seed, so that an interrupted run already
     # holds complete tables for its first seeds.
     for i in range(spec.seeds):
@@ -367,6 +432,7 @@ def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained:
                                    label=f"{method} [{describe_hyperparameters(chosen)}, chosen] seed {seed}")
             evaluated = evaluate(model=model, label=f"evaluate {method} seed {seed}")
             evaluations[method].append((seed, load_evaluation(evaluated.output)))
+            models[method].append(model)
     rows = []
     for method in spec.methods:
         training = spec.preset.trial_recipe(method, spec.protocol, **tuning[method]["chosen_hyperparameters"])
@@ -374,8 +440,111 @@ def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained:
             name=method, method=method, kind="method", evaluations=[e for _, e in evaluations[method]],
             seeds=[seed for seed, _ in evaluations[method]], hyperparameters=training["training"],
             temperature=training["training"].get("temperature") if method == "asft" else None,
+            models=models[method], recipe=training,
         ))
     return rows
+
+
+def _weights(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+             reward_model: Stage | Given, method: str, recipe: dict[str, Any], label: str) -> Stage:
+    """The `measure_weights` stage of `method` with the training `recipe` (the reward ensemble iff it uses one)."""
+    uses_reward = needs_reward_model(method, recipe["training"])
+    return store.run(measure_weights, data=data, pretrained=pretrained, method=method, recipe=recipe,
+                     reward_model=reward_model if uses_reward else None, label=label)
+
+
+def _ablations(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+               reward_model: Stage | Given, evaluate, tuning: dict[str, dict[str, Any]]) -> list[BenchmarkRow]:
+    """A-SFT's ablation grid (`asft_ablation_grid`) at A-SFT's chosen trial (its λ; no λ of their own), every variant
+    on every seed with A-SFT's budget and selection rules, evaluated on the test split: rows of kind `ablation`.
+
+    The tilt-matched control is RW-BC (with A-SFT's learning rate) with w = r^p, p from the chosen A-SFT trial's
+    training weights (`measure_weights`); it is left out, with a warning, when those weights have a tilt <= 1."""
+    chosen = tuning["asft"]["chosen_hyperparameters"]
+    headline = spec.preset.trial_recipe("asft", spec.protocol, **chosen)
+    rows = []
+    for name, (method, overrides) in asft_ablation_grid().items():
+        details: dict[str, Any] = {}
+        if overrides.get("reward_power") == TILT_MATCHED:
+            measured = _weights(store, spec, data, pretrained, reward_model, "asft", headline,
+                                label="weights asft (chosen)").result
+            if measured.get("reward_power") is None:
+                logger.warning("%s left out: %s", name, measured.get("reward_power_error"))
+                continue
+            overrides = {"reward_power": measured["reward_power"],
+                         "learning_rate": headline["training"]["learning_rate"]}
+            details = {"reward_power": measured["reward_power"], "asft_tilt": measured["tilt"]}
+        hyperparameters = {**chosen, **overrides} if method == "asft" else overrides
+        evaluations, models = [], []
+        for i in range(spec.seeds):
+            seed = spec.preset.seed + i
+            model = _posttrain_run(store, spec, data, pretrained, reward_model, method, hyperparameters, seed,
+                                   label=f"ablation {name} seed {seed}")
+            evaluated = evaluate(model=model, label=f"evaluate ablation {name} seed {seed}")
+            evaluations.append(load_evaluation(evaluated.output))
+            models.append(model)
+        recipe = spec.preset.trial_recipe(method, spec.protocol, **hyperparameters)
+        rows.append(BenchmarkRow(
+            name=name, method=method, kind="ablation", evaluations=evaluations,
+            seeds=[spec.preset.seed + i for i in range(spec.seeds)], hyperparameters=recipe["training"],
+            temperature=recipe["training"].get("temperature") if method == "asft" else None, models=models,
+            recipe=recipe, details=details,
+        ))
+    return rows
+
+
+def _row_diagnostics(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+                     reward_model: Stage | Given, row: BenchmarkRow, reference: BenchmarkRow,
+                     lengths: np.ndarray) -> dict[str, Any]:
+    """One row's diagnostics: paired NDCG@10 differences vs RW-BC by target rating and by history length (subsets
+    `all` and the high-reward one), the ESS/N of its training weights (None without), its mean KL to the pretrained
+    policy on the test contexts (per seed and mean) and its judge-vs-ranking point."""
+    preset, high = spec.preset, selection_subset(spec.protocol)
+    method_preds = [e.ranking for e in row.evaluations]
+    reference_preds = [reference.evaluations[i % len(reference.evaluations)].ranking for i in range(len(method_preds))]
+    options = {"num_resamples": preset.bootstrap_resamples}
+    by_rating, by_length = {}, {}
+    for subset in (SUBSET_ALL, high):
+        by_rating[subset] = {f"{bucket:g}": dataclasses.asdict(value) for bucket, value in
+                             diagnostics.paired_differences_by_target_rating(
+                                 method_preds, reference_preds, subset=subset, **options).items()}
+        by_length[subset] = {bucket: dataclasses.asdict(value) for bucket, value in
+                             diagnostics.paired_differences_by_history_length(
+                                 method_preds, reference_preds, lengths, subset=subset, **options).items()}
+    ess = None
+    if weighted_method(row.method):
+        ess = _weights(store, spec, data, pretrained, reward_model, row.method, row.recipe,
+                       label=f"weights {row.name}").result
+    kl = [store.run(measure_kl, model=model, pretrained=pretrained, data=data, split=spec.protocol,
+                    batch_size=preset.eval_batch_size, label=f"kl {row.name} seed {seed}").result["mean"]
+          for model, seed in zip(row.models, row.seeds)]
+    point = diagnostics.judge_ranking_point(method_preds, [e.judge for e in row.evaluations], ranking_subset=high,
+                                            **options)
+    return {"kind": row.kind, "paired_ndcg@10_vs_rwbc": {"by_target_rating": by_rating, "by_history_length": by_length},
+            "ess": ess, "kl_to_pretrained": {"mean": float(np.mean(kl)), "per_seed": kl},
+            "judge_vs_ranking": dataclasses.asdict(point)}
+
+
+def _diagnostics(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+                 reward_model: Stage | Given, rows: list[BenchmarkRow]) -> dict[str, Any]:
+    """`results.json`'s `diagnostics`: per post-trained row `_row_diagnostics`; the pretrained model has only its
+    judge-vs-ranking point."""
+    splits, _ = load_prepared(data.output, spec.protocol)
+    lengths = history_lengths(splits["test"])
+    reference = next(row for row in rows if row.name == REFERENCE_METHOD)
+    high = selection_subset(spec.protocol)
+    section: dict[str, Any] = {"metric": "ndcg@10", "reference": REFERENCE_METHOD, "subsets": [SUBSET_ALL, high],
+                               "history_length_edges": list(diagnostics.DEFAULT_HISTORY_LENGTH_EDGES), "rows": {}}
+    for row in rows:
+        if row.kind == "pretrained":
+            point = diagnostics.judge_ranking_point([e.ranking for e in row.evaluations],
+                                                    [e.judge for e in row.evaluations], ranking_subset=high,
+                                                    num_resamples=spec.preset.bootstrap_resamples)
+            section["rows"][row.name] = {"kind": row.kind, "judge_vs_ranking": dataclasses.asdict(point)}
+        else:
+            section["rows"][row.name] = _row_diagnostics(store, spec, data, pretrained, reward_model, row,
+                                                         reference, lengths)
+    return section
 
 
 def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_progress: bool = True) -> dict:
@@ -390,8 +559,10 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
     preset = spec.preset
     tuning_runs = len(spec.methods) * preset.trials_per_method * min(preset.tuning_seeds, spec.seeds)
     judge_backbone = spec.judge_model is None and preset.judge_pretraining is not None
+    ablations = len(asft_ablation_grid()) if preset.ablations and "asft" in spec.methods else 0
+    weighted = sum(weighted_method(method) for method in spec.methods) + ablations
     num_stages = (spec.ratings is None) + 1 + (spec.pretrained is None) + judge_backbone + 2 + 1 + tuning_runs + \
-        2 * len(spec.methods) * spec.seeds
+        3 * (len(spec.methods) + ablations) * spec.seeds + weighted
     with tqdm(total=num_stages, desc="benchmark stages", unit="stage", disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)
         ratings = spec.ratings or store.run(synthesize, synthetic=preset.synthetic)
@@ -409,12 +580,16 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
                              evaluations=[load_evaluation(evaluated.output)])]
         tuning = _tune(store, spec, data, pretrained, reward_model)
         rows += _post_train(store, spec, data, pretrained, reward_model, evaluate, tuning)
+        if ablations:
+            rows += _ablations(store, spec, data, pretrained, reward_model, evaluate, tuning)
+        diagnostics_section = _diagnostics(store, spec, data, pretrained, reward_model, rows)
 
     logger.info("computing statistics (%d bootstrap resamples)", preset.bootstrap_resamples)
     summary = summarize(rows, REFERENCE_METHOD, resamples=preset.bootstrap_resamples)
     models = {"pretrained": pretrained, "reward": reward_model, "judge": judge}
     results = _results(spec, summary, models, tables, store.history, data.result, tuning,
                        wall_time_s=time.time() - start)
+    results["diagnostics"] = diagnostics_section
     markdown = _write_outputs(output_dir, results)
     logger.info("benchmark finished in %.1f min: %s", results["wall_time_s"] / 60, output_dir / RESULTS_MD)
     return {**results, "markdown": markdown}
@@ -516,6 +691,10 @@ def _write_outputs(output_dir: Path, results: dict[str, Any]) -> str:
         plot_improvements(results, output_dir / IMPROVEMENT_FIGURE)
         if "temperature" in results["tuning"]["methods"].get("asft", {}).get("grid", {}):
             plot_lambda_sweep(results, output_dir / LAMBDA_FIGURE)
+        points = {name: diagnostics.JudgeRankingPoint(**row["judge_vs_ranking"])
+                  for name, row in results.get("diagnostics", {}).get("rows", {}).items()}
+        if points:
+            diagnostics.plot_judge_vs_ranking(points, output_dir / JUDGE_FIGURE)
     except ImportError:  # matplotlib is an optional dependency (the `dev` extra)
         logger.warning("matplotlib is not installed: no figures (pip install matplotlib); the tables are written")
     return markdown

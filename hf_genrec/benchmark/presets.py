@@ -13,7 +13,8 @@ those recipes plus the overrides it declares (`from_recipes`):
 - `tiny`: a smoke test, a few minutes on 2 CPU cores on the embedded synthetic data (~100k ratings).
   Overrides: a small HSTU (d = 32, 64 events), 12 epochs of pretraining (the judge's backbone: 6),
   2-member ensembles of 2 epochs, one epoch (about 14 steps of 64 rows) of post-training with a validation pass
-  every 8 steps and patience 1, 8 candidates for RS-DPO/IPO; 2 trials per method.
+  every 8 steps and patience 1, 8 candidates for RS-DPO/IPO; 2 trials per method; no A-SFT ablations (`quick`
+  and `full` run them).
 
 The judge (issue 13 item 6) is independent of what it scores: its own pretrained backbone (the pretraining recipe
 with seed `judge_seed`, `judge_pretraining`), members seeded from `judge_seed`, trained on the training and
@@ -124,6 +125,8 @@ class BenchmarkPreset:
         horizon, gamma, time_gap: the judge rollout (see `hf_genrec.evaluation.judge`).
         eval_batch_size: users per evaluation pass.
         bootstrap_resamples: resamples of the bootstrap intervals (over seeds and test users together).
+        ablations: also run A-SFT's ablation grid (`asft_ablation_grid`: baseline x reward source, and the
+            tilt-matched RW-BC control) at A-SFT's chosen λ on every seed (`--ablations/--no-ablations`).
         future: the `future` protocol's `future_split` arguments: `cutoff_quantile` (the test window starts at
             this quantile of all event times), `horizon` (H, the test events, each a target, of every test user),
             `min_history` (the events a test user needs before the cutoff) and `validation_fraction` (the share of
@@ -148,6 +151,7 @@ class BenchmarkPreset:
     time_gap: int = 60
     eval_batch_size: int = 256
     bootstrap_resamples: int = 1000
+    ablations: bool = False
     future: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(FUTURE_SPLIT))
 
     def __post_init__(self):
@@ -342,12 +346,13 @@ PRESETS: dict[str, BenchmarkPreset] = {
         grids=_grids(learning_rates=(3e-5, 1e-4, 3e-4), temperatures=(0.5, 1.0, 2.0), betas=(0.03, 0.1, 0.3),
                      alphas=(0.1, 1.0, 10.0), kl_coefs=(0.01, 0.05, 0.2)),
         patience=1,
+        ablations=True,
     ),
     "full": from_recipes(
         "full", synthetic=_ML1M_SCALE, posttrain={"num_train_epochs": 5}, bootstrap_resamples=2000,
         grids=_grids(learning_rates=(3e-5, 1e-4, 3e-4, 1e-3), temperatures=(0.25, 0.5, 1.0, 2.0),
                      betas=(0.03, 0.1, 0.3, 1.0), alphas=(0.1, 0.3, 1.0, 10.0), kl_coefs=(0.01, 0.05, 0.2, 0.5)),
-        patience=2, default_seeds=5,
+        patience=2, default_seeds=5, ablations=True,
     ),
 }
 

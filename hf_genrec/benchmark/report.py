@@ -28,9 +28,13 @@ import numpy as np
 import torch
 
 from ..evaluation import bootstrap_mean_ci, bootstrap_relative_change_ci
+from ..evaluation.diagnostics import case_users
 from ..evaluation.metrics import (
     DEFAULT_KS,
     NUM_USERS,
+    SUBSET_ALL,
+    SUBSET_HIGH_REWARD_TARGET,
+    SUBSET_HIGH_REWARD_TRAJECTORY,
     ranking_metric_names,
 )
 from ..utils.io import write_json
@@ -43,12 +47,13 @@ __all__ = [
     "RESULTS_MD",
     "NUM_TARGETS",
     "BenchmarkRow",
+    "ablation_markdown",
+    "diagnostics_markdown",
     "describe_hyperparameters",
     "per_user_values",
     "plot_improvements",
     "plot_lambda_sweep",
     "results_markdown",
-    "row_users",
     "summarize",
     "tuning_markdown",
     "write_json_strict",
@@ -58,6 +63,7 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 IMPROVEMENT_FIGURE = "improvement_vs_rwbc.png"
 LAMBDA_FIGURE = "asft_lambda_sweep.png"
+JUDGE_FIGURE = "judge_vs_ranking.png"
 # 2: `tuning` (every trial's validation scores and the choice) replaced the test-split `lambda_sweep`.
 SCHEMA_VERSION = 2
 # Evaluation rows (targets) of a subset; `NUM_USERS` counts its users.
@@ -75,29 +81,14 @@ class BenchmarkRow:
 
     name: str
     method: str
-    kind: str  # "pretrained" or "method"
+    kind: str  # "pretrained", "method" or "ablation"
     evaluations: list[PolicyEvaluation]
     seeds: list[int] = field(default_factory=list)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     temperature: float | None = None
-
-
-def row_users(evaluation: PolicyEvaluation) -> np.ndarray:
-    """(N,) int64: the test user of each evaluation row, numbered 0.. in dataset order.
-
-    Rows of the `future` split come user by user, each user's window in order from `window_position` 0, so a
-    new user starts at every position 0; without windows (leave-one-out, temporal) every row is its own user.
-    """
-    positions = evaluation.ranking.window_positions.numpy()
-    if not evaluation.ranking.has_windows:
-        return np.arange(positions.size, dtype=np.int64)
-    starts = positions == 0
-    users = np.cumsum(starts) - 1
-    expected = np.arange(positions.size) - np.flatnonzero(starts)[users]  # position within the user's rows
-    if not starts[0] or not np.array_equal(positions, expected):
-        raise ValueError("the evaluation rows' window_positions do not run 0..H-1 user by user, so rows cannot be "
-                         "grouped into users. Fix: evaluate the `future` split's test rows unfiltered, in order.")
-    return users
+    models: list[Any] = field(default_factory=list)  # the saved model of each seed (a stage), for the diagnostics
+    recipe: dict[str, Any] | None = None  # the post-training recipe of its runs
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. the tilt-matched control's reward power and tilt
 
 
 def per_user_values(evaluation: PolicyEvaluation, subset: str) -> tuple[dict[str, np.ndarray], int]:
@@ -106,7 +97,7 @@ def per_user_values(evaluation: PolicyEvaluation, subset: str) -> tuple[dict[str
     mask = evaluation.ranking.subset_mask(subset).numpy()
     rows = {name: v.numpy() for name, v in evaluation.ranking.per_user_metrics(subset, DEFAULT_KS).items()}
     rows[JUDGE] = evaluation.judge.scores[torch.from_numpy(mask)].double().numpy()
-    _, users = np.unique(row_users(evaluation)[mask], return_inverse=True)  # (N_subset,) in 0..U_subset-1
+    _, users = np.unique(case_users(evaluation.ranking)[mask], return_inverse=True)  # (N_subset,) in 0..U_subset-1
     counts = np.bincount(users)
     values = {name: np.bincount(users, weights=v, minlength=counts.size) / counts for name, v in rows.items()}
     return values, int(mask.sum())
@@ -175,7 +166,7 @@ def summarize(rows: list[BenchmarkRow], reference: str = "rwbc", *, resamples: i
     for row in rows:
         summary["rows"][row.name] = {
             "method": row.method, "kind": row.kind, "seeds": row.seeds, "temperature": row.temperature,
-            "hyperparameters": row.hyperparameters,
+            "hyperparameters": row.hyperparameters, **row.details,
             "subsets": {subset: _summarize_row(row, reference_row, subset, resamples) for subset in subsets},
         }
     for count in (NUM_USERS, NUM_TARGETS):
@@ -291,6 +282,77 @@ def tuning_markdown(tuning: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
+def ablation_markdown(results: dict[str, Any]) -> list[str]:
+    """The A-SFT ablation rows (kind `ablation`) as their own tables: value and % vs reward-weighted BC with the same
+    intervals as the methods, on `all` and the high-reward subset (nothing without ablation rows)."""
+    rows = {name: row for name, row in results["methods"].items() if row["kind"] == "ablation"}
+    if not rows:
+        return []
+    lines = ["## A-SFT ablations", "",
+             "Each variant of `asft_ablation_grid` with A-SFT's budget, selection rules and chosen λ (no λ tuning of "
+             "its own), on every seed. `rwbc[reward_power=tilt_matched]`: RW-BC with w = r^p, p matching the tilt "
+             "mean(w | r=5) / mean(w | r=3) of the chosen A-SFT trial's training weights.", ""]
+    for name, row in rows.items():
+        if row.get("reward_power") is not None:
+            lines += [f"`{name}`: p = {row['reward_power']:.4f} (A-SFT tilt {_fmt(row.get('asft_tilt'), 3)}).", ""]
+    labelled = {name: {**row, "method": name} for name, row in rows.items()}  # the variant's name as its label
+    for subset in _diagnostic_subsets(results["subsets"]):
+        lines += [f"### `{subset}`", ""] + _table(labelled, subset, _value_cell) + [""]
+        lines += _table(labelled, subset, lambda entry, metric: _pct_cell(entry)) + [""]
+    return lines
+
+
+def _diagnostic_subsets(subsets: list[str]) -> list[str]:
+    """`all` and the high-reward subset (trajectory on `future`, target otherwise) among `subsets`."""
+    high = next((s for s in (SUBSET_HIGH_REWARD_TRAJECTORY, SUBSET_HIGH_REWARD_TARGET) if s in subsets), None)
+    return [s for s in (SUBSET_ALL, high) if s in subsets]
+
+
+def _difference_table(rows: dict[str, Any], by: str, subset: str) -> list[str]:
+    """Rows x buckets of the paired NDCG@10 difference vs reward-weighted BC, `difference [low, high]`."""
+    buckets: list[str] = []
+    for row in rows.values():
+        for bucket in row["paired_ndcg@10_vs_rwbc"][by].get(subset, {}):
+            if bucket not in buckets:
+                buckets.append(bucket)
+    lines = ["| method | " + " | ".join(buckets) + " |", "|---|" + "---:|" * len(buckets)]
+    for name, row in rows.items():
+        cells = row["paired_ndcg@10_vs_rwbc"][by].get(subset, {})
+        lines.append(f"| {name} | " + " | ".join(
+            f"{_fmt(cells[b]['difference'])} [{_fmt(cells[b]['low'])}, {_fmt(cells[b]['high'])}]" if b in cells
+            else "–" for b in buckets) + " |")
+    return lines
+
+
+def diagnostics_markdown(section: dict[str, Any] | None) -> list[str]:
+    """The per-method diagnostics: ESS/N of the training weights, mean KL to the pretrained policy, the judge-vs-
+    ranking point, and the paired NDCG@10 differences vs reward-weighted BC by target rating and history length."""
+    if not section:
+        return []
+    lines = ["## Diagnostics", "",
+             "ESS/N: effective sample size of the training weights over the training positions (— : no per-position "
+             "weights). KL: mean KL(post-trained ‖ pretrained) over the test contexts (full catalogue minus the "
+             "history), mean over seeds. Judge vs ranking (`judge_vs_ranking.png`): NDCG@10 of the high-reward "
+             "subset and the judge reward, 95% intervals.", "",
+             "| method | ESS/N | KL to pretrained | NDCG@10 (high reward) | judge |", "|---|---:|---:|---:|---:|"]
+    for name, row in section["rows"].items():
+        ess = row.get("ess")
+        kl = row.get("kl_to_pretrained")
+        point = row["judge_vs_ranking"]
+        lines.append(f"| {name} | {_fmt(ess['ess_fraction'], 3) if ess else '—'} | "
+                     f"{_fmt(kl['mean']) if kl else '—'} | {_fmt(point['ranking'])} "
+                     f"[{_fmt(point['ranking_low'])}, {_fmt(point['ranking_high'])}] | {_fmt(point['judge'], 3)} "
+                     f"[{_fmt(point['judge_low'], 3)}, {_fmt(point['judge_high'], 3)}] |")
+    lines.append("")
+    rows = {name: row for name, row in section["rows"].items() if "paired_ndcg@10_vs_rwbc" in row}
+    for by, title in (("by_target_rating", "target rating"), ("by_history_length", "history length (events)")):
+        for subset in section["subsets"]:
+            lines += [f"Paired NDCG@10 difference vs reward-weighted BC by {title}, `{subset}` "
+                      "[bootstrap 95% interval over seeds and users]:", ""]
+            lines += _difference_table(rows, by, subset) + [""]
+    return lines
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """The tables a person reads: metric values and % vs reward-weighted BC per subset, λ sweep, reward table."""
     config = results["config"]
@@ -308,7 +370,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines += _split_lines(config) + ["Test users (targets) per subset: " + ", ".join(
         f"`{s}` {n}" + (f" ({results[NUM_TARGETS][s]})" if NUM_TARGETS in results else "")
         for s, n in results[NUM_USERS].items()) + ".", ""]
-    main_rows = results["methods"]
+    main_rows = {name: row for name, row in results["methods"].items() if row["kind"] != "ablation"}
     over = "seeds and test users" if len(seeds) > 1 else "test users"
     for subset in results["subsets"]:
         n = results[NUM_USERS][subset]
@@ -321,6 +383,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += [f"% change vs reward-weighted BC, [paired bootstrap 95% interval over {over}]:", ""]
         lines += _table({k: v for k, v in main_rows.items() if v["method"] != config["reference"]}, subset,
                         lambda entry, metric: _pct_cell(entry)) + [""]
+    lines += ablation_markdown(results)
+    lines += diagnostics_markdown(results.get("diagnostics"))
     lines += tuning_markdown(results.get("tuning"))
     for key, title in (("reward_table", "Reward ensemble the methods train against"),
                        ("judge_reward_table", "Judge ensemble")):
@@ -331,7 +395,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {stage['label']} | {stage['key']} | {'yes' if stage['cached'] else 'no'} | "
                      f"{_fmt(stage.get('seconds'), 1)} |")
     lines.append("")
-    lines.append(f"Figures: `{IMPROVEMENT_FIGURE}`, `{LAMBDA_FIGURE}`.")
+    lines.append(f"Figures: `{IMPROVEMENT_FIGURE}`, `{LAMBDA_FIGURE}`, `{JUDGE_FIGURE}`.")
     return "\n".join(lines) + "\n"
 
 
@@ -348,7 +412,7 @@ def plot_improvements(results: dict[str, Any], path: str | os.PathLike) -> str:
     """Grouped bars: % change vs reward-weighted BC per method and metric, one panel per subset, 95% intervals."""
     plt = _pyplot()
     reference = results["config"]["reference"]
-    rows = {k: v for k, v in results["methods"].items() if v["method"] != reference}
+    rows = {k: v for k, v in results["methods"].items() if v["method"] != reference and v["kind"] != "ablation"}
     subsets = results["subsets"]
     fig, axes = plt.subplots(len(subsets), 1, figsize=(12, 3.6 * len(subsets)), squeeze=False)
     width = 0.8 / max(len(rows), 1)

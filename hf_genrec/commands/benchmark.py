@@ -6,6 +6,7 @@ are `hf_genrec.benchmark.pipeline`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -79,6 +80,7 @@ def benchmark(
     judge_model: str | os.PathLike | None = None,
     judge_data: str = "train+validation",
     lambdas: tuple[float, ...] | list[float] | None = None,
+    ablations: bool | None = None,
     command: str | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
@@ -100,6 +102,8 @@ def benchmark(
         judge_data: `train+validation` (default) or `train`: the events the judge ensemble trains on.
         lambdas: A-SFT's temperature grid, the λ values its trials try (default or empty: the preset's). Every method
             gets the same number of trials, so give as many values as the preset's grids have.
+        ablations: run A-SFT's ablation grid and the tilt-matched RW-BC control at A-SFT's chosen λ (default: the
+            preset's `ablations`; `tiny`: off, `quick` and `full`: on). Needs `asft` among the methods.
         command: the command line recorded in the results (default: this process's).
 
     Returns:
@@ -129,6 +133,11 @@ def benchmark(
                              f"gets {trials}. Fix: pass {trials} values (equal tuning: the same trials for every "
                              "method).")
         preset = preset.with_grid("asft", temperature=tuple(float(lam) for lam in lambdas))
+    if ablations is not None:
+        preset = dataclasses.replace(preset, ablations=bool(ablations))
+    if preset.ablations and "asft" not in methods:
+        raise ValueError(f"--ablations runs A-SFT's ablations, but the methods {methods} leave out asft. Fix: add asft "
+                         "to --methods, or pass --no-ablations.")
     ratings, loader = None, {}
     if input_path is not None:
         ratings, catalog = _ratings(input_path, format, catalog)

@@ -117,7 +117,7 @@ def test_given_models_replace_their_stages(first_run, tmp_path):
     ran = [stage["label"] for stage in given["stages"]]
     assert not {"pretrain", "reward", "judge"} & set(ran)
     assert {"reward (given)", "judge (given)"} <= set(ran)
-    assert given["config"]["judge"].endswith(f"given ({config['judge_model']})")
+    assert f"given ({config['judge_model']})" in given["config"]["judge"]
     # Read back from the given ensemble's reward_metrics.json.
     assert given["reward_table"]["table"] == first["reward_table"]["table"]
     # The same models and seed: the same post-trained model as in the first run.
@@ -128,8 +128,10 @@ def test_judge_on_train_and_validation_events(first_run, tmp_path):
     output, first = first_run
     results = benchmark(tmp_path, preset=TEST_PRESET, methods=["rwbc"], pretrained=first["config"]["pretrained"],
                         judge_data="train+validation", show_progress=False)
-    assert results["config"]["judge"].endswith("trained on train+validation events")
-    assert results["judge_reward_table"] is None and results["reward_table"] is not None
+    assert "trained on train+validation events" in results["config"]["judge"]
+    # Scored on the held-out test targets after training (its training reports no table of its own).
+    assert results["judge_reward_table"] is not None and results["reward_table"] is not None
+    assert "judge table" in [stage["label"] for stage in results["stages"]]
     assert list(results["methods"]) == ["pretrained", "rwbc"]
 
 

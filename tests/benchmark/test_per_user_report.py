@@ -11,10 +11,10 @@ from hf_genrec.benchmark.report import (
     BenchmarkRow,
     per_user_values,
     results_markdown,
-    row_users,
     summarize,
 )
 from hf_genrec.evaluation import RankingPredictions, bootstrap_relative_change_ci
+from hf_genrec.evaluation.diagnostics import case_users
 from hf_genrec.evaluation.judge import JudgeScores
 
 # 4 test users x H = 2 targets, users' rows consecutive from window_position 0. Window rewards 8, 4, 10, 6:
@@ -45,7 +45,7 @@ ASFT = [evaluation([1, 1, 5, 100, 1, 2, 3, 20], [5.0, 2.0, 2.0, 3.0, 5.0, 4.0, 3
 
 
 def test_rows_group_into_users():
-    assert row_users(RWBC[0]).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert case_users(RWBC[0].ranking).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     values, num_targets = per_user_values(RWBC[0], "all")
     assert num_targets == 8
     # MRR per user: the mean of the user's two targets' 1/rank.
@@ -103,4 +103,4 @@ def test_rows_out_of_window_order_are_refused():
     bad = evaluation([1] * 8, [1.0] * 8)
     bad.ranking.window_positions = torch.tensor([0, 1, 1, 0, 0, 1, 0, 1])
     with pytest.raises(ValueError, match="window_positions"):
-        row_users(bad)
+        case_users(bad.ranking)
