@@ -13,8 +13,7 @@ from .models import (
     HSTUModel,
 )
 from .pipeline_task import NextItemRecommendationPipeline  # registers pipeline("next-item-recommendation")
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "AutoModelForNextItemPrediction",

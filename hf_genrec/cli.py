@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import __version__
+from .version import __version__
 
 if TYPE_CHECKING:  # the workflows import torch and transformers: `--help` stays fast without them
     from .workflows import RunOptions

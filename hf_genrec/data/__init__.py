@@ -44,6 +44,7 @@ from .splits import (
     split_sequences,
     temporal_split,
 )
+from .streaming import LengthBucketedStream, stream_split
 from .synthetic import generate_synthetic_interactions, write_movielens_file
 from .vocabulary import PAD_INDEX, VOCABULARY_FILE, ItemVocabulary
 
@@ -73,6 +74,9 @@ __all__ = [
     "History",
     "HISTORY_FIELDS",
     "query_timestamps",
+    # streamed training
+    "stream_split",
+    "LengthBucketedStream",
     # embedded synthetic data
     "generate_synthetic_interactions",
     "write_movielens_file",

@@ -26,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 from datasets import DatasetDict, load_from_disk
 
-from .. import __version__
 from ..utils.io import staged_output_dir, write_json
 from ..utils.runtime import release_cpu_heap
+from ..version import __version__
 from .loaders import check_input_file, read_delimited, read_movielens, read_movielens_catalog
 from .sequences import build_sequences
 from .splits import split_method, split_sequences

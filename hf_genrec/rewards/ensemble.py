@@ -292,7 +292,7 @@ class RewardEnsemble(nn.Module):
     # -------------------------------------------------------------------------------- save / load
     def manifest(self) -> dict[str, Any]:
         """The content of `ensemble.json`."""
-        from .. import __version__
+        from ..version import __version__
 
         return {
             "format_version": _FORMAT_VERSION,

@@ -26,7 +26,6 @@ from transformers.utils import (
     is_torch_fp16_available_on_device,
 )
 
-from .. import __version__
 from ..data.collator import SequenceCollator
 from ..data.columns import LABELS
 from ..data.sampling import LengthBucketSampler, sequence_lengths
@@ -36,6 +35,7 @@ from ..evaluation import RankingPredictions, flatten_metrics
 from ..evaluation.evaluator import rank_batch
 from ..evaluation.metrics import DEFAULT_HIGH_REWARD_THRESHOLD, RUNTIME, SUBSET_ALL, SUBSETS, metric_key
 from ..utils.runtime import CpuHeapGuard, release_cpu_heap
+from ..version import __version__
 from .model_card import build_model_card
 
 CHECKPOINT_COMPLETE = "checkpoint_complete.json"

@@ -109,7 +109,7 @@ def _versions() -> dict[str, str]:
     import torch
     import transformers
 
-    from .. import __version__
+    from ..version import __version__
 
     return {"hf_genrec": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
             "datasets": datasets.__version__, "peft": peft.__version__}

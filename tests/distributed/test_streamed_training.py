@@ -29,9 +29,14 @@ import torch
 from transformers import set_seed
 
 from hf_genrec import HSTUConfig, HSTUForNextItemPrediction
-from hf_genrec.data import SequenceCollator, generate_synthetic_interactions, write_movielens_file
+from hf_genrec.data import (  # exported by the data package
+    LengthBucketedStream,
+    SequenceCollator,
+    generate_synthetic_interactions,
+    stream_split,
+    write_movielens_file,
+)
 from hf_genrec.data.prepared import load_prepared, prepare_dataset
-from hf_genrec.data.streaming import LengthBucketedStream, stream_split
 from hf_genrec.trainers import PretrainConfig, PretrainTrainer
 
 NUM_USERS = 64
