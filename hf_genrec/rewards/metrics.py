@@ -94,8 +94,10 @@ def _as_numpy(values: Any) -> np.ndarray:
 
 
 def rmse(predictions: Any, targets: Any) -> float:
-    """sqrt(mean((prediction - target)^2)) over U cases."""
+    """sqrt(mean((prediction - target)^2)) over U cases (NaN without cases)."""
     predictions, targets = _as_numpy(predictions), _as_numpy(targets)
+    if predictions.size == 0:
+        return float("nan")
     return float(np.sqrt(np.mean((predictions - targets) ** 2)))
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from ..data.interactions import Interactions
 from ..data.loaders import check_input_file, read_delimited, read_movielens
 from ..data.prepared import parse_columns
+from ..rewards.metrics import rmse
 from .world import World
 
 __all__ = ["CalibrationFit", "calibrate_world", "calibrated_world", "calibration_spec", "read_ratings"]
@@ -85,10 +86,6 @@ def _ridge_solve(ratings: np.ndarray, mask: np.ndarray, factors: np.ndarray, reg
 
 def _shrunk_means(values: np.ndarray, index: np.ndarray, size: int, shrinkage: float) -> np.ndarray:
     return np.bincount(index, values, minlength=size) / (np.bincount(index, minlength=size) + shrinkage)
-
-
-def _rmse(predicted: np.ndarray, observed: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((predicted - observed) ** 2))) if len(observed) else float("nan")
 
 
 def calibrate_world(
@@ -162,9 +159,9 @@ def calibrate_world(
     baseline = mu + quality[items]
     residual_variance = float(np.var(ratings[train] - predicted[train]))
     fit = CalibrationFit(
-        train_rmse=_rmse(predicted[train], ratings[train]), heldout_rmse=_rmse(predicted[~train], ratings[~train]),
-        item_mean_train_rmse=_rmse(baseline[train], ratings[train]),
-        item_mean_heldout_rmse=_rmse(baseline[~train], ratings[~train]),
+        train_rmse=rmse(predicted[train], ratings[train]), heldout_rmse=rmse(predicted[~train], ratings[~train]),
+        item_mean_train_rmse=rmse(baseline[train], ratings[train]),
+        item_mean_heldout_rmse=rmse(baseline[~train], ratings[~train]),
         noise_std=float(np.sqrt(max(residual_variance - _ROUNDING_VARIANCE, 0.0))),
         num_users=num_users, num_items=num_items, num_train=int(train.sum()), num_heldout=int((~train).sum()),
         user_ids=user_ids, item_ids=item_ids,

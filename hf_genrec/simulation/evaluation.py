@@ -29,6 +29,7 @@ import torch
 from ..data.vocabulary import PAD_INDEX, ItemVocabulary
 from ..models import HSTUForNextItemPrediction
 from ..rewards.ensemble import RewardEnsemble
+from ..rewards.metrics import rmse
 from .logging_policy import LoggingPolicy, SimulationTruth
 from .world import World
 
@@ -467,7 +468,7 @@ def _accuracy(true: np.ndarray, predicted: np.ndarray) -> ProxyAccuracy:
     agree = np.where(predicted_order == true_order, 1.0, np.where(predicted_order == 0, 0.5, 0.0))
     return ProxyAccuracy(
         num_pairs=int(true.size),
-        rmse=float(np.sqrt(((flat_predicted - flat_true) ** 2).mean())),
+        rmse=rmse(flat_predicted, flat_true),
         pearson=_pearson(flat_true, flat_predicted),
         spearman=_pearson(_ranks(flat_true), _ranks(flat_predicted)),
         pairwise_accuracy=float(agree[ordered].mean()) if ordered.any() else float("nan"),
