@@ -53,6 +53,7 @@ __all__ = [
     "EpochTimer",
     "RunOptions",
     "TrainingRun",
+    "best_epoch",
     "check_model_vocabulary",
     "check_resumable",
     "clear_run_folder",
@@ -141,6 +142,16 @@ class RunOptions:
             if value is not None:
                 values[name] = value
         return values
+
+
+def best_epoch(trainer) -> float | None:
+    """The epoch (fractional with step-wise evaluation) at which training reached its best checkpoint, from the
+    log history; `None` without one."""
+    best_step = trainer.state.best_global_step
+    for entry in trainer.state.log_history:
+        if entry.get("step") == best_step and "epoch" in entry:
+            return entry["epoch"]
+    return None
 
 
 def logged_validation(trainer, validation, *, expected) -> dict[str, Any] | None:

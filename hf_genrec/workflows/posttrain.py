@@ -30,7 +30,7 @@ from ..trainers import (
     SFTTrainer,
 )
 from ..trainers.policy import DEFAULT_LORA_TARGET_MODULES, recommender_peft_config
-from .common import RunOptions, TrainingRun
+from .common import RunOptions, TrainingRun, best_epoch
 
 # method name -> (config class, trainer class, config values the method name implies)
 METHODS: dict[str, tuple[type, type, dict[str, Any]]] = {
@@ -301,9 +301,8 @@ def _selection(trainer) -> dict[str, Any]:
         metrics = strip_metric_prefix(entry, "eval")
         if name in metrics:
             history.append({"step": entry.get("step"), "epoch": entry.get("epoch"), "metric": metrics[name]})
-    best_epoch = next((h["epoch"] for h in history if h["step"] == state.best_global_step), None)
     return {"metric": name, "best_metric": state.best_metric, "best_step": state.best_global_step,
-            "best_epoch": best_epoch, "history": history}
+            "best_epoch": best_epoch(trainer), "history": history}
 
 
 __all__ = ["METHODS", "lora_arguments", "peft_description", "posttrain", "resolve_method", "resolve_peft_config"]

@@ -13,17 +13,9 @@ from ..models import HSTUConfig, HSTUForNextItemPrediction
 from ..recipes import resolve_recipe
 from ..trainers import PretrainConfig, PretrainTrainer
 from ..utils.runtime import keep_cpu_heap_warm
-from .common import EpochTimer, RunOptions, TrainingRun
+from .common import EpochTimer, RunOptions, TrainingRun, best_epoch
 
 __all__ = ["pretrain"]
-
-
-def _best_epoch(trainer) -> float | None:
-    best_step = trainer.state.best_global_step
-    for entry in trainer.state.log_history:
-        if entry.get("step") == best_step and "epoch" in entry:
-            return entry["epoch"]
-    return None
 
 
 def pretrain(
@@ -91,7 +83,7 @@ def pretrain(
         report = {
             "validation": validation,
             "test": test,
-            "best_epoch": _best_epoch(trainer),
+            "best_epoch": best_epoch(trainer),
             "epochs_trained": trainer.state.epoch,
             "seconds_per_epoch": sorted(epoch_seconds)[len(epoch_seconds) // 2] if epoch_seconds else None,
             "train_runtime_s": train_output.metrics.get("train_runtime"),
