@@ -203,10 +203,15 @@ def test_post_training_from_a_stream_equals_the_map_style_path(data_dir, tmp_pat
     assert max((trained[True][name] - start[name]).abs().max().item() for name in start) > 1e-3
 
 
+def untrained_model(vocabulary) -> HSTUForNextItemPrediction:
+    """A tiny HSTU for the tests that only build a trainer (they fail before any step)."""
+    return HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, hidden_size=16, num_attention_heads=2,
+                                                attention_dim=8, linear_dim=8, max_seq_len=MAX_SEQ_LEN))
+
+
 def test_a_stream_without_max_steps_names_the_field_and_the_fix(data_dir, tmp_path):
     vocabulary = load_prepared(data_dir)[1]
-    model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, hidden_size=16, num_attention_heads=2,
-                                                 attention_dim=8, linear_dim=8, max_seq_len=MAX_SEQ_LEN))
+    model = untrained_model(vocabulary)
     args = PretrainConfig(output_dir=str(tmp_path), num_train_epochs=1, use_cpu=True, report_to="none")
     with pytest.raises(ValueError, match=r"train_dataset is a stream.*max_steps is -1\. Fix: set max_steps"):
         PretrainTrainer(model=model, args=args, train_dataset=stream_split(data_dir), processing_class=vocabulary)
@@ -219,8 +224,7 @@ def test_trainers_that_index_their_rows_refuse_a_stream(data_dir, tmp_path, trai
     trainer_class = getattr(trainers, trainer_name)
     config_class = getattr(trainers, trainer_name.replace("Trainer", "Config"))
     vocabulary = load_prepared(data_dir)[1]
-    model = HSTUForNextItemPrediction(HSTUConfig(num_items=vocabulary.num_items, hidden_size=16, num_attention_heads=2,
-                                                 attention_dim=8, linear_dim=8, max_seq_len=MAX_SEQ_LEN))
+    model = untrained_model(vocabulary)
     args = config_class(output_dir=str(tmp_path), max_steps=2, use_cpu=True, report_to="none")
     with pytest.raises(ValueError, match=rf"{trainer_name} reads its training rows by index.*Fix: pass the map-style"):
         trainer_class(model=model, args=args, train_dataset=stream_split(data_dir), processing_class=vocabulary)
