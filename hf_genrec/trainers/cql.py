@@ -108,13 +108,6 @@ class CQLTrainer(PolicyTrainer):
         outputs = policy_forward(model, inputs, supervised, logits_temperature=1.0)
         return outputs, outputs.logits
 
-    def _q_values(self, cosines: torch.Tensor) -> torch.Tensor:
-        """(P, V + 1) Q-values, −inf on column 0 (masked around the affine map so no gradient meets −inf).
-
-        For inspection; training takes the loss and its gradient from the fused `cql_loss` instead."""
-        padding = torch.arange(cosines.shape[-1], device=cosines.device) == 0
-        return self.head(CQL_HEAD)(cosines.masked_fill(padding, 0.0)).masked_fill(padding, float("-inf"))
-
     def _initialize_heads(self):
         # b = mean(r − s·cos(x, y)) over the logged items, so that Q(x, y) starts on the reward scale.
         self.head(CQL_HEAD).bias.fill_(self._mean_over_training_rows(self._reward_residuals))

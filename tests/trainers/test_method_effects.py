@@ -74,8 +74,9 @@ def conservative_gap(trainer, batch) -> float:
     trainer.policy.eval()
     supervised = supervised_mask(batch["labels"])
     _, cosines = trainer._forward_cosines(trainer.policy, batch, supervised)  # (P, V + 1), as training scores them
-    q_values = trainer._q_values(cosines)
-    _, _, penalty = cql_loss(q_values, batch["labels"][supervised], batch["label_ratings"][supervised], alpha=1.0)
+    head = trainer.head("cql_head")  # Q = s·cos + b, fused into the loss as in training
+    _, _, penalty = cql_loss(cosines, batch["labels"][supervised], batch["label_ratings"][supervised], alpha=1.0,
+                             scale=head.scale, bias=head.bias)
     return penalty.mean().item()
 
 
