@@ -86,6 +86,24 @@ class History:
                 )
 
     @classmethod
+    def from_arguments(
+        cls,
+        item_ids: torch.Tensor | History,
+        attention_mask: torch.Tensor | None = None,
+        timestamps: torch.Tensor | None = None,
+        query_timestamps: torch.Tensor | None = None,
+    ) -> History:
+        """The histories a method taking either a `History` or its four columns was given, as a `History`."""
+        if isinstance(item_ids, History):
+            if attention_mask is not None or timestamps is not None or query_timestamps is not None:
+                raise ValueError(
+                    "got a History and separate history columns; pass one or the other (with a History, pass "
+                    "candidate_item_ids / labels by name)."
+                )
+            return item_ids
+        return cls(item_ids, attention_mask, timestamps, query_timestamps)
+
+    @classmethod
     def from_batch(cls, batch: Mapping[str, Any]) -> History:
         """The history columns of a collated batch (`SequenceCollator` output); other keys are ignored."""
         if isinstance(batch, History):

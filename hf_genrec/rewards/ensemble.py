@@ -209,14 +209,7 @@ class RewardEnsemble(nn.Module):
         query_timestamps: torch.LongTensor | None,
     ) -> History:
         """The histories a prediction method was given, as a `History` on the members' device."""
-        if isinstance(item_ids, History):
-            if attention_mask is not None or timestamps is not None or query_timestamps is not None:
-                raise ValueError(
-                    "got a History and separate history columns; pass one or the other (with a History, pass "
-                    "candidate_item_ids / labels by name)."
-                )
-            return item_ids.to(self.device)
-        return History(item_ids, attention_mask, timestamps, query_timestamps).to(self.device)
+        return History.from_arguments(item_ids, attention_mask, timestamps, query_timestamps).to(self.device)
 
     # ---------------------------------------------------------------------------------- prediction
     # Each method takes the histories as a `History` (`predict_candidates(history, candidate_item_ids=...)`),

@@ -121,8 +121,7 @@ class WorldRewardModel:
                            timestamps: torch.Tensor | None = None, query_timestamps: torch.Tensor | None = None,
                            candidate_item_ids: torch.Tensor | None = None) -> RewardPrediction:
         """r* of `candidate_item_ids` `(B, C)` (vocabulary indices) after each history -> `(B, C)` mean, std 0."""
-        history = item_ids if isinstance(item_ids, History) else History(item_ids, attention_mask, timestamps,
-                                                                         query_timestamps)
+        history = History.from_arguments(item_ids, attention_mask, timestamps, query_timestamps)
         rewards, _ = self._rewards_at(history, self._last_positions(history))
         candidates = self._world_item[candidate_item_ids.cpu().numpy()]
         values = np.take_along_axis(rewards, np.maximum(candidates, 0), axis=1)
@@ -133,8 +132,7 @@ class WorldRewardModel:
                           timestamps: torch.Tensor | None = None, query_timestamps: torch.Tensor | None = None,
                           labels: torch.Tensor | None = None) -> RewardPrediction:
         """r* of the labelled next item at every position `(B, N)`, 0 where `labels` is 0."""
-        history = item_ids if isinstance(item_ids, History) else History(item_ids, attention_mask, timestamps,
-                                                                         query_timestamps)
+        history = History.from_arguments(item_ids, attention_mask, timestamps, query_timestamps)
         positions = torch.nonzero(labels.cpu() != PAD_INDEX)
         values = np.zeros(tuple(labels.shape))
         if len(positions):
@@ -148,8 +146,7 @@ class WorldRewardModel:
                         timestamps: torch.Tensor | None = None,
                         query_timestamps: torch.Tensor | None = None) -> torch.Tensor:
         """`(B, N)` expected r* of the next item at every real position under the logging policy (0 on padding)."""
-        history = item_ids if isinstance(item_ids, History) else History(item_ids, attention_mask, timestamps,
-                                                                         query_timestamps)
+        history = History.from_arguments(item_ids, attention_mask, timestamps, query_timestamps)
         positions = torch.nonzero(history.attention_mask.cpu() != 0)
         values = np.zeros(tuple(history.item_ids.shape))
         if len(positions):
