@@ -99,7 +99,7 @@ from .stages import Given, Stage, StageStore, stage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JUDGE_DATA", "PROTOCOLS", "BenchmarkSpec", "needs_reward_model", "run_benchmark"]
+__all__ = ["JUDGE_DATA", "PROTOCOLS", "BenchmarkSpec", "needs_reward_model", "run_benchmark", "select_trial", "tune_methods"]
 
 # The evaluation protocols (`--protocol`), the post's first; `temporal` stays reachable through `--split`.
 PROTOCOLS = ("future", "leave-one-out")
@@ -386,7 +386,7 @@ def _posttrain_run(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrain
                      reward_model=reward_model if uses_reward else None, label=label)
 
 
-def _tune(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+def tune_methods(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
           reward_model: Stage | Given) -> dict[str, dict[str, Any]]:
     """Every trial of every method on the tuning seeds, and the choice: per method `grid`, `trials` (each with its
     `hyperparameters`, `runs` per seed and `validation_mean`), `chosen` (its index) and `chosen_hyperparameters`.
@@ -578,7 +578,7 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
         evaluated = evaluate(model=pretrained, label="evaluate pretrained")
         rows = [BenchmarkRow(name="pretrained", method="pretrained", kind="pretrained",
                              evaluations=[load_evaluation(evaluated.output)])]
-        tuning = _tune(store, spec, data, pretrained, reward_model)
+        tuning = tune_methods(store, spec, data, pretrained, reward_model)
         rows += _post_train(store, spec, data, pretrained, reward_model, evaluate, tuning)
         if ablations:
             rows += _ablations(store, spec, data, pretrained, reward_model, evaluate, tuning)
