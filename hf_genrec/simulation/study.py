@@ -4,13 +4,17 @@ world's true reward (issue 14, item 5).
 For each world setting of a preset's sweep (observation noise x log size x logging coverage) and each seed:
 
     simulate the log -> prepare (leave-one-out) -> pretrain (BC on the log) -> the proxy reward ensemble
-    -> post-train every method (against the proxy; `ppo_true`: PPO against r* itself, `WorldRewardModel`)
-    -> evaluate every model exactly in the world at each user's held-out context
+    -> tune every method against the proxy with the benchmark's rules (`tune_methods`: every trial of its grid, each
+       keeping its best checkpoint on validation, the trial with the best validation score chosen)
+    -> `ppo_true`: PPO against r* itself (`WorldRewardModel`), one trial with the recipe's values
+    -> evaluate the chosen models exactly in the world at each user's held-out context, and rank the test split
+    -> evaluate every trial's model in the world (no ranking): what selection by the truth would have chosen
 
 and report per method: `true_value` V*(π), `proxy_value` V̂(π) under the proxy ensemble, `hacking_gap` V̂ − V*,
 `kl_to_pretrained`, `kl_to_logging`, `trap_mass` and HR@10 / NDCG@10 on the held-out simulated events (the test
-split); per setting: the oracle's, the logging policy's and the uniform policy's true value and the proxy's
-accuracy on and off the logging policy's support. Stages are the benchmark's (`hf_genrec.benchmark.stages`):
+split) and its `tuning` (each trial's validation score and true value, the choice on validation, the choice by
+the truth and the regret between them); per setting: the oracle's, the logging policy's and the uniform policy's
+true value and the proxy's accuracy on and off the logging policy's support. Stages are the benchmark's (`hf_genrec.benchmark.stages`):
 keyed by their inputs, so a rerun reuses what is finished and an interrupted run resumes.
 
 Seed i re-draws the log (`simulate_logs(seed=i)`) in the same world and trains everything on it with the training
@@ -33,14 +37,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..benchmark.pipeline import (
-    needs_reward_model,
-    posttrain_model,
+    BenchmarkSpec,
+    _posttrain_run,
     prepare_data,
     pretrain_model,
+    select_trial,
     train_reward_model,
+    tune_methods,
 )
-from ..benchmark.presets import BenchmarkPreset, from_recipes
-from ..benchmark.report import write_json_strict
+from ..benchmark.presets import BenchmarkPreset, _grids, from_recipes
+from ..benchmark.report import describe_hyperparameters, write_json_strict
 from ..benchmark.stages import StageStore, stage
 from ..data import write_movielens_file
 from ..data.prepared import load_prepared
@@ -86,6 +92,8 @@ __all__ = [
     "run_simulation",
     "simulation_inputs",
     "training_recipes",
+    "trial_selection",
+    "tuning_spec",
 ]
 
 SPLIT = "leave-one-out"  # each user's last logged event is held out; the world's state before it is the context
@@ -95,7 +103,7 @@ RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 KL_FIGURE, GAIN_FIGURE = "gold_proxy_vs_sqrt_kl.png", "true_gain_vs_proxy_accuracy.png"
 PROPENSITIES_FILE = "propensities.csv"  # the simulate stage's side file (`write_propensities`)
 REFERENCE_METHOD = "rwbc"  # the true-value gains of the figure are against reward-weighted BC
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: methods tuned as in the benchmark; `runs[].tuning` and `settings{}.tuning`
 RANKING_METRICS = ("hr@10", "ndcg@10")
 POLICY_METRICS = ("true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "kl_to_logging", "trap_mass")
 
@@ -181,44 +189,125 @@ def posttrain_true_stage(output: Path, *, data: Path, pretrained: Path, recipe: 
     return {"global_steps": report["global_steps"], "train_runtime_s": report["train_runtime_s"]}
 
 
+@dataclass
+class _WorldEvaluator:
+    """What evaluating saved models exactly in the world at the log's held-out contexts needs, loaded once: the
+    contexts, the proxy ensemble as a reward, the logging and the pretrained policies' probabilities."""
+
+    log: SimulatedLog
+    vocabulary: Any
+    contexts: Any
+    proxy: Any
+    logging_probabilities: np.ndarray
+    reference_probabilities: np.ndarray
+
+    @classmethod
+    def load(cls, simulation: dict[str, Any], data: Path, proxy: Path, pretrained: Path) -> _WorldEvaluator:
+        log = SimulatedLog.draw(simulation)
+        _, vocabulary = load_prepared(data, SPLIT)
+        contexts, num_items = log.contexts(), log.world.num_items
+        reference = recommender_policy(AutoModelForNextItemPrediction.from_pretrained(pretrained), vocabulary,
+                                       num_items)
+        return cls(log=log, vocabulary=vocabulary, contexts=contexts,
+                   proxy=ensemble_proxy(RewardEnsemble.from_pretrained(proxy), vocabulary, num_items),
+                   logging_probabilities=logging_policy_probabilities(log.world, log.policy, contexts),
+                   reference_probabilities=reference(contexts))
+
+    def policy_metrics(self, model: Path | Any) -> dict[str, float]:
+        """`POLICY_METRICS` of the saved model `model` (a folder, or a stage: a dict of stages reaches a stage as
+        stages)."""
+        model_dir = Path(getattr(model, "output", model))
+        num_items = self.log.world.num_items
+        policy = recommender_policy(AutoModelForNextItemPrediction.from_pretrained(model_dir), self.vocabulary,
+                                    num_items)
+        result = evaluate_policy(self.log.world, self.contexts, policy(self.contexts), proxy=self.proxy,
+                                 reference=self.reference_probabilities, logging_policy=self.logging_probabilities,
+                                 traps=self.log.truth.traps, kl_epsilon=1e-6)
+        return {"true_value": result.true_value, "proxy_value": result.proxy_value,
+                "hacking_gap": result.hacking_gap, "kl_to_pretrained": result.kl_to_reference,
+                "kl_to_logging": result.kl_to_logging, "trap_mass": result.trap_mass}
+
+
 @stage("world_evaluate")
 def evaluate_stage(output: Path, *, models: dict[str, Path], data: Path, proxy: Path, pretrained: Path,
                    simulation: dict[str, Any]) -> dict[str, Any]:
     """Every model evaluated exactly in the world (`evaluate_policy`) and ranked on the test split, plus the
     reference policies' true values and the proxy's accuracy."""
-    log = SimulatedLog.draw(simulation)
-    _, vocabulary = load_prepared(data, SPLIT)
-    contexts, world, num_items = log.contexts(), log.world, log.world.num_items
-    ensemble_proxy_reward = ensemble_proxy(RewardEnsemble.from_pretrained(proxy), vocabulary, num_items)
-    logging_probabilities = logging_policy_probabilities(world, log.policy, contexts)
-    reference = recommender_policy(AutoModelForNextItemPrediction.from_pretrained(pretrained), vocabulary, num_items)
-    reference_probabilities = reference(contexts)
+    evaluator = _WorldEvaluator.load(simulation, data, proxy, pretrained)
+    world, contexts = evaluator.log.world, evaluator.contexts
     rows = {}
     for name, model in models.items():
-        model_dir = Path(getattr(model, "output", model))  # a dict of stages reaches the stage as stages
-        policy = recommender_policy(AutoModelForNextItemPrediction.from_pretrained(model_dir), vocabulary, num_items)
-        result = evaluate_policy(world, contexts, policy(contexts), proxy=ensemble_proxy_reward,
-                                 reference=reference_probabilities, logging_policy=logging_probabilities,
-                                 traps=log.truth.traps, kl_epsilon=1e-6)
-        ranking = evaluate_model(model_dir, data, split="test", split_method=SPLIT)
-        rows[name] = {"true_value": result.true_value, "proxy_value": result.proxy_value,
-                      "hacking_gap": result.hacking_gap, "kl_to_pretrained": result.kl_to_reference,
-                      "kl_to_logging": result.kl_to_logging, "trap_mass": result.trap_mass,
-                      **{metric: ranking[metric] for metric in RANKING_METRICS}}
-    accuracy = proxy_accuracy(world, contexts, ensemble_proxy_reward, log.truth.support)
+        metrics = evaluator.policy_metrics(model)
+        ranking = evaluate_model(Path(getattr(model, "output", model)), data, split="test", split_method=SPLIT)
+        rows[name] = {**metrics, **{metric: ranking[metric] for metric in RANKING_METRICS}}
+    accuracy = proxy_accuracy(world, contexts, evaluator.proxy, evaluator.log.truth.support)
     return {
         "methods": rows,
         "oracle_true_value": evaluate_policy(world, contexts, oracle_probabilities(world, contexts)).true_value,
-        "logging_true_value": evaluate_policy(world, contexts, logging_probabilities).true_value,
+        "logging_true_value": evaluate_policy(world, contexts, evaluator.logging_probabilities).true_value,
         "uniform_true_value": evaluate_policy(world, contexts, uniform_probabilities(world, contexts)).true_value,
         "proxy_accuracy": {where: dataclasses.asdict(value) for where, value in accuracy.items()},
         "num_contexts": len(contexts),
     }
 
 
+@stage("world_evaluate_trials")
+def evaluate_trials_stage(output: Path, *, trials: dict[str, list[Path]], data: Path, proxy: Path, pretrained: Path,
+                          simulation: dict[str, Any]) -> dict[str, Any]:
+    """Every tuning trial's model evaluated exactly in the world (`POLICY_METRICS`, no ranking: selection reads
+    validation only, the test split is ranked for the chosen models alone): `{method: [metrics per trial]}`."""
+    evaluator = _WorldEvaluator.load(simulation, data, proxy, pretrained)
+    return {"methods": {method: [evaluator.policy_metrics(model) for model in models]
+                        for method, models in trials.items()}}
+
+
+def tuning_spec(training: BenchmarkPreset, methods: tuple[str, ...], seed: int) -> BenchmarkSpec:
+    """The benchmark spec whose tuning (`tune_methods`) simulate seed `seed` runs: the training preset with every
+    post-training seed shifted by `seed` (so its trials train with the training seeds + `seed`), one seed, the
+    leave-one-out split."""
+    shifted = {method: {**training_values, "seed": training_values["seed"] + seed}
+               for method, training_values in training.posttrain.items()}
+    return BenchmarkSpec(preset=dataclasses.replace(training, posttrain=shifted), methods=methods, seeds=1,
+                         protocol=SPLIT)
+
+
+def trial_selection(tuning: dict[str, dict[str, Any]], true_values: dict[str, list[float]]) -> dict[str, Any]:
+    """Per method, what selection on validation chose and what selection by the truth would have chosen.
+
+    Args:
+        tuning: `tune_methods`' result (each trial's `hyperparameters` and `validation_mean`, the `chosen` index).
+        true_values: `{method: [V* of each trial]}`, in the order of `tuning[method]["trials"]`.
+
+    Returns:
+        `{method: {"trials": [{hyperparameters, validation, true_value}], "chosen_by_validation",
+        "chosen_by_truth", "selection_regret"}}`: `chosen_by_validation` is `tune_methods`' choice (it reads
+        validation only), `chosen_by_truth` the argmax of the true values (ties: the first) and `selection_regret`
+        V*(truth's choice) − V*(validation's choice), >= 0.
+    """
+    report = {}
+    for method, tuned in tuning.items():
+        values = true_values[method]
+        if len(values) != len(tuned["trials"]):
+            raise ValueError(f"true_values[{method!r}] has {len(values)} values for {len(tuned['trials'])} trials; "
+                             "pass one true value per tuning trial, in the trials' order.")
+        by_validation, by_truth = tuned["chosen"], select_trial(values)
+        report[method] = {
+            "trials": [{"hyperparameters": trial["hyperparameters"], "validation": trial["validation_mean"],
+                        "true_value": value} for trial, value in zip(tuned["trials"], values)],
+            "chosen_by_validation": by_validation, "chosen_by_truth": by_truth,
+            "selection_regret": values[by_truth] - values[by_validation],
+        }
+    return report
+
+
+def _describe(trial: dict[str, Any]) -> str:
+    return describe_hyperparameters(trial["hyperparameters"])
+
+
 def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSetting, seed: int,
                  methods: tuple[str, ...], calibration: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One world setting and seed: every stage, then its evaluation."""
+    """One world setting and seed: every stage, the tuning of every method (the benchmark's `tune_methods`), then
+    the evaluation of the chosen models and of every trial in the world."""
     training = preset.training
     simulation = simulation_inputs(preset, setting, seed, calibration)
     label = f"{setting.name} seed {seed}"
@@ -231,19 +320,25 @@ def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSett
     reward_recipe["training"] = {**reward_recipe["training"], "seed": reward_recipe["training"]["seed"] + seed}
     proxy = store.run(train_reward_model, data=data, pretrained=pretrained, recipe=reward_recipe,
                       label=f"proxy reward {label}")
-    models = {"pretrained": pretrained}
-    for method in methods:
-        method_recipe = training.method_recipe(method, SPLIT)
-        uses_reward = needs_reward_model(method, method_recipe["training"])
-        models[method] = store.run(posttrain_model, data=data, pretrained=pretrained, method=method,
-                                   recipe=method_recipe, seed=training.seed + seed,
-                                   reward_model=proxy if uses_reward else None, label=f"{method} {label}")
+    spec = tuning_spec(training, methods, seed)
+    tuning = tune_methods(store, spec, data, pretrained, proxy)
+    # The trials' stages again (reused: `tune_methods` ran them) for their models.
+    trials = {method: [_posttrain_run(store, spec, data, pretrained, proxy, method, trial["hyperparameters"],
+                                      spec.preset.seed, label=f"{method} [{_describe(trial)}] {label}")
+                       for trial in tuning[method]["trials"]] for method in methods}
+    models = {"pretrained": pretrained, **{method: trials[method][tuning[method]["chosen"]] for method in methods}}
+    # The reference "what the truth allows": one trial, the recipe's values, no tuning.
     models[TRUE_PPO] = store.run(posttrain_true_stage, data=data, pretrained=pretrained,
                                  recipe=training.method_recipe("ppo", SPLIT), seed=training.seed + seed,
                                  simulation=simulation, label=f"{TRUE_PPO} {label}")
     evaluated = store.run(evaluate_stage, models=models, data=data, proxy=proxy, pretrained=pretrained,
                           simulation=simulation, label=f"evaluate {label}")
-    return {"setting": dataclasses.asdict(setting), "name": setting.name, "seed": seed, **evaluated.result}
+    trial_values = store.run(evaluate_trials_stage, trials=trials, data=data, proxy=proxy, pretrained=pretrained,
+                             simulation=simulation, label=f"evaluate trials {label}").result["methods"]
+    selection = trial_selection(tuning, {method: [row["true_value"] for row in rows]
+                                         for method, rows in trial_values.items()})
+    return {"setting": dataclasses.asdict(setting), "name": setting.name, "seed": seed, **evaluated.result,
+            "tuning": selection}
 
 
 def _calibration_report(calibration: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -268,7 +363,27 @@ def _mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for method in group[0]["methods"]:
             entry["methods"][method] = {metric: _stat([run["methods"][method][metric] for run in group])
                                         for metric in (*POLICY_METRICS, *RANKING_METRICS)}
+        entry["tuning"] = _selection_over_seeds(group)
         summary[name] = entry
+    return summary
+
+
+def _selection_over_seeds(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per method, the trials chosen by validation and by the truth on each seed (indices and hyperparameters),
+    and the mean and std over seeds of their true values and of the selection regret."""
+    summary = {}
+    for method in group[0].get("tuning", {}):
+        selections = [run["tuning"][method] for run in group]
+        entry: dict[str, Any] = {}
+        for chooser in ("validation", "truth"):
+            chosen = [selection[f"chosen_by_{chooser}"] for selection in selections]
+            entry[f"chosen_by_{chooser}"] = chosen
+            entry[f"chosen_by_{chooser}_hyperparameters"] = [
+                selection["trials"][index]["hyperparameters"] for selection, index in zip(selections, chosen)]
+            entry[f"chosen_by_{chooser}_true_value"] = _stat(
+                [selection["trials"][index]["true_value"] for selection, index in zip(selections, chosen)])
+        entry["selection_regret"] = _stat([selection["selection_regret"] for selection in selections])
+        summary[method] = entry
     return summary
 
 
@@ -294,7 +409,9 @@ def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, s
     start, output_dir = time.time(), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     settings = preset.settings()
-    stages_per_run = 4 + len(methods) + 2
+    trials = sum(len(preset.training.trials(method)) for method in methods)
+    # simulate, prepare, pretrain, proxy; every trial (run, then reused for its model); ppo_true; two evaluations.
+    stages_per_run = 4 + 2 * trials + 1 + 2
     with tqdm(total=len(settings) * seeds * stages_per_run, desc="simulate stages", unit="stage",
               disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)
@@ -309,7 +426,8 @@ def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, s
         "settings": _mean_over_seeds(runs),
         "stages": store.history,
         "wall_time_s": round(time.time() - start, 1),
-        "stage_time_s": round(sum(entry.get("seconds") or 0.0 for entry in store.history), 1),
+        # Each stage once: the trials' stages are looked up again for their models after `tune_methods` ran them.
+        "stage_time_s": round(sum({entry["key"]: entry.get("seconds") or 0.0 for entry in store.history}.values()), 1),
     }
     markdown = results_markdown(results)
     write_json_strict(output_dir / RESULTS_JSON, results)
@@ -354,9 +472,35 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += ["", "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
         for method, metrics in entry["methods"].items():
             lines.append(f"| {method} | " + " | ".join(_cell(metrics[column]) for column in columns) + " |")
-        lines.append("")
+        lines += ["", *_selection_markdown(entry.get("tuning") or {})]
     lines.append(f"Wall time {results['wall_time_s']:.0f} s (stages {results['stage_time_s']:.0f} s).")
     return "\n".join(lines) + "\n"
+
+
+def _choices(hyperparameters: list[dict[str, Any]]) -> str:
+    """The trials chosen over seeds: each distinct choice once, with its count when the seeds disagree."""
+    described = [describe_hyperparameters(values) for values in hyperparameters]
+    distinct = dict.fromkeys(described)
+    if len(distinct) == 1:
+        return next(iter(distinct))
+    return ", ".join(f"{text} ×{described.count(text)}" for text in distinct)
+
+
+def _selection_markdown(tuning: dict[str, Any]) -> list[str]:
+    """The selection table of one setting: per method, the trial chosen on validation and its V*, the trial the
+    truth would have chosen and its V*, and the regret V*(truth's) − V*(validation's), means over seeds."""
+    if not tuning:
+        return []
+    lines = ["Hyperparameter selection (validation NDCG@10 on high-reward targets, as the benchmark) against selection "
+             "by the truth (the trial with the highest V*); regret = V*(truth's choice) − V*(validation's choice).",
+             "", "| method | chosen by validation | its V* | chosen by truth | its V* | regret |",
+             "|---|---|---|---|---|---|"]
+    for method, entry in tuning.items():
+        lines.append(f"| {method} | {_choices(entry['chosen_by_validation_hyperparameters'])} | "
+                     f"{_cell(entry['chosen_by_validation_true_value'])} | "
+                     f"{_choices(entry['chosen_by_truth_hyperparameters'])} | "
+                     f"{_cell(entry['chosen_by_truth_true_value'])} | {_cell(entry['selection_regret'])} |")
+    return [*lines, ""]
 
 
 def plot_value_against_kl(results: dict[str, Any], path: str | os.PathLike) -> str:
@@ -409,7 +553,8 @@ _TINY_MODEL = {"hidden_size": 16, "num_hidden_layers": 1, "attention_dim": 16, "
 
 def training_recipes(name: str, model: dict[str, Any], epochs: int, reward_epochs: int, members: int, steps: int,
               batch: int, **overrides: Any) -> BenchmarkPreset:
-    """The training recipes of a simulation preset: the benchmark's recipes with these budgets on top."""
+    """The training recipes of a simulation preset: the benchmark's recipes with these budgets on top; `overrides`
+    are other `BenchmarkPreset` fields (`grids`, `eval_steps`, `patience`: the tuning `tune_methods` runs)."""
     return from_recipes(
         name, synthetic={},
         pretrain={"model": model, "training": {"num_train_epochs": epochs, "early_stopping_patience": None,
@@ -422,13 +567,20 @@ def training_recipes(name: str, model: dict[str, Any], epochs: int, reward_epoch
     )
 
 
+# Every method's grid over the hyperparameter that sets its strength (the benchmark's `_grids`), around the recipes'
+# values (learning rate 1e-4, λ 1, β 0.1, α 10, KL coefficient 0.05): equal trials per method, selection on validation.
+_THREE_TRIALS = _grids(learning_rates=(1e-4, 3e-4, 1e-3), temperatures=(0.5, 1.0, 2.0), betas=(0.03, 0.1, 0.3),
+                       alphas=(1.0, 3.0, 10.0), kl_coefs=(0.01, 0.05, 0.2))
 _WORLD = {"num_items": 60, "dim": 4, "seed": 0}
 _OBSERVATION = {"trap_share": 0.1, "trap_boost": 1.5}
 PRESETS: dict[str, SimulationPreset] = {
     "tiny": SimulationPreset(
         "tiny", world={**_WORLD, "num_users": 400}, events_per_user=20, logging={"strength": 1.0},
         observation=_OBSERVATION, noise_levels=(0.6,), log_sizes=(400,), coverages=(0.8,),
-        training=training_recipes("tiny", _TINY_MODEL, epochs=8, reward_epochs=3, members=2, steps=20, batch=32),
+        training=training_recipes("tiny", _TINY_MODEL, epochs=8, reward_epochs=3, members=2, steps=20, batch=32,
+                                  grids=_grids(learning_rates=(1e-4, 1e-3), temperatures=(0.5, 2.0), betas=(0.1, 0.3),
+                                               alphas=(1.0, 10.0), kl_coefs=(0.05, 0.2)),
+                                  eval_steps=10),
     ),
     "quick": SimulationPreset(
         "quick", world={**_WORLD, "num_items": 200, "num_users": 2000}, events_per_user=30,
@@ -436,7 +588,8 @@ PRESETS: dict[str, SimulationPreset] = {
         coverages=(0.5, 1.0),
         training=training_recipes("quick", {**_TINY_MODEL, "hidden_size": 32, "attention_dim": 32, "linear_dim": 32,
                                      "max_seq_len": 32, "max_position_embeddings": 35, "num_negatives": 64},
-                           epochs=20, reward_epochs=4, members=3, steps=60, batch=64),
+                           epochs=20, reward_epochs=4, members=3, steps=60, batch=64, grids=_THREE_TRIALS,
+                           eval_steps=20, patience=2),
     ),
     "full": SimulationPreset(
         "full", world={**_WORLD, "num_items": 500, "num_users": 5000}, events_per_user=50,
@@ -444,7 +597,8 @@ PRESETS: dict[str, SimulationPreset] = {
         log_sizes=(1000, 5000), coverages=(0.3, 0.6, 1.0),
         training=training_recipes("full", {**_TINY_MODEL, "hidden_size": 50, "attention_dim": 50, "linear_dim": 50,
                                     "max_seq_len": 64, "max_position_embeddings": 67, "num_negatives": 128},
-                           epochs=40, reward_epochs=6, members=5, steps=200, batch=128),
+                           epochs=40, reward_epochs=6, members=5, steps=200, batch=128, grids=_THREE_TRIALS,
+                           eval_steps=50, patience=2),
     ),
 }
 
