@@ -309,6 +309,18 @@ def _add_benchmark(subparsers) -> None:
                    "events. leave-one-out: each user's last event (HSTU's protocol).")
     p.add_argument("--split", choices=SPLITS, default=None,
                    help="Deprecated: use --protocol (temporal: first event after a global cutoff, one per user).")
+    p.add_argument("--cutoff-quantile", type=float, default=None,
+                   help="future: the test window starts at this quantile of all event times (default: the preset's, "
+                   "0.9; Amazon Musical Instruments: 0.7).")
+    p.add_argument("--horizon", type=int, default=None,
+                   help="future: H, the first H events after the cutoff of each test user, each a target (default: "
+                   "the preset's, 10; Amazon: 3).")
+    p.add_argument("--min-history", type=int, default=None,
+                   help="future: the events a test or validation user needs before its window (default: the "
+                   "preset's, 10; Amazon: 3).")
+    p.add_argument("--validation-fraction", type=float, default=None,
+                   help="future: about this share of the events before the cutoff form the validation window just "
+                   "before it (default: the preset's, 0.1; Amazon: 0.3).")
     p.add_argument("--pretrained", default=None, help="Reuse this pretrained model directory (same data and "
                    "vocabulary) instead of pretraining.")
     p.add_argument("--reward-model", default=None, help="Reuse this reward ensemble (written by `hf-genrec "
@@ -478,7 +490,8 @@ def _run_benchmark(args: argparse.Namespace) -> None:
         args.output, input_path=args.input, format=args.format, sep=args.sep, columns=args.columns,
         header=args.header, catalog=args.catalog, rating_scale=args.rating_scale, duplicates=args.duplicates,
         preset=args.preset, methods=args.methods, seeds=args.seeds, protocol=args.protocol, split=args.split,
-        pretrained=args.pretrained,
+        cutoff_quantile=args.cutoff_quantile, horizon=args.horizon, min_history=args.min_history,
+        validation_fraction=args.validation_fraction, pretrained=args.pretrained,
         reward_model=args.reward_model, judge_model=args.judge_model, judge_data=args.judge_data,
         lambdas=args.lambdas, ablations=args.ablations, command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
     )

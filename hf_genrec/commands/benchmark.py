@@ -23,7 +23,7 @@ from ..workflows.posttrain import METHODS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["benchmark"]
+__all__ = ["FUTURE_FLAGS", "benchmark", "with_future_flags"]
 
 
 def _ratings(input_path, format: str, catalog) -> tuple[Given, Given | None]:
@@ -51,6 +51,56 @@ def _protocol(protocol: str | None, split: str | None) -> str:
     return split
 
 
+# The `future` protocol's flags: (preset `future` key, type, check, what a valid value is).
+FUTURE_FLAGS = {
+    "--cutoff-quantile": ("cutoff_quantile", float, lambda v: 0 < v < 1, "a fraction strictly between 0 and 1"),
+    "--horizon": ("horizon", int, lambda v: v >= 1, "an integer >= 1"),
+    "--min-history": ("min_history", int, lambda v: v >= 1, "an integer >= 1"),
+    "--validation-fraction": ("validation_fraction", float, lambda v: 0 < v < 1,
+                              "a fraction strictly between 0 and 1"),
+}
+
+
+def with_future_flags(preset: BenchmarkPreset, protocol: str, values: dict[str, Any]) -> BenchmarkPreset:
+    """`preset` with its `future` protocol parameters replaced by the flags given (`values`: flag -> value or None).
+
+    The preset values (`FUTURE_SPLIT`: H = 10 and 10 events of history) fit MovieLens and leave almost no user of a
+    small dataset such as Amazon Musical Instruments 5-core, so the command lets each be set.
+
+    Raises:
+        ValueError: a value is out of range, or a flag is given with another protocol (it would be ignored).
+    """
+    given = {flag: value for flag, value in values.items() if value is not None}
+    if not given:
+        return preset
+    if protocol != "future":
+        raise ValueError(f"{', '.join(given)} set(s) the future protocol's test window, but --protocol is {protocol}. "
+                         "Fix: drop the flag(s), or pass --protocol future.")
+    future = dict(preset.future)
+    for flag, value in given.items():
+        key, kind, valid, expected = FUTURE_FLAGS[flag]
+        if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and value != int(value)) \
+                or not valid(value):
+            raise ValueError(f"{flag} must be {expected}, got {value!r}. Fix: pass {expected} (preset "
+                             f"{preset.name}: {preset.future[key]}).")
+        future[key] = kind(value)
+    return dataclasses.replace(preset, future=future)
+
+
+def _with_lambdas(preset: BenchmarkPreset, lambdas) -> BenchmarkPreset:
+    """`preset` with A-SFT's temperature grid from `--lambdas` (as many values as every method's trials)."""
+    if not lambdas:
+        return preset
+    if any(not lam > 0 for lam in lambdas):
+        raise ValueError(f"--lambdas values must be > 0, got {list(lambdas)}. Fix: pass positive temperatures.")
+    trials = preset.trials_per_method
+    if len(lambdas) != trials:
+        raise ValueError(f"--lambdas gives A-SFT {len(lambdas)} trial(s), but every method of preset {preset.name} "
+                         f"gets {trials}. Fix: pass {trials} values (equal tuning: the same trials for every "
+                         "method).")
+    return preset.with_grid("asft", temperature=tuple(float(lam) for lam in lambdas))
+
+
 def _given_model(path, flag: str) -> Given | None:
     if path is None:
         return None
@@ -75,6 +125,10 @@ def benchmark(
     seeds: int | None = None,
     protocol: str | None = None,
     split: str | None = None,
+    cutoff_quantile: float | None = None,
+    horizon: int | None = None,
+    min_history: int | None = None,
+    validation_fraction: float | None = None,
     pretrained: str | os.PathLike | None = None,
     reward_model: str | os.PathLike | None = None,
     judge_model: str | os.PathLike | None = None,
@@ -97,6 +151,9 @@ def benchmark(
         protocol: `future` (default, the Netflix post's: each test user's first H events after a global cutoff, with
             the preset's cutoff quantile, H and minimum history) or `leave-one-out` (HSTU's).
         split: deprecated name of `protocol` (`leave-one-out`, `temporal` or `future`).
+        cutoff_quantile / horizon / min_history / validation_fraction: override the preset's `future` protocol
+            parameters (`--cutoff-quantile`, `--horizon`: H, the test events of each test user, not the judge
+            rollout's; `--min-history`, `--validation-fraction`); `future` protocol only.
         pretrained: reuse this pretrained recommender instead of pretraining (same item vocabulary).
         reward_model / judge_model: reuse these reward ensembles instead of training them (they must differ).
         judge_data: `train+validation` (default) or `train`: the events the judge ensemble trains on.
@@ -124,15 +181,10 @@ def benchmark(
                          f"{preset.name}: {preset.default_seeds}).")
     if judge_data not in JUDGE_DATA:
         raise ValueError(f"--judge-data must be one of {JUDGE_DATA}, got {judge_data!r}.")
-    if lambdas:
-        if any(not lam > 0 for lam in lambdas):
-            raise ValueError(f"--lambdas values must be > 0, got {list(lambdas)}. Fix: pass positive temperatures.")
-        trials = preset.trials_per_method
-        if len(lambdas) != trials:
-            raise ValueError(f"--lambdas gives A-SFT {len(lambdas)} trial(s), but every method of preset {preset.name} "
-                             f"gets {trials}. Fix: pass {trials} values (equal tuning: the same trials for every "
-                             "method).")
-        preset = preset.with_grid("asft", temperature=tuple(float(lam) for lam in lambdas))
+    preset = _with_lambdas(preset, lambdas)
+    preset = with_future_flags(preset, protocol, {"--cutoff-quantile": cutoff_quantile, "--horizon": horizon,
+                                                  "--min-history": min_history,
+                                                  "--validation-fraction": validation_fraction})
     if ablations is not None:
         preset = dataclasses.replace(preset, ablations=bool(ablations))
     if preset.ablations and "asft" not in methods:
