@@ -336,6 +336,9 @@ def _add_benchmark(subparsers) -> None:
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=None,
                    help="A-SFT's ablations (baseline x reward source, and RW-BC with the tilt-matched reward power) at "
                    "A-SFT's chosen λ on every seed, as their own table (default: the preset's; off in tiny).")
+    p.add_argument("--world", action="store_true",
+                   help="Without --input: draw the embedded data in a small simulated world whose true reward is "
+                   "known, adding a true V* column (the expected true reward of each model's next recommendation).")
 
 
 def _add_simulate(subparsers) -> None:
@@ -493,7 +496,8 @@ def _run_benchmark(args: argparse.Namespace) -> None:
         cutoff_quantile=args.cutoff_quantile, horizon=args.horizon, min_history=args.min_history,
         validation_fraction=args.validation_fraction, pretrained=args.pretrained,
         reward_model=args.reward_model, judge_model=args.judge_model, judge_data=args.judge_data,
-        lambdas=args.lambdas, ablations=args.ablations, command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+        lambdas=args.lambdas, ablations=args.ablations, world=args.world,
+        command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
     )
     print(results["markdown"])
     print(f"results.json, results.md and figures written to {args.output}")

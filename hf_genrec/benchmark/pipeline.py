@@ -1,6 +1,7 @@
 """The post-training benchmark as a sequence of resumable stages (`hf-genrec benchmark`).
 
-    synthesize (without --input) -> prepare (and fix the protocol's split) -> pretrain (or --pretrained)
+    synthesize or, when the preset has a `world`, simulate_world (without --input) -> prepare (and fix the
+    protocol's split) -> pretrain (or --pretrained)
     -> reward (or --reward-model)
     -> judge (or --judge-model; other seeds, only for evaluation)
     -> tuning: posttrain every trial of every method's grid on the first `tuning_seeds` seeds, each run ranking the
@@ -11,6 +12,8 @@
     it) -> with `ablations`, A-SFT's ablation grid at its chosen λ on every seed, evaluated the same way
     -> diagnostics (ESS/N of the training weights and KL to the pretrained policy as stages; paired differences by
     target rating and history length and the judge-vs-ranking points from the saved evaluations)
+    -> with a simulated world, world_value (every evaluated model's true value V* at each test target) and
+    world_references (the oracle's, the logging and the uniform policy's)
     -> statistics, `results.json`, `results.md` and the figures.
 
 Each stage is a plain function below, declared with `@stage`. `StageStore.run(function, **inputs)` keys it
@@ -87,8 +90,10 @@ from .report import (
     RESULTS_JSON,
     RESULTS_MD,
     SCHEMA_VERSION,
+    TRUE_VALUE,
     BenchmarkRow,
     describe_hyperparameters,
+    per_user_values,
     plot_improvements,
     plot_lambda_sweep,
     results_markdown,
@@ -96,6 +101,14 @@ from .report import (
     write_json_strict,
 )
 from .stages import Given, Stage, StageStore, stage
+from .verdict import VERDICT_REFERENCE, claim_verdicts, verdict_subsets
+from .world_value import (
+    load_reference_values,
+    load_true_values,
+    simulate_world,
+    world_references,
+    world_value,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +132,8 @@ class BenchmarkSpec:
         methods: post-training methods, `REFERENCE_METHOD` among them.
         seeds: number of post-training seeds.
         protocol: the split every stage reads: `future`, `leave-one-out` (or the older `temporal`).
-        ratings: a ratings file (`None`: the preset's synthetic data) and `loader`, its `prepare_dataset` flags.
+        ratings: a ratings file (`None`: the preset's embedded data, a log of its `world` or else synthetic) and
+            `loader`, its `prepare_dataset` flags.
         pretrained / reward_model / judge_model: given models used instead of training them.
         judge_data: one of `JUDGE_DATA`, the events the judge trains on.
         command: the command line recorded in the results.
@@ -547,6 +561,30 @@ def _diagnostics(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained
     return section
 
 
+def _true_values(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+                 rows: list[BenchmarkRow], world: dict[str, Any]) -> dict[str, Any]:
+    """Every row's true value V* at each test target, per seed (`world_value`, set on `row.true_values` for the
+    statistics), and `results.json`'s `world` section: the spec and the reference policies' V* per subset (a
+    user's targets averaged first, on the pretrained row's test users and subsets)."""
+    for row in rows:
+        models = row.models or [pretrained]  # the pretrained row evaluates the pretrained model itself
+        seeds = row.seeds or [None] * len(models)
+        row.true_values = [load_true_values(store.run(
+            world_value, model=model, data=data, split=spec.protocol, world=world,
+            label=f"true value {row.name}" + (f" seed {seed}" if seed is not None else "")).output)
+            for model, seed in zip(models, seeds)]
+    references = load_reference_values(store.run(world_references, data=data, split=spec.protocol, world=world,
+                                                  label="true value oracle, logging, uniform").output)
+    evaluation = rows[0].evaluations[0]  # any row: they all hold the same test rows
+    subsets = evaluation.ranking.default_subsets()
+    section = {"spec": world, "reference_policies": {}, "num_targets": int(len(references["oracle"])),
+               "column": "true_value: V* = Σ_i π(i | context) r*(context, i) at each test target's world state"}
+    for name, values in references.items():
+        users = {subset: per_user_values(evaluation, subset, {TRUE_VALUE: values})[0][TRUE_VALUE] for subset in subsets}
+        section["reference_policies"][name] = {subset: float(v.mean()) if v.size else None for subset, v in users.items()}
+    return section
+
+
 def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_progress: bool = True) -> dict:
     """Run (or resume) the benchmark `spec` under `output_dir`; write `results.json`, `results.md`, figures.
 
@@ -561,11 +599,17 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
     judge_backbone = spec.judge_model is None and preset.judge_pretraining is not None
     ablations = len(asft_ablation_grid()) if preset.ablations and "asft" in spec.methods else 0
     weighted = sum(weighted_method(method) for method in spec.methods) + ablations
+    world = preset.world if spec.ratings is None else None  # the truth exists only for the embedded world's log
     num_stages = (spec.ratings is None) + 1 + (spec.pretrained is None) + judge_backbone + 2 + 1 + tuning_runs + \
-        3 * (len(spec.methods) + ablations) * spec.seeds + weighted
+        3 * (len(spec.methods) + ablations) * spec.seeds + weighted + \
+        (2 + (len(spec.methods) + ablations) * spec.seeds if world else 0)
     with tqdm(total=num_stages, desc="benchmark stages", unit="stage", disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)
-        ratings = spec.ratings or store.run(synthesize, synthetic=preset.synthetic)
+        if spec.ratings is not None:
+            ratings = spec.ratings
+        else:
+            ratings = store.run(simulate_world, world=world) if world else store.run(synthesize,
+                                                                                    synthetic=preset.synthetic)
         data = store.run(prepare_data, ratings=ratings, split=spec.protocol,
                          future=preset.future if spec.protocol == "future" else None, **spec.loader)
         pretrained = spec.pretrained or store.run(pretrain_model, data=data,
@@ -583,6 +627,7 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
         if ablations:
             rows += _ablations(store, spec, data, pretrained, reward_model, evaluate, tuning)
         diagnostics_section = _diagnostics(store, spec, data, pretrained, reward_model, rows)
+        world_section = _true_values(store, spec, data, pretrained, rows, world) if world else None
 
     logger.info("computing statistics (%d bootstrap resamples)", preset.bootstrap_resamples)
     summary = summarize(rows, REFERENCE_METHOD, resamples=preset.bootstrap_resamples)
@@ -590,6 +635,11 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
     results = _results(spec, summary, models, tables, store.history, data.result, tuning,
                        wall_time_s=time.time() - start)
     results["diagnostics"] = diagnostics_section
+    if world_section is not None:
+        results["world"] = world_section
+    results["verdict"] = claim_verdicts(results, summarize(  # the same bootstrap, A-SFT as the reference
+        [row for row in rows if row.kind == "method"], VERDICT_REFERENCE, resamples=preset.bootstrap_resamples,
+        subsets=verdict_subsets(spec.protocol)) if VERDICT_REFERENCE in spec.methods else None)
     markdown = _write_outputs(output_dir, results)
     logger.info("benchmark finished in %.1f min: %s", results["wall_time_s"] / 60, output_dir / RESULTS_MD)
     return {**results, "markdown": markdown}
@@ -619,6 +669,9 @@ def _describe_split(options: dict[str, Any]) -> dict[str, Any]:
 def _dataset_name(spec: BenchmarkSpec) -> str:
     if spec.ratings is not None:
         return str(spec.ratings.path)
+    if spec.preset.world:
+        return "embedded simulated world (" + ", ".join(
+            f"{k}={v}" for k, v in {**spec.preset.world["world"], **spec.preset.world["setting"]}.items()) + ")"
     return "embedded synthetic data (" + ", ".join(f"{k}={v}" for k, v in spec.preset.synthetic.items()) + ")"
 
 

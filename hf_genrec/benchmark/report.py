@@ -39,6 +39,7 @@ from ..evaluation.metrics import (
 )
 from ..utils.io import write_json
 from .evaluation import PolicyEvaluation
+from .verdict import claims_markdown
 
 __all__ = [
     "JUDGE",
@@ -46,6 +47,7 @@ __all__ = [
     "RESULTS_JSON",
     "RESULTS_MD",
     "NUM_TARGETS",
+    "TRUE_VALUE",
     "BenchmarkRow",
     "ablation_markdown",
     "diagnostics_markdown",
@@ -56,6 +58,7 @@ __all__ = [
     "results_markdown",
     "summarize",
     "tuning_markdown",
+    "world_markdown",
     "write_json_strict",
 ]
 
@@ -70,7 +73,9 @@ SCHEMA_VERSION = 2
 NUM_TARGETS = "num_targets"
 JUDGE = "judge"
 METRICS: tuple[str, ...] = (*ranking_metric_names(DEFAULT_KS), JUDGE)
-LABELS = {**{name: name.upper() for name in ranking_metric_names(DEFAULT_KS)}, JUDGE: "judge"}
+# The world's true value V* of a model's policy at each test target (`world_value`): only on a simulated world.
+TRUE_VALUE = "true_value"
+LABELS = {**{name: name.upper() for name in ranking_metric_names(DEFAULT_KS)}, JUDGE: "judge", TRUE_VALUE: "true V*"}
 METHOD_LABELS = {"pretrained": "pretrained (no post-training)", "sft": "SFT", "rwbc": "reward-weighted BC",
                  "asft": "A-SFT", "dpo": "RS-DPO", "ipo": "RS-IPO", "cql": "CQL", "ppo": "PPO"}
 
@@ -89,14 +94,18 @@ class BenchmarkRow:
     models: list[Any] = field(default_factory=list)  # the saved model of each seed (a stage), for the diagnostics
     recipe: dict[str, Any] | None = None  # the post-training recipe of its runs
     details: dict[str, Any] = field(default_factory=dict)  # e.g. the tilt-matched control's reward power and tilt
+    true_values: list[np.ndarray] = field(default_factory=list)  # per seed, V* at each test row (simulated world)
 
 
-def per_user_values(evaluation: PolicyEvaluation, subset: str) -> tuple[dict[str, np.ndarray], int]:
+def per_user_values(evaluation: PolicyEvaluation, subset: str,
+                    row_values: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], int]:
     """(`{metric: (U_subset,) float64}`, number of rows): the ranking metrics and the judge score of each user of
-    `subset`, each the mean over the user's rows in the subset (users in dataset order)."""
+    `subset`, each the mean over the user's rows in the subset (users in dataset order). `row_values`
+    (`{name: (N,) values}`, one per test row in dataset order, e.g. `TRUE_VALUE`) are averaged the same way."""
     mask = evaluation.ranking.subset_mask(subset).numpy()
     rows = {name: v.numpy() for name, v in evaluation.ranking.per_user_metrics(subset, DEFAULT_KS).items()}
     rows[JUDGE] = evaluation.judge.scores[torch.from_numpy(mask)].double().numpy()
+    rows.update({name: np.asarray(values, dtype=np.float64)[mask] for name, values in (row_values or {}).items()})
     _, users = np.unique(case_users(evaluation.ranking)[mask], return_inverse=True)  # (N_subset,) in 0..U_subset-1
     counts = np.bincount(users)
     values = {name: np.bincount(users, weights=v, minlength=counts.size) / counts for name, v in rows.items()}
@@ -115,16 +124,22 @@ def _std(values: list[float]) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
+def _row_values(row: BenchmarkRow, seed: int) -> dict[str, np.ndarray]:
+    """The per-test-row values of seed index `seed` of `row` besides its evaluation (`TRUE_VALUE` when measured)."""
+    return {TRUE_VALUE: row.true_values[seed]} if row.true_values else {}
+
+
 def _summarize_row(row: BenchmarkRow, reference: BenchmarkRow, subset: str, resamples: int) -> dict[str, Any]:
-    per_seed_values = [per_user_values(e, subset) for e in row.evaluations]
+    per_seed_values = [per_user_values(e, subset, _row_values(row, i)) for i, e in enumerate(row.evaluations)]
     arrays = [values for values, _ in per_seed_values]
     # Seed i of the row against seed i of the reference (the same post-training seed; a row with fewer seeds
     # runs the reference's first ones).
-    references = [per_user_values(reference.evaluations[i % len(reference.evaluations)], subset)[0]
+    references = [per_user_values(reference.evaluations[i % len(reference.evaluations)], subset,
+                                  _row_values(reference, i % len(reference.evaluations)))[0]
                   for i in range(len(arrays))]
     masks = [e.ranking.subset_mask(subset) for e in row.evaluations]
     metrics: dict[str, Any] = {}
-    for metric in METRICS:
+    for metric in (*METRICS, TRUE_VALUE) if row.true_values and reference.true_values else METRICS:
         values = np.stack([a[metric] for a in arrays])  # (S, U_subset)
         reference_values = np.stack([r[metric] for r in references])  # (S, U_subset)
         per_seed = [_mean(v) for v in values]
@@ -134,11 +149,12 @@ def _summarize_row(row: BenchmarkRow, reference: BenchmarkRow, subset: str, resa
                  "pct_vs_rwbc": change, "ci95": [low, high],
                  "ci95_over": "seeds x users" if len(values) > 1 else "users",
                  "pct_vs_rwbc_per_seed": per_seed_change, "pct_vs_rwbc_std": _std(per_seed_change)}
+        if metric in (JUDGE, TRUE_VALUE):
+            entry["ci95_value"] = list(bootstrap_mean_ci(values, num_resamples=resamples)[1:])
         if metric == JUDGE:
             spreads = [e.judge.spread(m) for e, m in zip(row.evaluations, masks)]
             entry["spread"] = float(np.mean(spreads))
             entry["spread_per_seed"] = spreads
-            entry["ci95_value"] = list(bootstrap_mean_ci(values, num_resamples=resamples)[1:])
         metrics[metric] = entry
     return {NUM_USERS: int(arrays[0][JUDGE].size), NUM_TARGETS: per_seed_values[0][1], "metrics": metrics}
 
@@ -169,6 +185,10 @@ def summarize(rows: list[BenchmarkRow], reference: str = "rwbc", *, resamples: i
             "hyperparameters": row.hyperparameters, **row.details,
             "subsets": {subset: _summarize_row(row, reference_row, subset, resamples) for subset in subsets},
         }
+        if row.true_values and reference_row.true_values and SUBSET_ALL in subsets:
+            # The headline of a simulated world, on every test user (the subsets hold it per subset as well).
+            entry = summary["rows"][row.name]
+            entry[TRUE_VALUE] = entry["subsets"][SUBSET_ALL]["metrics"][TRUE_VALUE]
     for count in (NUM_USERS, NUM_TARGETS):
         summary[count] = {subset: summary["rows"][reference]["subsets"][subset][count] for subset in subsets}
     return summary
@@ -225,7 +245,10 @@ def _pct_cell(entry: dict[str, Any]) -> str:
     return cell
 
 
-def _table(rows: dict[str, Any], subset: str, cell, metrics=METRICS) -> list[str]:
+def _table(rows: dict[str, Any], subset: str, cell, metrics: tuple[str, ...] | None = None) -> list[str]:
+    if metrics is None:  # the true-value column when every row has it (a simulated world's run)
+        measured = rows and all(TRUE_VALUE in row["subsets"][subset]["metrics"] for row in rows.values())
+        metrics = (*METRICS, TRUE_VALUE) if measured else METRICS
     lines = ["| method | " + " | ".join(LABELS[m] for m in metrics) + " |", "|---|" + "---:|" * len(metrics)]
     for name, row in rows.items():
         entries = row["subsets"][subset]["metrics"]
@@ -353,6 +376,19 @@ def diagnostics_markdown(section: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def world_markdown(world: dict[str, Any] | None) -> list[str]:
+    """What the `true V*` column is, and the reference policies' V* on `all` (nothing on real data)."""
+    if not world:
+        return []
+    references = world["reference_policies"]
+    values = ", ".join(f"{name} {_fmt(references[name].get(SUBSET_ALL))}" for name in references)
+    return ["The data is a log drawn in a simulated world whose true reward r* of every item is known. `true V*`: "
+            "the expected r* of the model's next recommendation, Σ_i π(i | context) r*(context, i) over the whole "
+            "catalogue, at the world's state before each test target (everything the user consumed before it, "
+            "observed or not), a user's targets averaged first: what offline metrics cannot see.", "",
+            f"Reference policies' true V* (`all`): {values}.", ""]
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """The tables a person reads: metric values and % vs reward-weighted BC per subset, λ sweep, reward table."""
     config = results["config"]
@@ -370,6 +406,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines += _split_lines(config) + ["Test users (targets) per subset: " + ", ".join(
         f"`{s}` {n}" + (f" ({results[NUM_TARGETS][s]})" if NUM_TARGETS in results else "")
         for s, n in results[NUM_USERS].items()) + ".", ""]
+    lines += world_markdown(results.get("world"))
     main_rows = {name: row for name, row in results["methods"].items() if row["kind"] != "ablation"}
     over = "seeds and test users" if len(seeds) > 1 else "test users"
     for subset in results["subsets"]:
@@ -383,6 +420,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += [f"% change vs reward-weighted BC, [paired bootstrap 95% interval over {over}]:", ""]
         lines += _table({k: v for k, v in main_rows.items() if v["method"] != config["reference"]}, subset,
                         lambda entry, metric: _pct_cell(entry)) + [""]
+    lines += claims_markdown(results.get("verdict"))
     lines += ablation_markdown(results)
     lines += diagnostics_markdown(results.get("diagnostics"))
     lines += tuning_markdown(results.get("tuning"))

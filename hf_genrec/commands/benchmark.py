@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..benchmark.pipeline import JUDGE_DATA, PROTOCOLS, BenchmarkSpec, run_benchmark
-from ..benchmark.presets import DEFAULT_METHODS, REFERENCE_METHOD, BenchmarkPreset, get_preset
+from ..benchmark.presets import DEFAULT_METHODS, EMBEDDED_WORLD, REFERENCE_METHOD, BenchmarkPreset, get_preset
 from ..benchmark.stages import Given
 from ..data.splits import SPLITS
 from ..workflows.posttrain import METHODS
@@ -135,6 +135,7 @@ def benchmark(
     judge_data: str = "train+validation",
     lambdas: tuple[float, ...] | list[float] | None = None,
     ablations: bool | None = None,
+    world: bool = False,
     command: str | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
@@ -161,6 +162,8 @@ def benchmark(
             gets the same number of trials, so give as many values as the preset's grids have.
         ablations: run A-SFT's ablation grid and the tilt-matched RW-BC control at A-SFT's chosen λ (default: the
             preset's `ablations`; `tiny`: off, `quick` and `full`: on). Needs `asft` among the methods.
+        world: without `input_path`, draw the embedded data in the simulated world `EMBEDDED_WORLD` instead of the
+            generator, so every evaluated model also gets its true value V* (`true V*` column; `--world`).
         command: the command line recorded in the results (default: this process's).
 
     Returns:
@@ -190,6 +193,11 @@ def benchmark(
     if preset.ablations and "asft" not in methods:
         raise ValueError(f"--ablations runs A-SFT's ablations, but the methods {methods} leave out asft. Fix: add asft "
                          "to --methods, or pass --no-ablations.")
+    if world and input_path is not None:
+        raise ValueError("--world draws the embedded data in a simulated world, but --input gives real data (whose "
+                         "true reward nobody knows). Fix: drop one of them.")
+    if world:
+        preset = dataclasses.replace(preset, world=EMBEDDED_WORLD)
     ratings, loader = None, {}
     if input_path is not None:
         ratings, catalog = _ratings(input_path, format, catalog)
