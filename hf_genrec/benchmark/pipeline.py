@@ -391,7 +391,7 @@ def _trial_run(stage: Stage, seed: int) -> dict[str, Any]:
             "epochs_trained": result.get("epochs_trained"), "history": selection.get("history", [])}
 
 
-def _posttrain_run(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
+def posttrain_run(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
                    reward_model: Stage | Given, method: str, hyperparameters: dict[str, Any], seed: int,
                    label: str) -> Stage:
     recipe = spec.preset.trial_recipe(method, spec.protocol, **hyperparameters)
@@ -415,7 +415,7 @@ def tune_methods(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained
             runs = []
             for seed in seeds:
                 label = f"{method} [{describe_hyperparameters(hyperparameters)}] seed {seed}"
-                run = _posttrain_run(store, spec, data, pretrained, reward_model, method, hyperparameters, seed, label)
+                run = posttrain_run(store, spec, data, pretrained, reward_model, method, hyperparameters, seed, label)
                 runs.append(_trial_run(run, seed))
             scores = [run["validation"] for run in runs]
             mean = math.nan if any(v is None for v in scores) else float(sum(scores) / len(scores))
@@ -442,7 +442,7 @@ def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained:
         seed = spec.preset.seed + i
         for method in spec.methods:
             chosen = tuning[method]["chosen_hyperparameters"]
-            model = _posttrain_run(store, spec, data, pretrained, reward_model, method, chosen, seed,
+            model = posttrain_run(store, spec, data, pretrained, reward_model, method, chosen, seed,
                                    label=f"{method} [{describe_hyperparameters(chosen)}, chosen] seed {seed}")
             evaluated = evaluate(model=model, label=f"evaluate {method} seed {seed}")
             evaluations[method].append((seed, load_evaluation(evaluated.output)))
@@ -492,7 +492,7 @@ def _ablations(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: 
         evaluations, models = [], []
         for i in range(spec.seeds):
             seed = spec.preset.seed + i
-            model = _posttrain_run(store, spec, data, pretrained, reward_model, method, hyperparameters, seed,
+            model = posttrain_run(store, spec, data, pretrained, reward_model, method, hyperparameters, seed,
                                    label=f"ablation {name} seed {seed}")
             evaluated = evaluate(model=model, label=f"evaluate ablation {name} seed {seed}")
             evaluations.append(load_evaluation(evaluated.output))

@@ -317,7 +317,7 @@ EMBEDDED_WORLD = {"world": {"num_users": 1000, "num_items": 400, "dim": 16, "see
 _ML1M_SCALE = {"num_users": 6000, "num_items": 3000, "mean_events": 160, "seed": 0}
 
 
-def _grids(learning_rates: tuple[float, ...], temperatures: tuple[float, ...], betas: tuple[float, ...],
+def method_grids(learning_rates: tuple[float, ...], temperatures: tuple[float, ...], betas: tuple[float, ...],
            alphas: tuple[float, ...], kl_coefs: tuple[float, ...]) -> dict[str, dict[str, tuple[float, ...]]]:
     """Each method's grid over the hyperparameter that sets its strength (the learning rate for the two without
     one): SFT and RW-BC `learning_rate`, A-SFT `temperature` (λ), RS-DPO and RS-IPO `beta`, CQL `alpha`, PPO
@@ -344,7 +344,7 @@ PRESETS: dict[str, BenchmarkPreset] = {
         # A smoke test: a 2-member judge on its own backbone, pretrained half as long as the policy's.
         judge_training={"ensemble_size": 2},
         judge_pretraining={"num_train_epochs": 6},
-        grids=_grids(learning_rates=(1e-4, 3e-4), temperatures=(0.5, 2.0), betas=(0.1, 0.3), alphas=(0.1, 1.0),
+        grids=method_grids(learning_rates=(1e-4, 3e-4), temperatures=(0.5, 2.0), betas=(0.1, 0.3), alphas=(0.1, 1.0),
                      kl_coefs=(0.05, 0.2)),
         eval_steps=8,
         patience=1,
@@ -361,14 +361,14 @@ PRESETS: dict[str, BenchmarkPreset] = {
         reward={"training": {"ensemble_size": 3, "num_train_epochs": 1}},
         posttrain={"num_train_epochs": 3},
         judge_training={"ensemble_size": 5},
-        grids=_grids(learning_rates=(3e-5, 1e-4, 3e-4), temperatures=(0.5, 1.0, 2.0), betas=(0.03, 0.1, 0.3),
+        grids=method_grids(learning_rates=(3e-5, 1e-4, 3e-4), temperatures=(0.5, 1.0, 2.0), betas=(0.03, 0.1, 0.3),
                      alphas=(0.1, 1.0, 10.0), kl_coefs=(0.01, 0.05, 0.2)),
         patience=1,
         ablations=True,
     ),
     "full": from_recipes(
         "full", synthetic=_ML1M_SCALE, posttrain={"num_train_epochs": 5}, bootstrap_resamples=2000,
-        grids=_grids(learning_rates=(3e-5, 1e-4, 3e-4, 1e-3), temperatures=(0.25, 0.5, 1.0, 2.0),
+        grids=method_grids(learning_rates=(3e-5, 1e-4, 3e-4, 1e-3), temperatures=(0.25, 0.5, 1.0, 2.0),
                      betas=(0.03, 0.1, 0.3, 1.0), alphas=(0.1, 0.3, 1.0, 10.0), kl_coefs=(0.01, 0.05, 0.2, 0.5)),
         patience=2, default_seeds=5, ablations=True,
     ),

@@ -38,14 +38,14 @@ from tqdm.auto import tqdm
 
 from ..benchmark.pipeline import (
     BenchmarkSpec,
-    _posttrain_run,
+    posttrain_run,
     prepare_data,
     pretrain_model,
     select_trial,
     train_reward_model,
     tune_methods,
 )
-from ..benchmark.presets import BenchmarkPreset, _grids, from_recipes
+from ..benchmark.presets import BenchmarkPreset, from_recipes, method_grids
 from ..benchmark.report import describe_hyperparameters, write_json_strict
 from ..benchmark.stages import StageStore, stage
 from ..data import write_movielens_file
@@ -323,7 +323,7 @@ def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSett
     spec = tuning_spec(training, methods, seed)
     tuning = tune_methods(store, spec, data, pretrained, proxy)
     # The trials' stages again (reused: `tune_methods` ran them) for their models.
-    trials = {method: [_posttrain_run(store, spec, data, pretrained, proxy, method, trial["hyperparameters"],
+    trials = {method: [posttrain_run(store, spec, data, pretrained, proxy, method, trial["hyperparameters"],
                                       spec.preset.seed, label=f"{method} [{_describe(trial)}] {label}")
                        for trial in tuning[method]["trials"]] for method in methods}
     models = {"pretrained": pretrained, **{method: trials[method][tuning[method]["chosen"]] for method in methods}}
@@ -567,9 +567,9 @@ def training_recipes(name: str, model: dict[str, Any], epochs: int, reward_epoch
     )
 
 
-# Every method's grid over the hyperparameter that sets its strength (the benchmark's `_grids`), around the recipes'
+# Every method's grid over the hyperparameter that sets its strength (the benchmark's `method_grids`), around the recipes'
 # values (learning rate 1e-4, λ 1, β 0.1, α 10, KL coefficient 0.05): equal trials per method, selection on validation.
-_THREE_TRIALS = _grids(learning_rates=(1e-4, 3e-4, 1e-3), temperatures=(0.5, 1.0, 2.0), betas=(0.03, 0.1, 0.3),
+_THREE_TRIALS = method_grids(learning_rates=(1e-4, 3e-4, 1e-3), temperatures=(0.5, 1.0, 2.0), betas=(0.03, 0.1, 0.3),
                        alphas=(1.0, 3.0, 10.0), kl_coefs=(0.01, 0.05, 0.2))
 _WORLD = {"num_items": 60, "dim": 4, "seed": 0}
 _OBSERVATION = {"trap_share": 0.1, "trap_boost": 1.5}
@@ -578,7 +578,7 @@ PRESETS: dict[str, SimulationPreset] = {
         "tiny", world={**_WORLD, "num_users": 400}, events_per_user=20, logging={"strength": 1.0},
         observation=_OBSERVATION, noise_levels=(0.6,), log_sizes=(400,), coverages=(0.8,),
         training=training_recipes("tiny", _TINY_MODEL, epochs=8, reward_epochs=3, members=2, steps=20, batch=32,
-                                  grids=_grids(learning_rates=(1e-4, 1e-3), temperatures=(0.5, 2.0), betas=(0.1, 0.3),
+                                  grids=method_grids(learning_rates=(1e-4, 1e-3), temperatures=(0.5, 2.0), betas=(0.1, 0.3),
                                                alphas=(1.0, 10.0), kl_coefs=(0.05, 0.2)),
                                   eval_steps=10),
     ),

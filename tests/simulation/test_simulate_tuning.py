@@ -7,14 +7,14 @@ import shutil
 
 import pytest
 
-from hf_genrec.benchmark.presets import _grids
+from hf_genrec.benchmark.presets import method_grids
 from hf_genrec.commands.simulate import simulate
 from hf_genrec.simulation.study import PRESETS, TRUE_PPO, SimulationPreset, training_recipes, trial_selection
 
 _MODEL = {"hidden_size": 8, "num_hidden_layers": 1, "attention_dim": 8, "linear_dim": 8, "max_seq_len": 10,
           "max_position_embeddings": 13, "num_negatives": 8, "input_dropout": 0.0, "linear_dropout": 0.0}
 # Learning rates far apart, so that the trials' validation scores and true values differ.
-GRIDS = _grids(learning_rates=(1e-4, 3e-2), temperatures=(0.3, 3.0), betas=(0.05, 1.0), alphas=(1.0, 10.0),
+GRIDS = method_grids(learning_rates=(1e-4, 3e-2), temperatures=(0.3, 3.0), betas=(0.05, 1.0), alphas=(1.0, 10.0),
                kl_coefs=(0.05, 0.5))
 MICRO = SimulationPreset(
     "micro-tuning", world={"num_users": 60, "num_items": 20, "dim": 3, "seed": 0}, events_per_user=8,
