@@ -87,6 +87,16 @@ def with_future_flags(preset: BenchmarkPreset, protocol: str, values: dict[str, 
     return dataclasses.replace(preset, future=future)
 
 
+def _with_world(preset: BenchmarkPreset, world: bool, input_path: str | os.PathLike | None) -> BenchmarkPreset:
+    """`preset` with `EMBEDDED_WORLD` as its embedded data when `world` (`--world`); refused beside `--input`."""
+    if not world:
+        return preset
+    if input_path is not None:
+        raise ValueError("--world draws the embedded data in a simulated world, but --input gives real data (whose "
+                         "true reward nobody knows). Fix: drop one of them.")
+    return dataclasses.replace(preset, world=EMBEDDED_WORLD)
+
+
 def _with_lambdas(preset: BenchmarkPreset, lambdas) -> BenchmarkPreset:
     """`preset` with A-SFT's temperature grid from `--lambdas` (as many values as every method's trials)."""
     if not lambdas:
@@ -193,11 +203,7 @@ def benchmark(
     if preset.ablations and "asft" not in methods:
         raise ValueError(f"--ablations runs A-SFT's ablations, but the methods {methods} leave out asft. Fix: add asft "
                          "to --methods, or pass --no-ablations.")
-    if world and input_path is not None:
-        raise ValueError("--world draws the embedded data in a simulated world, but --input gives real data (whose "
-                         "true reward nobody knows). Fix: drop one of them.")
-    if world:
-        preset = dataclasses.replace(preset, world=EMBEDDED_WORLD)
+    preset = _with_world(preset, world, input_path)
     ratings, loader = None, {}
     if input_path is not None:
         ratings, catalog = _ratings(input_path, format, catalog)
