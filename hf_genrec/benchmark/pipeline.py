@@ -100,7 +100,7 @@ from .report import (
     summarize,
     write_json_strict,
 )
-from .stages import Given, Stage, StageStore, stage
+from .stages import Given, Stage, StageStore, stage, stage_seconds
 from .verdict import VERDICT_REFERENCE, claim_verdicts, verdict_subsets
 from .world_value import (
     load_reference_values,
@@ -729,9 +729,9 @@ def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Sta
         "judge_reward_table": tables["judge"],
         "stages": history,
         "wall_time_s": round(wall_time_s, 1),
-        # What the whole pipeline costs, reused stages counted at the time they took when they ran: a rerun's
-        # wall time alone says nothing about it.
-        "stage_time_s": round(sum(stage.get("seconds") or 0.0 for stage in history), 1),
+        # What the whole pipeline costs, reused stages counted at the time they took when they ran (each once): a
+        # rerun's wall time alone says nothing about it.
+        "stage_time_s": stage_seconds(history),
     }
 
 

@@ -39,7 +39,8 @@ from ..utils.io import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MARKER", "Given", "Stage", "StageStore", "file_fingerprint", "model_fingerprint", "stage", "stage_key"]
+__all__ = ["MARKER", "Given", "Stage", "StageStore", "file_fingerprint", "model_fingerprint", "stage", "stage_key",
+           "stage_seconds"]
 
 MARKER = "stage.json"
 KEY_LENGTH = 12
@@ -234,3 +235,10 @@ class StageStore:
                              "seconds": seconds})
         if self.progress is not None:
             self.progress.update(1)
+
+
+def stage_seconds(history: list[dict[str, Any]]) -> float:
+    """What the stages of a `StageStore.history` (or a results file's `stages`) cost, each at the time it took when
+    it ran, reused or not, and each once: a pipeline may look a finished stage up again (the benchmark reuses a
+    chosen trial's tuning run; the simulation study looks its trials up for their models)."""
+    return round(sum({entry["key"]: entry.get("seconds") or 0.0 for entry in history}.values()), 1)

@@ -47,7 +47,7 @@ from ..benchmark.pipeline import (
 )
 from ..benchmark.presets import BenchmarkPreset, from_recipes, method_grids
 from ..benchmark.report import describe_hyperparameters, write_json_strict
-from ..benchmark.stages import StageStore, stage
+from ..benchmark.stages import StageStore, stage, stage_seconds
 from ..data import write_movielens_file
 from ..data.prepared import load_prepared
 from ..models import AutoModelForNextItemPrediction
@@ -426,8 +426,7 @@ def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, s
         "settings": _mean_over_seeds(runs),
         "stages": store.history,
         "wall_time_s": round(time.time() - start, 1),
-        # Each stage once: the trials' stages are looked up again for their models after `tune_methods` ran them.
-        "stage_time_s": round(sum({entry["key"]: entry.get("seconds") or 0.0 for entry in store.history}.values()), 1),
+        "stage_time_s": stage_seconds(store.history),
     }
     markdown = results_markdown(results)
     write_json_strict(output_dir / RESULTS_JSON, results)

@@ -12,6 +12,7 @@ from hf_genrec.benchmark.stages import (
     model_fingerprint,
     stage,
     stage_key,
+    stage_seconds,
 )
 
 
@@ -48,6 +49,19 @@ def test_finished_stage_is_reused_and_changed_input_recomputed(tmp_path):
     assert [h["cached"] for h in store.history] == [False, False]
     record = json.loads((first.path / MARKER).read_text())
     assert record["inputs"] == {"lr": 1} and record["finished"] >= record["started"]
+
+
+def test_stage_seconds_count_a_stage_looked_up_again_once(tmp_path):
+    train = _counting_stage([])
+    store = StageStore(tmp_path)
+    first = store.run(train, lr=1)
+    store.run(train, lr=2)
+    store.run(train, lr=1)  # looked up again, e.g. a chosen trial's tuning run: a second entry with the same key
+    assert [entry["key"] for entry in store.history] == [first.key, store.history[1]["key"], first.key]
+    # With the entries' recorded times replaced by known ones: the repeated key counts once, a missing time as 0.
+    history = [{**entry, "seconds": seconds} for entry, seconds in zip(store.history, (1.5, 2.0, 1.5))]
+    assert stage_seconds(history) == 3.5
+    assert stage_seconds(history + [{"key": "other", "seconds": None}]) == 3.5
 
 
 def test_unkeyed_inputs_are_passed_but_not_hashed(tmp_path):
