@@ -14,6 +14,85 @@ MASKED_NEGATIVE_LOGIT = -5e4
 # Below this catalogue size, one (P, V) matmul followed by a gather is faster on CPU than gathering
 # (P, R, d) negative embeddings, although it does more FLOPs (the gather is memory-bound).
 FULL_LOGITS_MAX_ITEMS = 16384
+# Rows of one block of (rows, V + 1) scores in `gathered_item_scores` on CPU: about 2 MB of float32, which stays in
+# cache. The whole (P, V + 1) matrix (400 MB for a MovieLens-1M batch) would be written to memory, read back by the
+# gathers, then zero-filled, scattered into and read twice more in the backward: on two cores that traffic cost as
+# much time as the matmuls themselves.
+SCORE_BLOCK_ELEMENTS = 1 << 19
+MIN_SCORE_BLOCK_ROWS = 64
+
+
+def _score_block_rows(num_positions: int, num_scores: int, device: torch.device) -> int:
+    """Rows per block: the cache-sized block on CPU, all rows at once on accelerators (memory bandwidth there is
+    not the limit, kernel launches are)."""
+    if device.type != "cpu":
+        return max(num_positions, 1)
+    return max(MIN_SCORE_BLOCK_ROWS, SCORE_BLOCK_ELEMENTS // num_scores)
+
+
+class _GatheredItemScores(torch.autograd.Function):
+    """`(user_embeddings @ item_embeddings.T).gather(1, indices)`, a block of rows at a time, forward and backward.
+
+    Neither pass holds the (P, V + 1) score matrix: the forward scores a block, gathers from it and drops it; the
+    backward scatters the block's gradient into one reused (rows, V + 1) buffer and multiplies it out. The matmuls
+    are the same as the unblocked expression's (and so are their FLOPs); only the memory traffic around them goes.
+    """
+
+    @staticmethod
+    def forward(ctx, user_embeddings: torch.Tensor, item_embeddings: torch.Tensor, indices: torch.Tensor):
+        num_positions, num_scores = user_embeddings.shape[0], item_embeddings.shape[0]
+        rows = _score_block_rows(num_positions, num_scores, user_embeddings.device)
+        # Autocast (when on) applies to these matmuls as it would to the unblocked expression.
+        blocks = [
+            (user_embeddings[start : start + rows] @ item_embeddings.T).gather(1, indices[start : start + rows])
+            for start in range(0, max(num_positions, 1), rows)
+        ]  # each (rows, K)
+        ctx.save_for_backward(user_embeddings, item_embeddings, indices)
+        ctx.rows = rows
+        ctx.compute_dtype = blocks[0].dtype
+        return torch.cat(blocks)  # (P, K)
+
+    @staticmethod
+    def backward(ctx, grad_scores: torch.Tensor):
+        user_embeddings, item_embeddings, indices = ctx.saved_tensors
+        dtype, rows = ctx.compute_dtype, ctx.rows
+        users, items = user_embeddings.to(dtype), item_embeddings.to(dtype)
+        grad_scores = grad_scores.to(dtype)  # (P, K)
+        need_users, need_items = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_users = torch.empty_like(users) if need_users else None  # (P, d)
+        grad_items = torch.zeros_like(items) if need_items else None  # (V + 1, d)
+        buffer = grad_scores.new_empty(min(rows, users.shape[0]), items.shape[0])  # (rows, V + 1)
+        for start in range(0, users.shape[0], rows):
+            stop = min(start + rows, users.shape[0])
+            block = buffer[: stop - start].zero_().scatter_add_(1, indices[start:stop], grad_scores[start:stop])
+            if need_users:
+                torch.mm(block, items, out=grad_users[start:stop])
+            if need_items:  # `out=`, not `addmm_`: torch's FLOP counter (the speed benchmark's) skips in-place addmm
+                torch.addmm(grad_items, block.T, users[start:stop], out=grad_items)
+        return (
+            None if grad_users is None else grad_users.to(user_embeddings.dtype),
+            None if grad_items is None else grad_items.to(item_embeddings.dtype),
+            None,
+        )
+
+
+def gathered_item_scores(
+    user_embeddings: torch.Tensor, item_embeddings: torch.Tensor, indices: torch.Tensor
+) -> torch.Tensor:
+    """Dot products of each position's user vector with K chosen items, from the full score matrix's matmul.
+
+    Args:
+        user_embeddings: (P, d) user vectors.
+        item_embeddings: (V + 1, d) item table.
+        indices: (P, K) item indices per position.
+
+    Returns:
+        (P, K) scores, equal to `(user_embeddings @ item_embeddings.T).gather(1, indices)`; on CPU computed in
+        cache-sized blocks of rows.
+    """
+    if torch.compiler.is_compiling():  # the graph compiler fuses the plain expression itself
+        return (user_embeddings @ item_embeddings.T).gather(1, indices)
+    return _GatheredItemScores.apply(user_embeddings, item_embeddings, indices)
 
 
 def full_softmax_loss(
@@ -75,13 +154,13 @@ def sampled_softmax_loss(
     rng = {} if generator is None else {"generator": generator}
     negatives = torch.randint(1, num_items + 1, (num_positions, num_negatives), device=labels.device, **rng)  # (P, R)
     if num_items + 1 <= FULL_LOGITS_MAX_ITEMS:
-        all_logits = user_embeddings @ item_embeddings.T  # (P, V + 1)
-        positive_logits = all_logits.gather(1, labels[:, None])  # (P, 1)
-        negative_logits = all_logits.gather(1, negatives)  # (P, R)
+        candidates = torch.cat([labels[:, None], negatives], dim=1)  # (P, 1 + R): the positive first
+        logits = gathered_item_scores(user_embeddings, item_embeddings, candidates)  # (P, 1 + R)
     else:
         positive_logits = (user_embeddings * item_embeddings[labels]).sum(-1, keepdim=True)  # (P, 1)
         negative_logits = torch.einsum("pd,prd->pr", user_embeddings, item_embeddings[negatives])  # (P, R)
-    logits = torch.cat([positive_logits, negative_logits], dim=1).float() / temperature  # (P, 1 + R)
+        logits = torch.cat([positive_logits, negative_logits], dim=1)  # (P, 1 + R)
+    logits = logits.float() / temperature  # (P, 1 + R)
     logits[:, 1:] = logits[:, 1:].masked_fill(negatives == labels[:, None], MASKED_NEGATIVE_LOGIT)
     nll = -F.log_softmax(logits, dim=-1)[:, 0]  # (P,)
     if weights is not None:
@@ -89,4 +168,10 @@ def sampled_softmax_loss(
     return nll.mean()
 
 
-__all__ = ["full_softmax_loss", "sampled_softmax_loss", "MASKED_NEGATIVE_LOGIT", "FULL_LOGITS_MAX_ITEMS"]
+__all__ = [
+    "full_softmax_loss",
+    "gathered_item_scores",
+    "sampled_softmax_loss",
+    "MASKED_NEGATIVE_LOGIT",
+    "FULL_LOGITS_MAX_ITEMS",
+]
