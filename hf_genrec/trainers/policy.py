@@ -120,14 +120,6 @@ def items_log_softmax(logits: torch.Tensor, exclude: torch.Tensor | None = None)
     return F.log_softmax(logits, dim=-1)
 
 
-def labels_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log π(y|x) of the logged items: (P, V + 1) float32 logits and (P,) labels -> (P,) float32.
-
-    Full-catalogue softmax (fused cross-entropy, so the (P, V + 1) log-softmax is not kept twice).
-    """
-    return -F.cross_entropy(logits, labels, reduction="none")
-
-
 def catalogue_log_probs(policy: nn.Module, user_embeddings: torch.Tensor, exclude: torch.Tensor | None = None):
     """log π(·|x) over the catalogue of an unsharded `policy`: (C, d) normalised user vectors -> (C, V + 1)
     float32 log-probabilities (`items_log_softmax`). The trainers take the scores from the forward instead."""
@@ -139,17 +131,22 @@ def policy_forward(
     inputs: dict[str, torch.Tensor],
     logits_mask: torch.Tensor | None = None,
     logits_temperature: float | None = None,
+    logits_labels: torch.Tensor | None = None,
 ):
     """Forward a training batch through `model` (possibly DDP/FSDP/DeepSpeed/PEFT-wrapped) without a loss.
 
     With `logits_mask` ((B, N) bool), the outputs' `logits` are the (P, V + 1) float32 full-catalogue scores at
     its P True positions (row-major order), computed inside the model's forward (`HSTUForNextItemPrediction`),
     the one place where a sharded item table is gathered; `logits_temperature` is τ of cosine / τ (1.0: cosines).
+    With `logits_labels` ((P,) items), the outputs carry `label_log_probs` (P,), their full-catalogue log π, instead
+    of the (P, V + 1) scores.
     """
     history = History.from_batch(inputs).model_inputs()
     if logits_mask is None:
         return model(**history)
-    return model(**history, logits_mask=logits_mask, logits_temperature=logits_temperature)
+    if logits_labels is None:
+        return model(**history, logits_mask=logits_mask, logits_temperature=logits_temperature)
+    return model(**history, logits_mask=logits_mask, logits_temperature=logits_temperature, logits_labels=logits_labels)
 
 
 def positions_mask(shape: torch.Size, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -588,7 +585,6 @@ __all__ = [
     "disable_dropout_in_model",
     "is_peft_model",
     "items_log_softmax",
-    "labels_log_probs",
     "load_reward_model",
     "policy_forward",
     "positions_mask",

@@ -22,7 +22,6 @@ from .policy import (
     PREPARED,
     PolicyTrainer,
     PostTrainConfig,
-    labels_log_probs,
     policy_forward,
     supervised_mask,
 )
@@ -234,8 +233,9 @@ class SFTTrainer(PolicyTrainer):
 
     def _loss_sum(self, model, inputs, mode):
         supervised = supervised_mask(inputs[LABELS])  # (B, N)
-        outputs = policy_forward(model, inputs, supervised)  # logits (P, V + 1) at the supervised positions
-        log_probs = labels_log_probs(outputs.logits, inputs[LABELS][supervised])  # (P,)
+        # log π(y|x) of the logged items over the whole catalogue, at the P supervised positions
+        outputs = policy_forward(model, inputs, supervised, logits_labels=inputs[LABELS][supervised])
+        log_probs = outputs.label_log_probs  # (P,)
         weights = inputs[PREPARED][POSITION_WEIGHTS]
         losses = weighted_nll(log_probs, weights)  # (P,)
 

@@ -1,10 +1,13 @@
-"""`gathered_item_scores`: the blocked sampled-softmax scores equal the plain `(U @ Iᵀ).gather` and its gradients."""
+"""The blocked catalogue scores (`gathered_item_scores`, `catalogue_label_log_probs`) equal the plain formulas and
+their gradients."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hf_genrec.losses.next_item import (
     MIN_SCORE_BLOCK_ROWS,
+    catalogue_label_log_probs,
     gathered_item_scores,
     sampled_softmax_loss,
 )
@@ -86,3 +89,50 @@ def test_autocast_gives_the_plain_expressions_dtype():
     torch.testing.assert_close(blocked, plain)
     blocked.float().sum().backward()
     assert users.grad.dtype == torch.float32 and items.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("num_positions", [1, MIN_SCORE_BLOCK_ROWS + 5, 3 * MIN_SCORE_BLOCK_ROWS])
+@pytest.mark.parametrize("freeze_items", [False, True])
+def test_catalogue_label_log_probs_equal_the_log_softmax(num_positions, freeze_items):
+    """float32 blocks against the float64 log-softmax of the same normalised vectors (as the model passes them)."""
+    users, items, _ = _inputs(num_positions, num_items=50)
+    users, items = F.normalize(users, dim=-1), F.normalize(items, dim=-1)
+    labels = torch.randint(1, 51, (num_positions,), generator=torch.Generator().manual_seed(2))
+    upstream = torch.randn(num_positions, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+    def exact(u, i):
+        scores = u @ i.T / 0.05
+        scores[:, 0] = float("-inf")
+        return torch.log_softmax(scores, dim=-1).gather(1, labels[:, None])[:, 0]
+
+    results = []
+    for blocked in (True, False):
+        u, i = users.clone().requires_grad_(), items.clone().requires_grad_(not freeze_items)
+        log_probs = catalogue_label_log_probs(u.float(), i.float(), labels, 0.05) if blocked else exact(u, i)
+        assert log_probs.dtype == (torch.float32 if blocked else torch.float64)
+        (log_probs.double() * upstream).sum().backward()
+        results.append((log_probs.detach().double(), u.grad, i.grad))
+    for blocked, reference in zip(*results):
+        if reference is None:
+            assert blocked is None
+        else:
+            torch.testing.assert_close(blocked, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_the_model_returns_label_log_probs_equal_to_its_logits():
+    from hf_genrec import HSTUConfig, HSTUForNextItemPrediction
+
+    torch.manual_seed(0)
+    model = HSTUForNextItemPrediction(HSTUConfig(num_items=30, hidden_size=8, attention_dim=8, linear_dim=8,
+                                                 max_seq_len=10, max_position_embeddings=12)).eval()
+    item_ids = torch.randint(1, 31, (3, 6))
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[0, :2] = False
+    labels = torch.randint(1, 31, (int(mask.sum()),))
+    logits = model(item_ids, logits_mask=mask).logits
+    expected = torch.log_softmax(logits, dim=-1).gather(1, labels[:, None])[:, 0]
+    outputs = model(item_ids, logits_mask=mask, logits_labels=labels)
+    assert outputs.logits is None
+    torch.testing.assert_close(outputs.label_log_probs, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="logits_labels needs logits_mask"):
+        model(item_ids, logits_labels=labels)

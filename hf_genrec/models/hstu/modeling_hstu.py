@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput, cached_file, logging
 from ...data.history import History
 from ...data.history import query_timestamps as default_query_timestamps
 from ...data.vocabulary import VOCABULARY_FILE, ItemVocabulary
-from ...losses.next_item import full_softmax_loss, sampled_softmax_loss
+from ...losses.next_item import catalogue_label_log_probs, full_softmax_loss, sampled_softmax_loss
 from ...losses.reward import check_finite_rewards, reward_regression_loss
 from .configuration_hstu import HSTUConfig
 from .loading import (
@@ -523,6 +523,9 @@ class NextItemPredictionOutput(ModelOutput):
             Backbone output before normalisation.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             Every layer's output, when `output_hidden_states=True`.
+        label_log_probs (`torch.FloatTensor` of shape `(P,)`, *optional*):
+            float32 log-probability of `logits_labels` under the full-catalogue softmax at the `logits_mask`
+            positions, when `logits_labels` is passed (`logits` is then None).
     """
 
     loss: torch.FloatTensor | None = None
@@ -530,6 +533,7 @@ class NextItemPredictionOutput(ModelOutput):
     user_embeddings: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    label_log_probs: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -693,6 +697,7 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
         output_hidden_states: bool = False,
         logits_mask: torch.BoolTensor | None = None,
         logits_temperature: float | None = None,
+        logits_labels: torch.LongTensor | None = None,
     ) -> NextItemPredictionOutput:
         r"""
         Args:
@@ -709,6 +714,9 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
             logits_temperature (`float`, *optional*):
                 τ of the scores at `logits_mask`, cosine / τ (default: `config.similarity_temperature`; 1.0
                 gives the cosines, column 0 still -inf).
+            logits_labels (`torch.LongTensor` of shape `(P,)`, *optional*):
+                One item per `logits_mask` position: return its log-probability under the softmax of those scores
+                (`label_log_probs`) instead of the scores, without building the (P, num_items + 1) matrix.
 
         Other arguments are those of [`HSTUModel.forward`].
         """
@@ -725,7 +733,15 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
             raise ValueError("pass output_logits=True (scores at every position) or logits_mask (scores at the "
                              "masked positions), not both; drop output_logits to score only the masked positions.")
         logits = self.item_logits(user_embeddings) if output_logits else None
-        if logits_mask is not None:
+        if logits_labels is not None and logits_mask is None:
+            raise ValueError("logits_labels needs logits_mask (the positions its items belong to); pass both.")
+        label_log_probs = None
+        if logits_labels is not None:
+            temperature = self.config.similarity_temperature if logits_temperature is None else logits_temperature
+            label_log_probs = catalogue_label_log_probs(
+                user_embeddings[logits_mask], self.normalized_item_embeddings(), logits_labels, temperature
+            )  # (P,)
+        elif logits_mask is not None:
             logits = self.item_logits_float32(user_embeddings[logits_mask], logits_temperature)  # (P, V + 1)
         return NextItemPredictionOutput(
             loss=loss,
@@ -733,6 +749,7 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
             user_embeddings=user_embeddings,
             last_hidden_state=outputs.last_hidden_state,
             hidden_states=outputs.hidden_states,
+            label_log_probs=label_log_probs,
         )
 
     def score_next_items(
