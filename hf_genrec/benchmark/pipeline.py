@@ -400,26 +400,39 @@ def posttrain_run(store: StageStore, spec: BenchmarkSpec, data: Stage, pretraine
                      reward_model=reward_model if uses_reward else None, label=label)
 
 
-def tune_methods(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
-          reward_model: Stage | Given) -> dict[str, dict[str, Any]]:
-    """Every trial of every method on the tuning seeds, and the choice: per method `grid`, `trials` (each with its
-    `hyperparameters`, `runs` per seed and `validation_mean`), `chosen` (its index) and `chosen_hyperparameters`.
+def tune_methods(
+    store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given, reward_model: Stage | Given,
+    context: str | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[list[Stage]]]]:
+    """Every trial of every method on the tuning seeds, and the choice.
 
-    Only validation is read: the runs' best-checkpoint scores on the high-reward validation subset."""
+    Only validation is read: the runs' best-checkpoint scores on the high-reward validation subset. `context`, when
+    given, ends every run's label in logs and `store.history` (the simulation study: its setting and seed).
+
+    Returns:
+        `(tuning, trial_stages)`. `tuning` is what `results.json` records under `tuning.methods`: per method `grid`,
+        `trials` (each with its `hyperparameters`, `runs` per seed and `validation_mean`), `chosen` (its index) and
+        `chosen_hyperparameters`. `trial_stages[method][trial][i]` is the `posttrain` stage of that trial (in
+        `trials` order) on the i-th tuning seed: the trained models, for callers that use them without looking
+        the stages up again.
+    """
     preset = spec.preset
     seeds = [preset.seed + i for i in range(min(preset.tuning_seeds, spec.seeds))]
-    tuning = {}
+    tuning, trial_stages = {}, {}
     for method in spec.methods:
-        trials = []
+        trials, trial_stages[method] = [], []
         for hyperparameters in preset.trials(method):
-            runs = []
+            runs, stages = [], []
             for seed in seeds:
                 label = f"{method} [{describe_hyperparameters(hyperparameters)}] seed {seed}"
-                run = posttrain_run(store, spec, data, pretrained, reward_model, method, hyperparameters, seed, label)
-                runs.append(_trial_run(run, seed))
+                label += f" ({context})" if context else ""
+                stages.append(posttrain_run(store, spec, data, pretrained, reward_model, method, hyperparameters,
+                                            seed, label))
+                runs.append(_trial_run(stages[-1], seed))
             scores = [run["validation"] for run in runs]
             mean = math.nan if any(v is None for v in scores) else float(sum(scores) / len(scores))
             trials.append({"hyperparameters": hyperparameters, "validation_mean": mean, "runs": runs})
+            trial_stages[method].append(stages)
         chosen = select_trial([trial["validation_mean"] for trial in trials])
         for i, trial in enumerate(trials):
             trial["chosen"] = i == chosen
@@ -427,7 +440,7 @@ def tune_methods(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained
         best = trials[chosen]["hyperparameters"]
         tuning[method] = {"grid": grid, "trials": trials, "chosen": chosen, "chosen_hyperparameters": best}
         logger.info("%s: trial %d chosen on validation (%s)", method, chosen, describe_hyperparameters(best))
-    return tuning
+    return tuning, trial_stages
 
 
 def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
@@ -622,7 +635,8 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
         evaluated = evaluate(model=pretrained, label="evaluate pretrained")
         rows = [BenchmarkRow(name="pretrained", method="pretrained", kind="pretrained",
                              evaluations=[load_evaluation(evaluated.output)])]
-        tuning = tune_methods(store, spec, data, pretrained, reward_model)
+        # Its stages unused: `_post_train` runs the chosen trials on every seed (the tuning seeds' stages reused).
+        tuning, _ = tune_methods(store, spec, data, pretrained, reward_model)
         rows += _post_train(store, spec, data, pretrained, reward_model, evaluate, tuning)
         if ablations:
             rows += _ablations(store, spec, data, pretrained, reward_model, evaluate, tuning)

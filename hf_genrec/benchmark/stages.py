@@ -240,5 +240,5 @@ class StageStore:
 def stage_seconds(history: list[dict[str, Any]]) -> float:
     """What the stages of a `StageStore.history` (or a results file's `stages`) cost, each at the time it took when
     it ran, reused or not, and each once: a pipeline may look a finished stage up again (the benchmark reuses a
-    chosen trial's tuning run; the simulation study looks its trials up for their models)."""
+    chosen trial's tuning run)."""
     return round(sum({entry["key"]: entry.get("seconds") or 0.0 for entry in history}.values()), 1)

@@ -38,7 +38,6 @@ from tqdm.auto import tqdm
 
 from ..benchmark.pipeline import (
     BenchmarkSpec,
-    posttrain_run,
     prepare_data,
     pretrain_model,
     select_trial,
@@ -300,10 +299,6 @@ def trial_selection(tuning: dict[str, dict[str, Any]], true_values: dict[str, li
     return report
 
 
-def _describe(trial: dict[str, Any]) -> str:
-    return describe_hyperparameters(trial["hyperparameters"])
-
-
 def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSetting, seed: int,
                  methods: tuple[str, ...], calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """One world setting and seed: every stage, the tuning of every method (the benchmark's `tune_methods`), then
@@ -321,11 +316,9 @@ def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSett
     proxy = store.run(train_reward_model, data=data, pretrained=pretrained, recipe=reward_recipe,
                       label=f"proxy reward {label}")
     spec = tuning_spec(training, methods, seed)
-    tuning = tune_methods(store, spec, data, pretrained, proxy)
-    # The trials' stages again (reused: `tune_methods` ran them) for their models.
-    trials = {method: [posttrain_run(store, spec, data, pretrained, proxy, method, trial["hyperparameters"],
-                                      spec.preset.seed, label=f"{method} [{_describe(trial)}] {label}")
-                       for trial in tuning[method]["trials"]] for method in methods}
+    tuning, trial_stages = tune_methods(store, spec, data, pretrained, proxy, context=label)
+    # Each trial's model: its run on the spec's one tuning seed.
+    trials = {method: [runs[0] for runs in trial_stages[method]] for method in methods}
     models = {"pretrained": pretrained, **{method: trials[method][tuning[method]["chosen"]] for method in methods}}
     # The reference "what the truth allows": one trial, the recipe's values, no tuning.
     models[TRUE_PPO] = store.run(posttrain_true_stage, data=data, pretrained=pretrained,
@@ -410,8 +403,8 @@ def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, s
     output_dir.mkdir(parents=True, exist_ok=True)
     settings = preset.settings()
     trials = sum(len(preset.training.trials(method)) for method in methods)
-    # simulate, prepare, pretrain, proxy; every trial (run, then reused for its model); ppo_true; two evaluations.
-    stages_per_run = 4 + 2 * trials + 1 + 2
+    # simulate, prepare, pretrain, proxy; every trial; ppo_true; two evaluations.
+    stages_per_run = 4 + trials + 1 + 2
     with tqdm(total=len(settings) * seeds * stages_per_run, desc="simulate stages", unit="stage",
               disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)

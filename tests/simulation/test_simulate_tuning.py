@@ -126,3 +126,15 @@ def test_trial_selection_reads_validation_only():
         assert selection["selection_regret"] == pytest.approx(max(values) - values[1])
     with pytest.raises(ValueError, match="one true value per tuning trial"):
         trial_selection(tuning, {"sft": [1.0, 2.0]})
+
+
+def test_every_trial_is_trained_and_looked_up_once(run):
+    """The study takes each trial's model from `tune_methods` (no second `posttrain` lookup): every trial's stage
+    appears once in the history, labelled with its setting and seed, and the progress total counts each once."""
+    _, results = run
+    (entry,) = results["runs"]
+    posttrain = [stage for stage in results["stages"] if stage["stage"] == "posttrain"]
+    assert len(posttrain) == len({stage["key"] for stage in posttrain}) == len(METHODS) * 2
+    assert all(stage["label"].endswith(f"({entry['name']} seed 0)") for stage in posttrain)
+    trials = sum(len(MICRO.training.trials(method)) for method in METHODS)
+    assert len(results["stages"]) == 4 + trials + 1 + 2  # simulate, prepare, pretrain, proxy; trials; ppo_true; evals
