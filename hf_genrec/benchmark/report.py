@@ -39,6 +39,7 @@ from ..evaluation.metrics import (
 )
 from ..utils.io import write_json
 from .evaluation import PolicyEvaluation
+from .formatting import format_pct
 from .verdict import claims_markdown
 
 __all__ = [
@@ -217,10 +218,6 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def _fmt_pct(value: float | None) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:+.1f}"
-
-
 def _label(row_name: str, row: dict[str, Any]) -> str:
     label = METHOD_LABELS.get(row["method"], row["method"])
     if row["method"] == "asft" and row.get("temperature") is not None:
@@ -239,7 +236,7 @@ def _value_cell(entry: dict[str, Any], metric: str) -> str:
 
 def _pct_cell(entry: dict[str, Any]) -> str:
     low, high = entry["ci95"]
-    cell = f"{_fmt_pct(entry['pct_vs_rwbc'])}% [{_fmt_pct(low)}, {_fmt_pct(high)}]"
+    cell = f"{format_pct(entry['pct_vs_rwbc'])}% [{format_pct(low)}, {format_pct(high)}]"
     if entry.get("pct_vs_rwbc_std") is not None:
         cell += f" (seeds ± {entry['pct_vs_rwbc_std']:.1f})"
     return cell

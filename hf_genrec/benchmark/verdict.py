@@ -30,6 +30,7 @@ import math
 from typing import Any
 
 from ..evaluation.metrics import SUBSET_ALL
+from .formatting import format_pct
 from .presets import DEFAULT_METHODS, REFERENCE_METHOD, selection_subset
 
 __all__ = [
@@ -222,19 +223,12 @@ def _c4(results: dict[str, Any], versus_asft: dict[str, Any] | None, ran: list[s
 
 
 # ------------------------------------------------------------------------------------------------ markdown
-def _fmt_pct(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "–"
-    # Judge-score changes can be far below 0.1%: one decimal would print an interval off 0 as [+0.0, +0.0].
-    return f"{value:+.1f}" if value == 0 or abs(value) >= 0.1 else f"{value:+.1e}"
-
-
 def _evidence_line(item: dict[str, Any]) -> str:
     low, high = item["ci95"]
     side = {"claimed": "yes", "other": "**no**", "undecided": "undecided"}[item["side"]]
     metric = item["metric"] if item["metric"] == JUDGE_METRIC else item["metric"].upper()
     return (f"| {item['row']} vs {item['reference']} | `{item['subset']}` | {metric} | "
-            f"{_fmt_pct(item['pct'])}% [{_fmt_pct(low)}, {_fmt_pct(high)}] | {item['expected']} 0 | "
+            f"{format_pct(item['pct'])}% [{format_pct(low)}, {format_pct(high)}] | {item['expected']} 0 | "
             f"{side if item['deciding'] else side + ' (shown, not deciding)'} |")
 
 
