@@ -4,8 +4,8 @@
 For a test target of user u logged at step t, the context is the world's state before it: every item u consumed
 at steps < t, observed or not (`SimulationTruth.timestamps` give t). The model's policy π over the catalogue
 (`recommender_policy`: items the context consumed excluded) is scored exactly with the world's true reward,
-V*(π | context) = Σ_i π(i | context) r*(context, i) (`evaluate_policy`), one value per test row, saved in dataset
-order beside the ranks so that the report averages a user's rows and forms subsets as for the ranking metrics.
+V*(π | context) = Σ_i π(i | context) r*(context, i) (`context_true_values`), one value per test row, saved in
+dataset order beside the ranks so that the report averages a user's rows and forms subsets as for the ranking metrics.
 The oracle's, the logging policy's and the uniform policy's values at the same contexts are the run's references.
 
 The log is rebuilt from the world spec (`SimulatedLog.draw`, seeded) rather than stored; it is drawn once per
@@ -28,20 +28,18 @@ from ..models import AutoModelForNextItemPrediction
 from ..simulation import (
     EvaluationContexts,
     SimulationTruth,
-    World,
-    evaluate_policy,
     logging_policy_probabilities,
     oracle_probabilities,
     recommender_policy,
     uniform_probabilities,
 )
+from ..simulation.evaluation import context_true_values
 from ..simulation.simulated_log import SimulatedLog
 from .stages import stage
 
 __all__ = [
     "REFERENCE_POLICIES",
     "TRUE_VALUES_FILE",
-    "context_values",
     "draw_world_log",
     "load_reference_values",
     "load_true_values",
@@ -106,15 +104,6 @@ def target_contexts(truth: SimulationTruth, test_dataset: Any, raw_item_ids: lis
     return EvaluationContexts(users, history)
 
 
-def context_values(world: World, contexts: EvaluationContexts, probabilities: np.ndarray) -> np.ndarray:
-    """V*(π | c) at each context `(C,)`: `evaluate_policy` on every context alone, for `(C, V)` probabilities."""
-    return np.asarray([
-        evaluate_policy(world, EvaluationContexts(contexts.users[i : i + 1], contexts.history[i : i + 1]),
-                        probabilities[i : i + 1]).true_value
-        for i in range(len(contexts))
-    ], dtype=np.float64)
-
-
 def _test_contexts(world: dict[str, Any], data: Path, split: str) -> tuple[SimulatedLog, Any, EvaluationContexts]:
     log = draw_world_log(world)
     splits, vocabulary = load_prepared(data, split)
@@ -127,7 +116,7 @@ def world_value(output: Path, *, model: Path, data: Path, split: str, world: dic
     log, vocabulary, contexts = _test_contexts(world, data, split)
     policy = recommender_policy(AutoModelForNextItemPrediction.from_pretrained(model), vocabulary,
                                 log.world.num_items)
-    values = context_values(log.world, contexts, policy(contexts))
+    values = context_true_values(log.world, contexts, policy)
     np.save(output / TRUE_VALUES_FILE, values)
     return {"mean_over_targets": float(values.mean()) if values.size else float("nan"), "num_targets": len(values)}
 
@@ -140,7 +129,7 @@ def world_references(output: Path, *, data: Path, split: str, world: dict[str, A
     probabilities = {"oracle": oracle_probabilities(log.world, contexts),
                      "logging": logging_policy_probabilities(log.world, log.policy, contexts),
                      "uniform": uniform_probabilities(log.world, contexts)}
-    values = {name: context_values(log.world, contexts, probabilities[name]) for name in REFERENCE_POLICIES}
+    values = {name: context_true_values(log.world, contexts, probabilities[name]) for name in REFERENCE_POLICIES}
     np.savez(output / REFERENCES_FILE, **values)
     return {name: float(value.mean()) if value.size else float("nan") for name, value in values.items()}
 
