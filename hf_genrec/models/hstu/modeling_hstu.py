@@ -84,6 +84,40 @@ class _GatherBias(torch.autograd.Function):
         return grad_weight.to(grad_output.dtype), None
 
 
+class _CatalogueScores(torch.autograd.Function):
+    """`users @ items.T / temperature` with column 0 (padding) set to -inf, and a backward that never copies or
+    rescales the (P, V + 1) gradient.
+
+    Autograd's version of the same three ops keeps the division and the in-place column write in the graph: two
+    more passes over the (P, V + 1) scores forward and two backward (a clone to zero the column, the division's
+    rescale), on tensors of hundreds of MB. Here the column's gradient is dropped by slicing it off and 1/τ scales
+    the (P, d) and (V + 1, d) results instead.
+    """
+
+    @staticmethod
+    def forward(ctx, users: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
+        scores = users @ items.T  # (..., V + 1); autocast (when on) applies as to the plain expression
+        if temperature != 1.0:
+            scores.div_(temperature)
+        scores[..., 0] = float("-inf")
+        ctx.save_for_backward(users, items)
+        ctx.temperature, ctx.compute_dtype = temperature, scores.dtype
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad_scores: torch.Tensor):
+        users, items = ctx.saved_tensors
+        dtype, temperature = ctx.compute_dtype, ctx.temperature
+        grad = grad_scores.to(dtype).reshape(-1, items.shape[0])[:, 1:]  # (P, V): no gradient to the padding column
+        grad_users = grad_items = None
+        if ctx.needs_input_grad[0]:
+            grad_users = (grad @ items[1:].to(dtype)).div_(temperature).reshape(users.shape).to(users.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_items = torch.zeros_like(items)  # row 0 (padding) stays 0
+            grad_items[1:] = (grad.T @ users.to(dtype).reshape(-1, users.shape[-1])).div_(temperature)
+        return grad_users, grad_items, None
+
+
 class HSTURelativeAttentionBias(nn.Module):
     """Relative attention bias over positions and time buckets, one per layer and shared by its heads."""
 
@@ -627,9 +661,11 @@ class HSTUItemScoringMixin:
             item_embeddings = self.normalized_item_embeddings()
         if temperature is None:
             temperature = self.config.similarity_temperature
-        logits = user_embeddings @ item_embeddings.T / temperature
-        logits[..., 0] = float("-inf")
-        return logits
+        if torch.compiler.is_compiling():  # the graph compiler fuses the plain ops itself
+            logits = user_embeddings @ item_embeddings.T / temperature
+            logits[..., 0] = float("-inf")
+            return logits
+        return _CatalogueScores.apply(user_embeddings, item_embeddings, temperature)
 
     def item_logits_float32(self, user_embeddings: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         """`item_logits` in float32 with autocast off: (..., d) user vectors -> (..., V + 1) float32 scores.
