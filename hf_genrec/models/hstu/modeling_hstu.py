@@ -168,16 +168,11 @@ def hstu_pointwise_attention(
     batch_size, num_queries, num_heads, _ = query.shape
     value_dim = value.shape[-1]
     scores = torch.einsum("bnhd,bmhd->bhnm", query, key)  # (B, h, Nq, N)
-    # In place on the (B, h, Nq, N) temporaries: neither the matmul's backward nor SiLU's needs what is overwritten
-    # (the matmul keeps its inputs, SiLU its input, the mask product the constant mask). Under bf16 autocast the
-    # float32 bias promotes the sum to float32, as out of place.
-    if attention_bias is not None and torch.result_type(scores, attention_bias) == scores.dtype:
-        scores = scores.add_(attention_bias[:, None])  # bias broadcast over heads
-    elif attention_bias is not None:
-        scores = scores + attention_bias[:, None]
+    if attention_bias is not None:
+        scores = scores + attention_bias[:, None]  # bias broadcast over heads
     if causal_scale.dim() == 3:  # one mask row per batch element (last-position queries)
         causal_scale = causal_scale[:, None]  # (B, 1, Nq, N)
-    weights = F.silu(scores).mul_(causal_scale)  # (B, h, Nq, N)
+    weights = F.silu(scores) * causal_scale  # (B, h, Nq, N)
     output = torch.einsum("bhnm,bmhd->bnhd", weights.to(value.dtype), value)  # (B, Nq, h, dv)
     return output.reshape(batch_size, num_queries, num_heads * value_dim)
 
