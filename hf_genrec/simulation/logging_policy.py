@@ -160,16 +160,17 @@ def _consume(
     forced: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs the logging policy for every user in lock-step -> `(items, true_rewards, propensities)`, each
-    `(num_users, events_per_user)`. The state is updated incrementally: m <- gamma * m + x_chosen. With `forced`
-    `(num_users, events_per_user)` the items are those (a replay: `rng` is not used) and only the propensities
-    that `policy` gives them are new."""
+    `(num_users, events_per_user)`. The state is updated incrementally: m <- gamma * m + x_chosen, last <- chosen.
+    With `forced` `(num_users, events_per_user)` the items are those (a replay: `rng` is not used) and only the
+    propensities that `policy` gives them are new."""
     users = np.arange(num_users)
     memory = np.zeros((num_users, world.item_features.shape[1]))
     seen = np.zeros((num_users, world.num_items), dtype=bool)
+    last = np.full(num_users, -1)
     shape = (num_users, events_per_user)
     items, rewards, propensities = np.zeros(shape, np.int64), np.zeros(shape), np.zeros(shape)
     for step in range(events_per_user):
-        all_rewards = world.reward_from_state(users, np.full(num_users, step), memory, seen)
+        all_rewards = world.reward_from_state(users, np.full(num_users, step), memory, seen, last)
         probabilities = policy.probabilities(world, all_rewards, seen)
         if forced is not None:
             chosen = forced[:, step]
@@ -181,6 +182,7 @@ def _consume(
         propensities[:, step] = probabilities[users, chosen]
         memory = world.satiation_decay * memory + world.item_features[chosen]
         seen[users, chosen] = True
+        last = chosen
     return items, rewards, propensities
 
 

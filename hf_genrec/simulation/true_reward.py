@@ -106,8 +106,8 @@ class WorldRewardModel:
         users, steps = self._locate(times, items)
         consumed = self.truth.items[users]  # (M, T) every item each user consumed, oldest first
         prefix = np.where(np.arange(consumed.shape[1])[None, :] <= steps[:, None], consumed, -1)
-        state_steps, memory, seen = self.world.history_state(prefix)
-        return self.world.reward_from_state(users, state_steps, memory, seen), seen
+        state_steps, memory, seen, last = self.world.history_state(prefix)
+        return self.world.reward_from_state(users, state_steps, memory, seen, last), seen
 
     def _last_positions(self, history: History) -> torch.Tensor:
         lengths = history.attention_mask.long().sum(dim=1)

@@ -13,10 +13,14 @@ keeps its rating scale (base, affinity scale, quality spread), so its logs look 
 The true reward, on the real line under the 1-5 rating scale (observed ratings round and clip it), is
 
     r*(u, h, i) = base + A * tanh(<tau_u(t), x_i>) + q_i - sigma * max(0, <x_i, m(h)>) + nu * 1[i not in h]
+                  + kappa * 1[i = next(h_{t-1})]
 
-where the satiation term (sigma) makes repeated similar items lose value, with memory gamma, and the novelty
-term (nu) rewards items the user has never consumed. Everything is seeded and vectorised over users and over the
-whole catalogue; item and user indices are 0-based here (logs add 1, as the embedded generator does).
+where the satiation term (sigma) makes repeated similar items lose value, with memory gamma, the novelty
+term (nu) rewards items the user has never consumed, and the continuation term (kappa) rewards the item that
+follows the last one consumed in its genre block, next(j) = j + 1 (a series' next episode: item-to-item
+structure, which makes the next item depend on the last one and not only on the user's slowly drifting taste).
+Everything is seeded and vectorised over users and over the whole catalogue; item and user indices are 0-based
+here (logs add 1, as the embedded generator does).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class World:
         satiation (`float`): sigma, the value lost per unit of similarity to the decayed memory.
         satiation_decay (`float`): gamma in [0, 1), the memory's decay per event.
         novelty (`float`): nu, the bonus of an item the user has never consumed.
+        continuation (`float`): kappa, the bonus of the item that follows the last consumed one in its genre block.
     """
 
     item_features: np.ndarray
@@ -70,6 +75,7 @@ class World:
     satiation: float = 0.3
     satiation_decay: float = 0.8
     novelty: float = 0.2
+    continuation: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.satiation_decay < 1.0:
@@ -91,7 +97,8 @@ class World:
             num_items (`int`, defaults to 300): catalogue size, indices 0..num_items-1.
             dim (`int`, defaults to 16): latent dimension D.
             seed (`int`, defaults to 0): seed of the `numpy.random.Generator`; the same seed gives the same world.
-            **reward_parameters: `drift`, `base`, `affinity_scale`, `satiation`, `satiation_decay`, `novelty`.
+            **reward_parameters: `drift`, `base`, `affinity_scale`, `satiation`, `satiation_decay`, `novelty`,
+                `continuation`.
 
         Example:
 
@@ -134,6 +141,14 @@ class World:
     def num_users(self) -> int:
         return len(self.user_taste)
 
+    @property
+    def successor(self) -> np.ndarray:
+        """next(j) for every item `(num_items,)`: j + 1 when it is in the same genre block, else -1."""
+        following = np.arange(1, self.num_items + 1)
+        following[:-1][self.genre[1:] != self.genre[:-1]] = -1
+        following[-1] = -1
+        return following
+
     def taste(self, users: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """tau_u(t) for users `(B,)` after `steps` `(B,)` events -> `(B, dim)`."""
         users = np.asarray(users, dtype=np.int64)
@@ -141,8 +156,9 @@ class World:
         wave = np.sin(angle + self.drift_phases[users])  # (B, K)
         return self.user_taste[users] + self.drift * np.einsum("bk,bkd->bd", wave, self.drift_directions[users])
 
-    def history_state(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The state a history leaves: `(steps (B,), memory m(h) (B, dim), seen (B, num_items) bool)`.
+    def history_state(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The state a history leaves: `(steps (B,), memory m(h) (B, dim), seen (B, num_items) bool, last (B,))`,
+        `last` the most recent item consumed (-1 for an empty history).
 
         `history` `(B, T)` holds item indices oldest first; entries < 0 are padding and are skipped.
         """
@@ -157,21 +173,30 @@ class World:
         seen = np.zeros((len(history), self.num_items), dtype=bool)
         rows, columns = np.nonzero(valid)
         seen[rows, history[rows, columns]] = True
-        return valid.sum(axis=1), memory, seen
+        last = np.full(len(history), -1, dtype=np.int64)
+        if history.shape[1]:  # the most recent valid entry is the one of age 0
+            recent = valid & (age == 0)
+            last = np.where(recent.any(axis=1), history[np.arange(len(history)), np.argmax(recent, axis=1)], -1)
+        return valid.sum(axis=1), memory, seen, last
 
     def reward_from_state(
-        self, users: np.ndarray, steps: np.ndarray, memory: np.ndarray, seen: np.ndarray
+        self, users: np.ndarray, steps: np.ndarray, memory: np.ndarray, seen: np.ndarray, last: np.ndarray
     ) -> np.ndarray:
         """r* over the whole catalogue from a state (see `history_state`) -> `(B, num_items)`."""
         affinity = np.tanh(self.taste(users, steps) @ self.item_features.T)  # (B, I)
         satiation = np.maximum(memory @ self.item_features.T, 0.0)  # (B, I)
-        return (
+        rewards = (
             self.base
             + self.affinity_scale * affinity
             + self.quality[None, :]
             - self.satiation * satiation
             + self.novelty * (~seen)
         )
+        if self.continuation:
+            following = np.where(last >= 0, self.successor[np.maximum(last, 0)], -1)
+            rows = np.flatnonzero(following >= 0)
+            rewards[rows, following[rows]] += self.continuation
+        return rewards
 
     def true_reward(
         self, users: np.ndarray, history: np.ndarray, items: np.ndarray | None = None
@@ -191,8 +216,8 @@ class World:
             raise ValueError(
                 f"users must be indices in [0, {self.num_users}), got values in [{users.min()}, {users.max()}]."
             )
-        steps, memory, seen = self.history_state(history)
+        steps, memory, seen, last = self.history_state(history)
         if len(steps) != len(users):
             raise ValueError(f"history must have one row per user ({len(users)}), got {len(steps)} rows.")
-        rewards = self.reward_from_state(users, steps, memory, seen)
+        rewards = self.reward_from_state(users, steps, memory, seen, last)
         return rewards if items is None else rewards[:, np.asarray(items, dtype=np.int64)]
