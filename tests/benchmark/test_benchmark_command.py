@@ -175,9 +175,10 @@ def test_bad_arguments(tmp_path):
         benchmark(tmp_path, preset=TEST_PRESET, input_path=tmp_path / "missing.dat", show_progress=False)
 
 
-def test_tiny_preset_end_to_end_on_the_embedded_data(tmp_path):
-    # The README's main command, as shipped (about a minute on 2 cores): the real tiny preset on generated data.
-    results = benchmark(tmp_path, preset="tiny", seeds=1, show_progress=False)
+def test_tiny_preset_end_to_end_in_the_embedded_world(tmp_path):
+    # The README's main command, as shipped (under 2 minutes on 2 cores): the real tiny preset on a log drawn in the
+    # embedded simulated world (`--world`).
+    results = benchmark(tmp_path, preset="tiny", seeds=1, world=True, show_progress=False)
     tiny = PRESETS["tiny"]
     # The future protocol (default): H targets per test user, half of the users in high_reward_trajectory.
     users, targets = results["num_users"], results["num_targets"]
@@ -197,5 +198,10 @@ def test_tiny_preset_end_to_end_on_the_embedded_data(tmp_path):
     popular_hr = evaluate_ranking(popular, splits["test"], SequenceCollator(max_seq_len=64))["all"]["hr@10"]
     assert hit_rates["pretrained"] > 0.2, hit_rates
     assert hit_rates["pretrained"] > popular_hr + 0.05, (hit_rates, popular_hr)
+    # The true-value column: every model between the uniform policy and the oracle, pretraining above uniform.
+    references = results["world"]["reference_policies"]
+    true_values = {name: row["subsets"]["all"]["metrics"]["true_value"]["value"]
+                   for name, row in results["methods"].items()}
+    assert all(references["uniform"]["all"] < value < references["oracle"]["all"] for value in true_values.values())
     for name in ("results.json", "results.md", "improvement_vs_rwbc.png", "asft_lambda_sweep.png"):
         assert (tmp_path / name).is_file(), name
