@@ -23,6 +23,32 @@ SCORE_BLOCK_ELEMENTS = 1 << 19
 MIN_SCORE_BLOCK_ROWS = 64
 
 
+def masked_catalogue_scores(users: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(..., d) user vectors -> (..., V + 1) scores `users @ items.T / temperature`, column 0 (padding, never a
+    class) set to -inf. Plain tensor ops (autograd, autocast and the graph compiler see them as such); the division
+    is skipped at τ = 1, where it changes nothing."""
+    scores = users @ items.T  # (..., V + 1)
+    if temperature != 1.0:
+        scores.div_(temperature)
+    scores[..., 0] = float("-inf")
+    return scores
+
+
+def _accumulate_block_gradients(
+    grad_scores: torch.Tensor,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    grad_users: torch.Tensor | None,
+    grad_items: torch.Tensor | None,
+) -> None:
+    """The two matmuls of a block's backward: `grad_users` (rows, d) = grad_scores @ items, and grad_scores.T @ users
+    added into `grad_items` (V + 1, d); either may be None (no gradient asked for)."""
+    if grad_users is not None:
+        torch.mm(grad_scores, items, out=grad_users)
+    if grad_items is not None:  # `out=`, not `addmm_`: torch's FLOP counter (the speed benchmark's) skips in-place addmm
+        torch.addmm(grad_items, grad_scores.T, users, out=grad_items)
+
+
 def _score_block_rows(num_positions: int, num_scores: int, device: torch.device) -> int:
     """Rows per block: the cache-sized block on CPU, all rows at once on accelerators (memory bandwidth there is
     not the limit, kernel launches are)."""
@@ -66,10 +92,8 @@ class _GatheredItemScores(torch.autograd.Function):
         for start in range(0, users.shape[0], rows):
             stop = min(start + rows, users.shape[0])
             block = buffer[: stop - start].zero_().scatter_add_(1, indices[start:stop], grad_scores[start:stop])
-            if need_users:
-                torch.mm(block, items, out=grad_users[start:stop])
-            if need_items:  # `out=`, not `addmm_`: torch's FLOP counter (the speed benchmark's) skips in-place addmm
-                torch.addmm(grad_items, block.T, users[start:stop], out=grad_items)
+            _accumulate_block_gradients(block, users[start:stop], items,
+                                        grad_users[start:stop] if need_users else None, grad_items)
         return (
             None if grad_users is None else grad_users.to(user_embeddings.dtype),
             None if grad_items is None else grad_items.to(item_embeddings.dtype),
@@ -105,20 +129,13 @@ class _CatalogueLabelLogProbs(torch.autograd.Function):
     """
 
     @staticmethod
-    def _block_scores(users: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
-        scores = users @ items.T  # (rows, V + 1)
-        scores.div_(temperature)
-        scores[:, 0] = float("-inf")  # padding is never a class
-        return scores
-
-    @staticmethod
     def forward(ctx, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, temperature: float):
         num_positions = users.shape[0]
         rows = _score_block_rows(num_positions, items.shape[0], users.device)
         log_probs, log_normalisers = users.new_empty(num_positions), users.new_empty(num_positions)  # (P,), (P,)
         for start in range(0, num_positions, rows):
             stop = min(start + rows, num_positions)
-            scores = _CatalogueLabelLogProbs._block_scores(users[start:stop], items, temperature)
+            scores = masked_catalogue_scores(users[start:stop], items, temperature)  # (rows, V + 1)
             torch.logsumexp(scores, dim=1, out=log_normalisers[start:stop])
             log_probs[start:stop] = scores.gather(1, labels[start:stop, None])[:, 0] - log_normalisers[start:stop]
         ctx.save_for_backward(users, items, labels, log_normalisers)
@@ -136,13 +153,11 @@ class _CatalogueLabelLogProbs(torch.autograd.Function):
         for start in range(0, users.shape[0], rows):
             stop = min(start + rows, users.shape[0])
             block_scale = grad_scores_scale[start:stop, None]  # (rows, 1)
-            scores = _CatalogueLabelLogProbs._block_scores(users[start:stop], items, temperature)
+            scores = masked_catalogue_scores(users[start:stop], items, temperature)  # (rows, V + 1)
             grad_scores = scores.sub_(log_normalisers[start:stop, None]).exp_().mul_(-block_scale)  # −g·softmax/τ
             grad_scores.scatter_add_(1, labels[start:stop, None], block_scale)  # + g/τ at the label
-            if need_users:
-                torch.mm(grad_scores, items, out=grad_users[start:stop])
-            if need_items:  # `out=`, not `addmm_`: torch's FLOP counter (the speed benchmark's) skips in-place addmm
-                torch.addmm(grad_items, grad_scores.T, users[start:stop], out=grad_items)
+            _accumulate_block_gradients(grad_scores, users[start:stop], items,
+                                        grad_users[start:stop] if need_users else None, grad_items)
         return grad_users, grad_items, None, None
 
 
@@ -166,8 +181,7 @@ def catalogue_label_log_probs(
     with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
         users, items = user_embeddings.float(), item_embeddings.float()
         if torch.compiler.is_compiling():  # the graph compiler fuses the plain ops itself
-            scores = users @ items.T / temperature
-            scores[:, 0] = float("-inf")
+            scores = masked_catalogue_scores(users, items, temperature)  # (P, V + 1)
             return torch.log_softmax(scores, dim=-1).gather(1, labels[:, None])[:, 0]
         return _CatalogueLabelLogProbs.apply(users, items, labels, temperature)
 
@@ -247,6 +261,7 @@ __all__ = [
     "catalogue_label_log_probs",
     "full_softmax_loss",
     "gathered_item_scores",
+    "masked_catalogue_scores",
     "sampled_softmax_loss",
     "MASKED_NEGATIVE_LOGIT",
     "FULL_LOGITS_MAX_ITEMS",

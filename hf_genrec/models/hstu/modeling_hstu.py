@@ -28,7 +28,12 @@ from transformers.utils import ModelOutput, cached_file, logging
 from ...data.history import History
 from ...data.history import query_timestamps as default_query_timestamps
 from ...data.vocabulary import VOCABULARY_FILE, ItemVocabulary
-from ...losses.next_item import catalogue_label_log_probs, full_softmax_loss, sampled_softmax_loss
+from ...losses.next_item import (
+    catalogue_label_log_probs,
+    full_softmax_loss,
+    masked_catalogue_scores,
+    sampled_softmax_loss,
+)
 from ...losses.reward import check_finite_rewards, reward_regression_loss
 from .configuration_hstu import HSTUConfig
 from .loading import (
@@ -96,10 +101,7 @@ class _CatalogueScores(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, users: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
-        scores = users @ items.T  # (..., V + 1); autocast (when on) applies as to the plain expression
-        if temperature != 1.0:
-            scores.div_(temperature)
-        scores[..., 0] = float("-inf")
+        scores = masked_catalogue_scores(users, items, temperature)  # (..., V + 1); autocast applies as to plain ops
         ctx.save_for_backward(users, items)
         ctx.temperature, ctx.compute_dtype = temperature, scores.dtype
         return scores
@@ -657,9 +659,7 @@ class HSTUItemScoringMixin:
         if temperature is None:
             temperature = self.config.similarity_temperature
         if torch.compiler.is_compiling():  # the graph compiler fuses the plain ops itself
-            logits = user_embeddings @ item_embeddings.T / temperature
-            logits[..., 0] = float("-inf")
-            return logits
+            return masked_catalogue_scores(user_embeddings, item_embeddings, temperature)
         return _CatalogueScores.apply(user_embeddings, item_embeddings, temperature)
 
     def item_logits_float32(self, user_embeddings: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
