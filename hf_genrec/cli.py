@@ -303,6 +303,12 @@ def _add_benchmark(subparsers) -> None:
                    help="Post-training methods (rwbc, the reference, is always run).")
     p.add_argument("--seeds", type=int, default=None, help="Post-training seeds (pretraining and reward models "
                    "are shared across seeds; default: the preset's, 5 for full, else 1).")
+    p.add_argument("--reduced-seeds", type=int, default=None,
+                   help="Seeds (the first N) of the methods besides A-SFT, RW-BC and the preset's focus methods (the "
+                   "best others on validation); default: the preset's, 3 for full, else every seed.")
+    p.add_argument("--ablation-seeds", type=int, default=None,
+                   help="Seeds (the first N) of the A-SFT ablation rows; default: the preset's, 3 for full, else every "
+                   "seed.")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="future (default, the post's): a global cutoff at the preset's time quantile; each test user's "
                    "first H events after it are H targets; every training and validation stage reads only earlier "
@@ -492,7 +498,8 @@ def _run_benchmark(args: argparse.Namespace) -> None:
     results = benchmark(
         args.output, input_path=args.input, format=args.format, sep=args.sep, columns=args.columns,
         header=args.header, catalog=args.catalog, rating_scale=args.rating_scale, duplicates=args.duplicates,
-        preset=args.preset, methods=args.methods, seeds=args.seeds, protocol=args.protocol, split=args.split,
+        preset=args.preset, methods=args.methods, seeds=args.seeds, reduced_seeds=args.reduced_seeds,
+        ablation_seeds=args.ablation_seeds, protocol=args.protocol, split=args.split,
         cutoff_quantile=args.cutoff_quantile, horizon=args.horizon, min_history=args.min_history,
         validation_fraction=args.validation_fraction, pretrained=args.pretrained,
         reward_model=args.reward_model, judge_model=args.judge_model, judge_data=args.judge_data,

@@ -7,9 +7,11 @@
     -> tuning: posttrain every trial of every method's grid on the first `tuning_seeds` seeds, each run ranking the
        validation split after every epoch and keeping its best checkpoint; per method, the trial with the best
        mean validation score is chosen
-    -> posttrain the chosen trials on every seed (the tuning seeds' runs are reused) -> evaluate the chosen models
-    (full-catalogue ranks and the judge rollout on the test split, read once: losing trials are never evaluated on
-    it) -> with `ablations`, A-SFT's ablation grid at its chosen λ on every seed, evaluated the same way
+    -> posttrain the chosen trials on their seeds (`seed_allocation`: every seed, or with the preset's
+    `reduced_seeds` the first few for the methods outside the focus; the tuning seeds' runs are reused) -> evaluate
+    the chosen models (full-catalogue ranks and the judge rollout on the test split, read once: losing trials are
+    never evaluated on it) -> with `ablations`, A-SFT's ablation grid at its chosen λ on every seed (or the first
+    `ablation_seeds`), evaluated the same way
     -> diagnostics (ESS/N of the training weights and KL to the pretrained policy as stages; paired differences by
     target rating and history length and the judge-vs-ranking points from the saved evaluations)
     -> with a simulated world, world_value (every evaluated model's true value V* at each test target) and
@@ -112,7 +114,8 @@ from .world_value import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JUDGE_DATA", "PROTOCOLS", "BenchmarkSpec", "needs_reward_model", "run_benchmark", "select_trial", "tune_methods"]
+__all__ = ["JUDGE_DATA", "PROTOCOLS", "BenchmarkSpec", "ablation_seed_count", "focus_methods", "needs_reward_model",
+           "run_benchmark", "seed_allocation", "select_trial", "tune_methods"]
 
 # The evaluation protocols (`--protocol`), the post's first; `temporal` stays reachable through `--split`.
 PROTOCOLS = ("future", "leave-one-out")
@@ -121,6 +124,8 @@ PROTOCOLS = ("future", "leave-one-out")
 JUDGE_DATA = ("train", "train+validation")
 # Stages whose outputs every post-training seed shares.
 SHARED_STAGES = ("prepare", "pretrain", "reward", "judge")
+# The claims' subject and their reference (`verdict.py`): they run every seed whatever the preset's `reduced_seeds`.
+ALL_SEEDS_METHODS = (VERDICT_REFERENCE, REFERENCE_METHOD)
 
 
 @dataclass(frozen=True)
@@ -376,10 +381,47 @@ def _reward_ensembles(store: StageStore, spec: BenchmarkSpec, data: Stage, pretr
     return reward_model, judge, tables
 
 
+def _ranked_score(score: float | None) -> float:
+    """A validation score to rank by: None or NaN (a subset without users) counts as the worst."""
+    return -math.inf if score is None or math.isnan(score) else score
+
+
 def select_trial(scores: list[float]) -> int:
     """The index of the best validation score (NaN, a subset without users, counts as the worst; ties: the first)."""
-    ranked = [-math.inf if score is None or math.isnan(score) else score for score in scores]
+    ranked = [_ranked_score(score) for score in scores]
     return max(range(len(ranked)), key=lambda i: (ranked[i], -i))
+
+
+def focus_methods(spec: BenchmarkSpec, tuning: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """The methods besides A-SFT and RW-BC that run every seed under `reduced_seeds`: the preset's `focus_methods`
+    best by the validation score of their chosen trial (`tuning`, validation only; ties: method order). Without
+    `tuning` (the stage-count estimate made before tuning), the first ones in method order: as many."""
+    others = [method for method in spec.methods if method not in ALL_SEEDS_METHODS]
+    if tuning is not None:
+        chosen = {method: tuning[method]["trials"][tuning[method]["chosen"]]["validation_mean"] for method in others}
+        others.sort(key=lambda method: -_ranked_score(chosen[method]))  # stable: equal scores keep the method order
+    return others[:spec.preset.focus_methods]
+
+
+def seed_allocation(spec: BenchmarkSpec, tuning: dict[str, dict[str, Any]] | None = None) -> dict[str, int]:
+    """`{method: n}`, the post-training seeds of each method (it runs the first n: the preset's seed + i, i < n).
+
+    Seeds go where they decide the verdict (issue 13 item 10): A-SFT and RW-BC (the claims' subject and reference)
+    and the `focus_methods` run every seed; the others, whose comparisons are decided by wider margins, the first
+    `reduced_seeds`. Without `reduced_seeds`, or with as many as `spec.seeds`, every method runs every seed. A
+    row's runs are a prefix of the reference's, so `summarize` pairs them seed by seed.
+    """
+    reduced = spec.preset.reduced_seeds
+    if reduced is None or reduced >= spec.seeds:
+        return {method: spec.seeds for method in spec.methods}
+    everything = {*ALL_SEEDS_METHODS, *focus_methods(spec, tuning)}
+    return {method: spec.seeds if method in everything else reduced for method in spec.methods}
+
+
+def ablation_seed_count(spec: BenchmarkSpec) -> int:
+    """The post-training seeds of every A-SFT ablation row (the first n): the preset's `ablation_seeds`, at most
+    `spec.seeds` (`None`: every seed)."""
+    return min(spec.preset.ablation_seeds or spec.seeds, spec.seeds)
 
 
 def _trial_run(stage: Stage, seed: int) -> dict[str, Any]:
@@ -445,15 +487,18 @@ def tune_methods(
 
 def _post_train(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
                 reward_model: Stage | Given, evaluate, tuning: dict[str, dict[str, Any]]) -> list[BenchmarkRow]:
-    """Each method's chosen trial on every seed (the tuning seeds' runs reused), evaluated on the test split: one
-    `BenchmarkRow` per method."""
+    """Each method's chosen trial on its seeds (`seed_allocation`; the tuning seeds' runs reused), evaluated on the
+    test split: one `BenchmarkRow` per method."""
     evaluations: dict[str, list] = {method: [] for method in spec.methods}
     models: dict[str, list] = {method: [] for method in spec.methods}
+    allocation = seed_allocation(spec, tuning)
     # Seed-major order: every method for the first seed before the next seed, so that an interrupted run already
     # holds complete tables for its first seeds.
     for i in range(spec.seeds):
         seed = spec.preset.seed + i
         for method in spec.methods:
+            if i >= allocation[method]:
+                continue
             chosen = tuning[method]["chosen_hyperparameters"]
             model = posttrain_run(store, spec, data, pretrained, reward_model, method, chosen, seed,
                                    label=f"{method} [{describe_hyperparameters(chosen)}, chosen] seed {seed}")
@@ -483,12 +528,14 @@ def _weights(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: St
 def _ablations(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: Stage | Given,
                reward_model: Stage | Given, evaluate, tuning: dict[str, dict[str, Any]]) -> list[BenchmarkRow]:
     """A-SFT's ablation grid (`asft_ablation_grid`) at A-SFT's chosen trial (its λ; no λ of their own), every variant
-    on every seed with A-SFT's budget and selection rules, evaluated on the test split: rows of kind `ablation`.
+    on the first `ablation_seed_count(spec)` seeds with A-SFT's budget and selection rules, evaluated on the test
+    split: rows of kind `ablation`.
 
     The tilt-matched control is RW-BC (with A-SFT's learning rate) with w = r^p, p from the chosen A-SFT trial's
     training weights (`measure_weights`); it is left out, with a warning, when those weights have a tilt <= 1."""
     chosen = tuning["asft"]["chosen_hyperparameters"]
     headline = spec.preset.trial_recipe("asft", spec.protocol, **chosen)
+    seeds = [spec.preset.seed + i for i in range(ablation_seed_count(spec))]
     rows = []
     for name, (method, overrides) in asft_ablation_grid().items():
         details: dict[str, Any] = {}
@@ -503,8 +550,7 @@ def _ablations(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: 
             details = {"reward_power": measured["reward_power"], "asft_tilt": measured["tilt"]}
         hyperparameters = {**chosen, **overrides} if method == "asft" else overrides
         evaluations, models = [], []
-        for i in range(spec.seeds):
-            seed = spec.preset.seed + i
+        for seed in seeds:
             model = posttrain_run(store, spec, data, pretrained, reward_model, method, hyperparameters, seed,
                                    label=f"ablation {name} seed {seed}")
             evaluated = evaluate(model=model, label=f"evaluate ablation {name} seed {seed}")
@@ -513,7 +559,7 @@ def _ablations(store: StageStore, spec: BenchmarkSpec, data: Stage, pretrained: 
         recipe = spec.preset.trial_recipe(method, spec.protocol, **hyperparameters)
         rows.append(BenchmarkRow(
             name=name, method=method, kind="ablation", evaluations=evaluations,
-            seeds=[spec.preset.seed + i for i in range(spec.seeds)], hyperparameters=recipe["training"],
+            seeds=list(seeds), hyperparameters=recipe["training"],
             temperature=recipe["training"].get("temperature") if method == "asft" else None, models=models,
             recipe=recipe, details=details,
         ))
@@ -613,9 +659,10 @@ def run_benchmark(output_dir: str | os.PathLike, spec: BenchmarkSpec, *, show_pr
     ablations = len(asft_ablation_grid()) if preset.ablations and "asft" in spec.methods else 0
     weighted = sum(weighted_method(method) for method in spec.methods) + ablations
     world = preset.world if spec.ratings is None else None  # the truth exists only for the embedded world's log
+    # The chosen runs: the allocation's counts are known before tuning (only which methods get them is not).
+    runs = sum(seed_allocation(spec).values()) + ablations * ablation_seed_count(spec)
     num_stages = (spec.ratings is None) + 1 + (spec.pretrained is None) + judge_backbone + 2 + 1 + tuning_runs + \
-        3 * (len(spec.methods) + ablations) * spec.seeds + weighted + \
-        (2 + (len(spec.methods) + ablations) * spec.seeds if world else 0)
+        3 * runs + weighted + (2 + runs if world else 0)
     with tqdm(total=num_stages, desc="benchmark stages", unit="stage", disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)
         if spec.ratings is not None:
@@ -689,6 +736,25 @@ def _dataset_name(spec: BenchmarkSpec) -> str:
     return "embedded synthetic data (" + ", ".join(f"{k}={v}" for k, v in spec.preset.synthetic.items()) + ")"
 
 
+def _allocation_section(spec: BenchmarkSpec, tuning: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`results.json`'s `tuning.seed_allocation`: each method's seeds (`seed_allocation`), the focus methods, the
+    ablation rows' seeds and the rule in words."""
+    preset, allocation = spec.preset, seed_allocation(spec, tuning)
+    reduced = [method for method, n in allocation.items() if n < spec.seeds]
+    focus = focus_methods(spec, tuning) if reduced else []
+    rule = "every method runs every seed"
+    if reduced:
+        rule = (f"seeds go where they decide the verdict: A-SFT and RW-BC (the claims' subject and reference) and "
+                f"the {len(focus)} other method(s) with the best validation score of their chosen trial "
+                f"({', '.join(focus) or 'none'}) run all {spec.seeds} seeds, the others the first "
+                f"{preset.reduced_seeds} (`reduced_seeds`)")
+    ablation_seeds = ablation_seed_count(spec) if preset.ablations and "asft" in spec.methods else None
+    if ablation_seeds is not None and ablation_seeds < spec.seeds:
+        rule += f"; the A-SFT ablation rows run the first {ablation_seeds} (`ablation_seeds`)"
+    return {"num_seeds": spec.seeds, "seeds": allocation, "focus_methods": focus,
+            "reduced_seeds": preset.reduced_seeds, "ablation_seeds": ablation_seeds, "rule": rule + "."}
+
+
 def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Stage | Given],
              tables: dict[str, Any], history: list[dict[str, Any]], prepared: dict[str, Any],
              tuning: dict[str, dict[str, Any]], wall_time_s: float) -> dict[str, Any]:
@@ -729,6 +795,7 @@ def _results(spec: BenchmarkSpec, summary: dict[str, Any], models: dict[str, Sta
         "eval_steps": preset.eval_steps,
         "patience": preset.patience,
         "methods": tuning,
+        "seed_allocation": _allocation_section(spec, tuning),
     }
     return {
         "schema_version": SCHEMA_VERSION,

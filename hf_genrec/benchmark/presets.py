@@ -6,7 +6,9 @@ those recipes plus the overrides it declares (`from_recipes`):
 
 - `full`: the recipes as written (HSTU reference recipe, 5-member reward ensembles of 6 epochs, the method
   recipes' post-training values) and a 5-member judge, except the post-training budget: up to 5 epochs with
-  patience 2; 4 trials per method; 5 seeds by default.
+  patience 2; 4 trials per method; 5 seeds by default for A-SFT, RW-BC and the two other methods best on
+  validation, 3 for the other methods and the A-SFT ablations (`reduced_seeds`, `focus_methods`,
+  `ablation_seeds`).
 - `quick`: MovieLens-1M in well under an hour on 2 CPU cores. Overrides: 15 epochs of pretraining without
   early stopping (pass `--pretrained` to reuse a converged checkpoint), 3-member ensembles of one epoch (the
   judge: 5 members), and up to 3 epochs of post-training with patience 1; 3 trials per method.
@@ -125,11 +127,22 @@ class BenchmarkPreset:
         eval_steps: rank the validation split every `eval_steps` optimizer steps instead of every epoch.
         tuning_seeds: the trials run on the first `tuning_seeds` seeds; a trial's score is its mean over them.
         default_seeds: post-training seeds when `--seeds` is not given.
+        reduced_seeds: post-training seeds of the methods outside the focus (`--reduced-seeds`); `None` (or as many
+            as `--seeds`): every method runs every seed. A-SFT and RW-BC (the claims' subject and reference) and the
+            `focus_methods` others always run every seed. A method with n seeds runs the first n (seed + i), so its
+            runs are a prefix of the others' and pair with them seed by seed.
+        focus_methods: besides A-SFT and RW-BC, this many other methods run every seed when `reduced_seeds` is set:
+            those whose chosen trial has the best validation score (the tuning's; ties: method order). The claims'
+            close comparisons are A-SFT against RW-BC and against the best other method; a method far below them is
+            decided with fewer seeds.
+        ablation_seeds: post-training seeds of every A-SFT ablation row (the first n; `--ablation-seeds`); `None`:
+            every seed.
         horizon, gamma, time_gap: the judge rollout (see `hf_genrec.evaluation.judge`).
         eval_batch_size: users per evaluation pass.
         bootstrap_resamples: resamples of the bootstrap intervals (over seeds and test users together).
         ablations: also run A-SFT's ablation grid (`asft_ablation_grid`: baseline x reward source, and the
-            tilt-matched RW-BC control) at A-SFT's chosen λ on every seed (`--ablations/--no-ablations`).
+            tilt-matched RW-BC control) at A-SFT's chosen λ on every seed, or the first `ablation_seeds`
+            (`--ablations/--no-ablations`).
         future: the `future` protocol's `future_split` arguments: `cutoff_quantile` (the test window starts at
             this quantile of all event times), `horizon` (H, the test events, each a target, of every test user),
             `min_history` (the events a test user needs before the cutoff) and `validation_fraction` (the share of
@@ -151,6 +164,9 @@ class BenchmarkPreset:
     eval_steps: int | None = None
     tuning_seeds: int = 1
     default_seeds: int = 1
+    reduced_seeds: int | None = None
+    focus_methods: int = 2
+    ablation_seeds: int | None = None
     judge_seed: int = 1000
     judge_pretraining: dict[str, Any] | None = dataclasses.field(default_factory=dict)
     horizon: int = 3
@@ -182,6 +198,15 @@ class BenchmarkPreset:
         for name in ("tuning_seeds", "default_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"preset {self.name!r}: {name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("reduced_seeds", "ablation_seeds"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"preset {self.name!r}: {name} must be None (every seed) or an integer >= 1, got "
+                                 f"{value!r}. Fix: pass None or a positive number of seeds.")
+        if isinstance(self.focus_methods, bool) or not isinstance(self.focus_methods, int) or self.focus_methods < 0:
+            raise ValueError(f"preset {self.name!r}: focus_methods must be an integer >= 0, got "
+                             f"{self.focus_methods!r}. Fix: pass how many methods besides A-SFT and RW-BC run every "
+                             "seed (0 or more).")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -377,7 +402,8 @@ PRESETS: dict[str, BenchmarkPreset] = {
         "full", synthetic=_ML1M_SCALE, posttrain={"num_train_epochs": 5}, bootstrap_resamples=2000,
         grids=method_grids(learning_rates=(3e-5, 1e-4, 3e-4, 1e-3), temperatures=(0.25, 0.5, 1.0, 2.0),
                      betas=(0.1, 0.3, 1.0, 3.0), alphas=(0.1, 1.0, 10.0, 100.0), kl_coefs=(0.05, 0.2, 0.5, 2.0)),
-        patience=2, default_seeds=5, ablations=True,
+        # 5 seeds where they decide the verdict (A-SFT, RW-BC and the two best others on validation), 3 elsewhere.
+        patience=2, default_seeds=5, reduced_seeds=3, focus_methods=2, ablation_seeds=3, ablations=True,
     ),
 }
 

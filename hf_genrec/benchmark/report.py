@@ -57,6 +57,7 @@ __all__ = [
     "plot_improvements",
     "plot_lambda_sweep",
     "results_markdown",
+    "seed_allocation_markdown",
     "summarize",
     "tuning_markdown",
     "world_markdown",
@@ -286,7 +287,7 @@ def tuning_markdown(tuning: dict[str, Any] | None) -> list[str]:
              f"Every method: {tuning['trials_per_method']} trial(s), up to {budget}, a validation pass {passes}, "
              f"patience {tuning.get('patience')}. Score: validation "
              f"`{tuning['metric']}` of the kept (best) checkpoint, mean over tuning seed(s) {seeds}; the chosen "
-             "trial then runs on every seed. Only chosen runs are evaluated on the test split.", "",
+             "trial then runs on the method's seeds. Only chosen runs are evaluated on the test split.", "",
              "| method | trial | validation" + (" (per seed)" if len(seeds) > 1 else "") +
              " | best epoch (step) | epochs run | chosen |", "|---|---|---:|---|---:|:---:|"]
     for method, entry in tuning["methods"].items():
@@ -302,6 +303,21 @@ def tuning_markdown(tuning: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
+def seed_allocation_markdown(tuning: dict[str, Any] | None) -> list[str]:
+    """One line naming the rows that ran fewer post-training seeds than `--seeds`, and why (`tuning.seed_allocation`;
+    nothing when every row ran every seed)."""
+    allocation = (tuning or {}).get("seed_allocation")
+    if not allocation:
+        return []
+    total = allocation["num_seeds"]
+    fewer = [f"{METHOD_LABELS.get(method, method)} {n}" for method, n in allocation["seeds"].items() if n < total]
+    if allocation.get("ablation_seeds") is not None and allocation["ablation_seeds"] < total:
+        fewer.append(f"the A-SFT ablations {allocation['ablation_seeds']}")
+    if not fewer:
+        return []
+    return [f"Fewer seeds (the first n of {total}): {', '.join(fewer)}. Why: {allocation['rule']}", ""]
+
+
 def ablation_markdown(results: dict[str, Any]) -> list[str]:
     """The A-SFT ablation rows (kind `ablation`) as their own tables: value and % vs reward-weighted BC with the same
     intervals as the methods, on `all` and the high-reward subset (nothing without ablation rows)."""
@@ -310,8 +326,9 @@ def ablation_markdown(results: dict[str, Any]) -> list[str]:
         return []
     lines = ["## A-SFT ablations", "",
              "Each variant of `asft_ablation_grid` with A-SFT's budget, selection rules and chosen λ (no λ tuning of "
-             "its own), on every seed. `rwbc[reward_power=tilt_matched]`: RW-BC with w = r^p, p matching the tilt "
-             "mean(w | r=5) / mean(w | r=3) of the chosen A-SFT trial's training weights.", ""]
+             "its own), on every seed (or the first `ablation_seeds`). `rwbc[reward_power=tilt_matched]`: RW-BC "
+             "with w = r^p, p matching the tilt mean(w | r=5) / mean(w | r=3) of the chosen A-SFT trial's training "
+             "weights.", ""]
     for name, row in rows.items():
         if row.get("reward_power") is not None:
             lines += [f"`{name}`: p = {row['reward_power']:.4f} (A-SFT tilt {_fmt(row.get('asft_tilt'), 3)}).", ""]
@@ -400,6 +417,7 @@ def results_markdown(results: dict[str, Any]) -> str:
               f"(this invocation); all stages, reused ones at the time they took when they ran: "
               f"{results.get('stage_time_s', results['wall_time_s']) / 60:.1f} min.",
               ""]
+    lines += seed_allocation_markdown(results.get("tuning"))
     lines += _split_lines(config) + ["Test users (targets) per subset: " + ", ".join(
         f"`{s}` {n}" + (f" ({results[NUM_TARGETS][s]})" if NUM_TARGETS in results else "")
         for s, n in results[NUM_USERS].items()) + ".", ""]

@@ -111,6 +111,24 @@ def _with_lambdas(preset: BenchmarkPreset, lambdas) -> BenchmarkPreset:
     return preset.with_grid("asft", temperature=tuple(float(lam) for lam in lambdas))
 
 
+def _seed_counts(preset: BenchmarkPreset, seeds: int | None, reduced_seeds: int | None,
+                 ablation_seeds: int | None) -> tuple[int, BenchmarkPreset]:
+    """`--seeds` (None: the preset's `default_seeds`) and `preset` with its `reduced_seeds` / `ablation_seeds` from
+    `--reduced-seeds` / `--ablation-seeds` (None: the preset's; a value >= `--seeds` means no reduction)."""
+    seeds = preset.default_seeds if seeds is None else seeds
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}. Fix: pass --seeds 1 or more, or leave it out (preset "
+                         f"{preset.name}: {preset.default_seeds}).")
+    overrides = {"reduced_seeds": reduced_seeds, "ablation_seeds": ablation_seeds}
+    for name, value in overrides.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}. Fix: pass 1 or more "
+                             f"(>= --seeds runs every seed), or leave it out (preset {preset.name}: "
+                             f"{getattr(preset, name)}).")
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    return seeds, dataclasses.replace(preset, **overrides) if overrides else preset
+
+
 def _given_model(path, flag: str) -> Given | None:
     if path is None:
         return None
@@ -133,6 +151,8 @@ def benchmark(
     preset: str | BenchmarkPreset = "tiny",
     methods: tuple[str, ...] | list[str] = DEFAULT_METHODS,
     seeds: int | None = None,
+    reduced_seeds: int | None = None,
+    ablation_seeds: int | None = None,
     protocol: str | None = None,
     split: str | None = None,
     cutoff_quantile: float | None = None,
@@ -159,6 +179,8 @@ def benchmark(
         methods: post-training methods; reward-weighted BC, the reference, is always run.
         seeds: post-training seeds (the pretrained model and reward ensembles are shared); default: the preset's
             `default_seeds` (`full`: 5, else 1). Hyperparameters are tuned on the first `tuning_seeds` of them.
+        reduced_seeds / ablation_seeds: the seeds (the first n) of the methods but A-SFT, RW-BC and the preset's
+            `focus_methods` best on validation / of the A-SFT ablations (default: the preset's; `full`: 3 and 3).
         protocol: `future` (default, the Netflix post's: each test user's first H events after a global cutoff, with
             the preset's cutoff quantile, H and minimum history) or `leave-one-out` (HSTU's).
         split: deprecated name of `protocol` (`leave-one-out`, `temporal` or `future`).
@@ -188,10 +210,7 @@ def benchmark(
     if REFERENCE_METHOD not in methods:
         logger.info("adding %s: every result is reported against it", REFERENCE_METHOD)
         methods.insert(0, REFERENCE_METHOD)
-    seeds = preset.default_seeds if seeds is None else seeds
-    if seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {seeds}. Fix: pass --seeds 1 or more, or leave it out (preset "
-                         f"{preset.name}: {preset.default_seeds}).")
+    seeds, preset = _seed_counts(preset, seeds, reduced_seeds, ablation_seeds)
     if judge_data not in JUDGE_DATA:
         raise ValueError(f"--judge-data must be one of {JUDGE_DATA}, got {judge_data!r}.")
     preset = _with_lambdas(preset, lambdas)
