@@ -207,17 +207,20 @@ def split_counts(splits) -> dict[str, dict[str, int]]:
     return counts
 
 
-@stage("pretrain", output="model")
-def pretrain_model(output: Path, *, data: Path, recipe: dict[str, Any]) -> dict[str, Any]:
-    report = pretrain(data, output, recipe=recipe, overwrite=True)
+@stage("pretrain", output="model", resumable=True)
+def pretrain_model(output: Path, *, data: Path, recipe: dict[str, Any], resume: bool = False) -> dict[str, Any]:
+    """The pretrained recommender; `resume` continues an interrupted run from its newest complete checkpoint."""
+    report = pretrain(data, output, recipe=recipe, resume=resume, overwrite=not resume)
     return {"test": report["test"], "best_epoch": report["best_epoch"],
             "total_runtime_s": report["total_runtime_s"]}
 
 
-@stage("reward", output="ensemble")
-def train_reward_model(output: Path, *, data: Path, pretrained: Path, recipe: dict[str, Any]) -> dict[str, Any]:
-    """The reward ensemble the methods train against, and its reward table on the test split."""
-    report = reward(data, pretrained, output, recipe=recipe, overwrite=True)
+@stage("reward", output="ensemble", resumable=True)
+def train_reward_model(output: Path, *, data: Path, pretrained: Path, recipe: dict[str, Any],
+                       resume: bool = False) -> dict[str, Any]:
+    """The reward ensemble the methods train against, and its reward table on the test split; `resume` continues
+    an interrupted run (each member from its newest complete checkpoint)."""
+    report = reward(data, pretrained, output, recipe=recipe, resume=resume, overwrite=not resume)
     return {"table": report["table"], "markdown": report["markdown"],
             "train_runtime_s": report["train_runtime_s"], "seeds": report["seeds"]}
 
