@@ -43,6 +43,7 @@ __all__ = [
     "VERDICT_REFERENCE",
     "claim_verdicts",
     "claims_markdown",
+    "evidence_status",
     "interval_side",
     "verdict_subsets",
 ]
@@ -111,7 +112,9 @@ def _comparison(summary: dict[str, Any], reference: str, row: str, subset: str, 
             "expected": expected, "side": interval_side(low, high, expected), "deciding": deciding}
 
 
-def _status(evidence: list[dict[str, Any]]) -> str:
+def evidence_status(evidence: list[dict[str, Any]]) -> str:
+    """A claim's status from its deciding evidence: holds when every deciding interval is on the claimed side, does
+    not hold when one is on the other side, inconclusive otherwise, not tested without deciding evidence."""
     sides = [item["side"] for item in evidence if item["deciding"]]
     if not sides:
         return NOT_TESTED
@@ -127,7 +130,7 @@ def _claim(name: str, evidence: list[dict[str, Any]], *, missing: list[str], not
         note = f"not tested: {', '.join(missing)} did not run (add it to --methods)."
     elif not_run:
         note = f"decided among the methods run; not run: {', '.join(not_run)}."
-    return {"claim": name, **CLAIMS[name], "status": NOT_TESTED if missing else _status(evidence),
+    return {"claim": name, **CLAIMS[name], "status": NOT_TESTED if missing else evidence_status(evidence),
             "evidence": [] if missing else evidence, "not_run": not_run, "note": note}
 
 

@@ -1,0 +1,104 @@
+"""What `hf-genrec simulate` draws from its `results.json`: the winner map over the world knobs.
+
+The winner of a world setting is the post-training method (or the pretrained policy itself: post-training may not
+pay) with the highest true value V* averaged over seeds. `ppo_true`, PPO against r* itself, is left out: it is the
+reference for what the truth allows, not a method a user can run on logs. A winner is `clear` when its lead over
+the runner-up exceeds twice the standard error of the difference of the two means over seeds (seeds are independent
+logs and trainings, so the variances add); with one seed nothing is clear.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+__all__ = ["plot_winner_map", "winner_map"]
+
+CANDIDATE_EXCLUDED = ("ppo_true",)  # the truth's reference, not a competitor
+
+
+def _seed_values(results: dict[str, Any], name: str, method: str) -> list[float]:
+    return [run["methods"][method]["true_value"] for run in results["runs"]
+            if run["name"] == name and method in run["methods"] and run["methods"][method]["true_value"] is not None]
+
+
+def _mean_and_se(values: list[float]) -> tuple[float, float | None]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(variance / len(values))
+
+
+def winner_map(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per world setting of a `hf-genrec simulate` result: the method with the highest mean true value and its lead.
+
+    Args:
+        results: the content of `results.json` (`runs`, each with `name`, `setting` and per-method `true_value`).
+
+    Returns:
+        `{setting name: {"setting", "winner", "runner_up", "true_value", "runner_up_true_value", "margin",
+        "margin_se", "clear", "ranking"}}`: `ranking` lists every candidate as `[method, mean V*]`, best first;
+        `margin_se` is None and `clear` False with one seed.
+    """
+    table: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(run["name"] for run in results["runs"]):
+        run = next(run for run in results["runs"] if run["name"] == name)
+        stats = {method: _mean_and_se(values) for method in run["methods"] if method not in CANDIDATE_EXCLUDED
+                 for values in [_seed_values(results, name, method)] if values}
+        ranking = sorted(stats, key=lambda method: -stats[method][0])
+        if not ranking:
+            continue
+        winner = ranking[0]
+        runner_up = ranking[1] if len(ranking) > 1 else None
+        entry = {"setting": run["setting"], "winner": winner, "true_value": stats[winner][0], "runner_up": runner_up,
+                 "runner_up_true_value": None, "margin": None, "margin_se": None, "clear": False,
+                 "ranking": [[method, stats[method][0]] for method in ranking]}
+        if runner_up is not None:
+            entry["runner_up_true_value"] = stats[runner_up][0]
+            entry["margin"] = stats[winner][0] - stats[runner_up][0]
+            errors = (stats[winner][1], stats[runner_up][1])
+            if None not in errors:
+                entry["margin_se"] = math.sqrt(errors[0] ** 2 + errors[1] ** 2)
+                entry["clear"] = entry["margin"] > 2 * entry["margin_se"]
+        table[name] = entry
+    return table
+
+
+def plot_winner_map(results: dict[str, Any], path: str | os.PathLike) -> str:
+    """The winner map: one panel per logging coverage, observation noise across, log size (users) up; each cell
+    names the setting's winner and its lead over the runner-up in V* (bold when clear, see `winner_map`)."""
+    from ..benchmark.report import _pyplot
+
+    plt = _pyplot()
+    table = winner_map(results)
+    coverages = sorted({entry["setting"]["coverage"] for entry in table.values()})
+    noises = sorted({entry["setting"]["noise_std"] for entry in table.values()})
+    sizes = sorted({entry["setting"]["num_users"] for entry in table.values()})
+    methods = sorted({entry["winner"] for entry in table.values()})
+    colors = {method: f"C{index % 10}" for index, method in enumerate(methods)}
+    figure, axes = plt.subplots(1, max(len(coverages), 1), figsize=(3.2 * max(len(coverages), 1) + 1, 3.2),
+                                squeeze=False)
+    for axis, coverage in zip(axes[0], coverages):
+        for entry in table.values():
+            setting = entry["setting"]
+            if setting["coverage"] != coverage:
+                continue
+            x, y = noises.index(setting["noise_std"]), sizes.index(setting["num_users"])
+            axis.add_patch(plt.Rectangle((x - 0.5, y - 0.5), 1, 1, color=colors[entry["winner"]], alpha=0.35))
+            lead = "" if entry["margin"] is None else f"\n+{entry['margin']:.3f}"
+            axis.text(x, y, entry["winner"] + lead, ha="center", va="center", fontsize=8,
+                      fontweight="bold" if entry["clear"] else "normal")
+        axis.set_xlim(-0.5, len(noises) - 0.5)
+        axis.set_ylim(-0.5, len(sizes) - 0.5)
+        axis.set_xticks(range(len(noises)), [f"{noise:g}" for noise in noises])
+        axis.set_yticks(range(len(sizes)), [str(size) for size in sizes])
+        axis.set_xlabel("observation noise std")
+        axis.set_title(f"logging coverage {coverage:g}", fontsize=9)
+    axes[0][0].set_ylabel("users in the log")
+    figure.suptitle("highest true value V* per world setting (lead over the runner-up; bold: > 2 s.e.)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return str(path)

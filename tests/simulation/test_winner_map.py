@@ -1,0 +1,54 @@
+"""The winner map of `hf-genrec simulate`: the best mean true value per world setting, and when its lead is clear."""
+
+import math
+
+import pytest
+
+from hf_genrec.simulation.figures import plot_winner_map, winner_map
+
+
+def _run(name: str, noise: float, users: int, coverage: float, seed: int, values: dict[str, float]) -> dict:
+    return {"name": name, "seed": seed, "setting": {"noise_std": noise, "num_users": users, "coverage": coverage},
+            "methods": {method: {"true_value": value} for method, value in values.items()}}
+
+
+def _results() -> dict:
+    # Setting a: A-SFT leads RW-BC by 0.1 with seed noise of 0.01 (clear); ppo_true is higher still but excluded.
+    # Setting b: PPO leads RW-BC by 0.01 with seed noise of 0.05 (not clear).
+    runs = []
+    for seed, jitter in enumerate((-0.01, 0.0, 0.01)):
+        runs.append(_run("a", 0.0, 500, 1.0, seed, {"pretrained": 2.0, "rwbc": 2.5 + jitter, "asft": 2.6 - jitter,
+                                                       "ppo_true": 3.0}))
+        runs.append(_run("b", 1.0, 500, 1.0, seed, {"pretrained": 2.0, "rwbc": 2.5 + 5 * jitter,
+                                                       "ppo": 2.51 - 5 * jitter, "ppo_true": 3.0}))
+    return {"runs": runs}
+
+
+def test_winner_is_the_best_mean_true_value_without_ppo_true():
+    table = winner_map(_results())
+    assert table["a"]["winner"] == "asft" and table["a"]["runner_up"] == "rwbc"
+    assert table["a"]["margin"] == pytest.approx(0.1)
+    assert [method for method, _ in table["a"]["ranking"]] == ["asft", "rwbc", "pretrained"]
+    assert table["b"]["winner"] == "ppo"
+
+
+def test_clear_only_when_the_lead_exceeds_two_standard_errors():
+    table = winner_map(_results())
+    # Hand-computed: each seed's values are mean -/+ 0.01 (a) or 0.05 (b): std 0.01 / 0.05, s.e. std / sqrt(3).
+    se_a = math.sqrt(2 * (0.01 ** 2 / 3))
+    assert table["a"]["margin_se"] == pytest.approx(se_a)
+    assert table["a"]["clear"] is True
+    assert table["b"]["clear"] is False
+
+
+def test_one_seed_is_never_clear():
+    results = {"runs": [run for run in _results()["runs"] if run["seed"] == 0]}
+    entry = winner_map(results)["a"]
+    assert entry["winner"] == "asft" and entry["margin_se"] is None and entry["clear"] is False
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = plot_winner_map(_results(), tmp_path / "winner_map.png")
+    with open(path, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
