@@ -94,7 +94,4 @@ def pretrain(
             "split": split,
             "model_config": model.config.to_diff_dict(),
         }
-        if run.main_process:
-            # save_model wrote a card already; name it after the run, not after its checkpoints/ folder.
-            trainer.create_model_card(model_name=run.output_dir.name, output_dir=str(run.output_dir))
         return run.finish(report)
