@@ -1,4 +1,5 @@
-"""What `hf-genrec simulate` draws from its `results.json`: the winner map over the world knobs.
+"""What `hf-genrec simulate` draws from its `results.json`: gold and proxy value against sqrt(KL), the true-value gain
+against the proxy's accuracy (the post's Figure 1, measured) and the winner map over the world knobs.
 
 The winner of a world setting is the post-training method (or the pretrained policy itself: post-training may not
 pay) with the highest true value V* averaged over seeds. `ppo_true`, PPO against r* itself, is left out: it is the
@@ -13,9 +14,12 @@ import math
 import os
 from typing import Any
 
-__all__ = ["plot_winner_map", "winner_map"]
+from ..benchmark.presets import REFERENCE_METHOD
+from .true_reward import TRUE_PPO
 
-CANDIDATE_EXCLUDED = ("ppo_true",)  # the truth's reference, not a competitor
+__all__ = ["plot_gain_against_proxy_accuracy", "plot_value_against_kl", "plot_winner_map", "winner_map"]
+
+CANDIDATE_EXCLUDED = (TRUE_PPO,)  # the truth's reference, not a competitor
 
 
 def _seed_values(results: dict[str, Any], name: str, method: str) -> list[float]:
@@ -98,6 +102,50 @@ def plot_winner_map(results: dict[str, Any], path: str | os.PathLike) -> str:
         axis.set_title(f"logging coverage {coverage:g}", fontsize=9)
     axes[0][0].set_ylabel("users in the log")
     figure.suptitle("highest true value V* per world setting (lead over the runner-up; bold: > 2 s.e.)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return str(path)
+
+
+def plot_value_against_kl(results: dict[str, Any], path: str | os.PathLike) -> str:
+    """Gold (true) and proxy value against sqrt(KL to the pretrained policy), one point per method, setting and seed:
+    the reward-overoptimisation plot."""
+    from ..benchmark.report import _pyplot
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for index, method in enumerate(results["config"]["methods"]):
+        rows = [run["methods"][method] for run in results["runs"] if method in run["methods"]]
+        x = [math.sqrt(max(row["kl_to_pretrained"], 0.0)) for row in rows]
+        color = f"C{index % 10}"
+        axis.scatter(x, [row["true_value"] for row in rows], color=color, marker="o", label=f"{method} (true)")
+        axis.scatter(x, [row["proxy_value"] for row in rows], color=color, marker="x", label=f"{method} (proxy)")
+    axis.set_xlabel("sqrt(KL to the pretrained policy)")
+    axis.set_ylabel("value (expected reward of the next item)")
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return str(path)
+
+
+def plot_gain_against_proxy_accuracy(results: dict[str, Any], path: str | os.PathLike) -> str:
+    """True-value gain over reward-weighted BC per method against the proxy's off-support pairwise accuracy, one
+    point per setting and seed (the post's Figure 1, measured)."""
+    from ..benchmark.report import _pyplot
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    runs = [run for run in results["runs"] if REFERENCE_METHOD in run["methods"]]
+    for index, method in enumerate(m for m in results["config"]["methods"] if m != REFERENCE_METHOD):
+        x = [run["proxy_accuracy"]["off_support"]["pairwise_accuracy"] for run in runs]
+        gains = [run["methods"][method]["true_value"] - run["methods"][REFERENCE_METHOD]["true_value"] for run in runs]
+        axis.scatter(x, gains, color=f"C{index % 10}", label=method)
+    axis.axhline(0.0, color="grey", linewidth=0.8)
+    axis.set_xlabel("proxy pairwise accuracy off the logging support")
+    axis.set_ylabel(f"true value - {REFERENCE_METHOD}'s")
+    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -63,12 +63,14 @@ from .evaluation import (
     recommender_policy,
     uniform_probabilities,
 )
+from .figures import plot_gain_against_proxy_accuracy, plot_value_against_kl, plot_winner_map, winner_map
 from .logging_policy import (
     logged_propensities,
     write_propensities,
 )
 from .simulated_log import SimulatedLog, WorldSetting, build_world
-from .true_reward import WorldRewardModel
+from .true_reward import TRUE_PPO, WorldRewardModel
+from .verdict import simulation_verdicts, verdict_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ __all__ = [
     "DEFAULT_METHODS",
     "GAIN_FIGURE",
     "KL_FIGURE",
+    "WINNER_FIGURE",
     "PRESETS",
     "PROPENSITIES_FILE",
     "RESULTS_JSON",
@@ -96,13 +99,12 @@ __all__ = [
 ]
 
 SPLIT = "leave-one-out"  # each user's last logged event is held out; the world's state before it is the context
-TRUE_PPO = "ppo_true"  # PPO against r* (WorldRewardModel) instead of the proxy
 DEFAULT_METHODS = ("sft", "rwbc", "asft", "dpo", "ppo")
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 KL_FIGURE, GAIN_FIGURE = "gold_proxy_vs_sqrt_kl.png", "true_gain_vs_proxy_accuracy.png"
+WINNER_FIGURE = "winner_map.png"
 PROPENSITIES_FILE = "propensities.csv"  # the simulate stage's side file (`write_propensities`)
-REFERENCE_METHOD = "rwbc"  # the true-value gains of the figure are against reward-weighted BC
-SCHEMA_VERSION = 2  # 2: methods tuned as in the benchmark; `runs[].tuning` and `settings{}.tuning`
+SCHEMA_VERSION = 3  # 2: methods tuned as in the benchmark; `runs[].tuning` and `settings{}.tuning`; 3: `winner_map`, `verdict`
 RANKING_METRICS = ("hr@10", "ndcg@10")
 POLICY_METRICS = ("true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "kl_to_logging", "trap_mass")
 
@@ -421,12 +423,15 @@ def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, s
         "wall_time_s": round(time.time() - start, 1),
         "stage_time_s": stage_seconds(store.history),
     }
+    results["winner_map"] = winner_map(results)
+    results["verdict"] = simulation_verdicts(results)
     markdown = results_markdown(results)
     write_json_strict(output_dir / RESULTS_JSON, results)
     (output_dir / RESULTS_MD).write_text(markdown, encoding="utf-8")
     try:
         plot_value_against_kl(results, output_dir / KL_FIGURE)
         plot_gain_against_proxy_accuracy(results, output_dir / GAIN_FIGURE)
+        plot_winner_map(results, output_dir / WINNER_FIGURE)
     except ImportError:  # matplotlib is an optional dependency (the `dev` extra)
         logger.warning("matplotlib is not installed: no figures (pip install matplotlib); the tables are written")
     return {**results, "markdown": markdown}
@@ -465,8 +470,23 @@ def results_markdown(results: dict[str, Any]) -> str:
         for method, metrics in entry["methods"].items():
             lines.append(f"| {method} | " + " | ".join(_cell(metrics[column]) for column in columns) + " |")
         lines += ["", *_selection_markdown(entry.get("tuning") or {})]
+    lines += _winner_markdown(results.get("winner_map") or {})
+    lines += verdict_markdown(results.get("verdict") or [])
     lines.append(f"Wall time {results['wall_time_s']:.0f} s (stages {results['stage_time_s']:.0f} s).")
     return "\n".join(lines) + "\n"
+
+
+def _winner_markdown(table: dict[str, Any]) -> list[str]:
+    """The winner map as a table: per setting the method with the highest mean V* (`ppo_true` aside), its lead over
+    the runner-up and whether the lead exceeds twice its standard error over seeds (`figures.winner_map`)."""
+    if not table:
+        return []
+    lines = ["## Winner map", "", "| setting | winner | V* | runner-up | lead | clear (> 2 s.e.) |", "|---|---|---|---|---|---|"]
+    for name, entry in table.items():
+        lead = "–" if entry["margin"] is None else f"{entry['margin']:+.3f}"
+        lines.append(f"| {name} | {entry['winner']} | {entry['true_value']:.3f} | {entry['runner_up'] or '–'} | {lead} | "
+                     f"{'yes' if entry['clear'] else 'no'} |")
+    return [*lines, ""]
 
 
 def _choices(hyperparameters: list[dict[str, Any]]) -> str:
@@ -493,50 +513,6 @@ def _selection_markdown(tuning: dict[str, Any]) -> list[str]:
                      f"{_choices(entry['chosen_by_truth_hyperparameters'])} | "
                      f"{_cell(entry['chosen_by_truth_true_value'])} | {_cell(entry['selection_regret'])} |")
     return [*lines, ""]
-
-
-def plot_value_against_kl(results: dict[str, Any], path: str | os.PathLike) -> str:
-    """Gold (true) and proxy value against sqrt(KL to the pretrained policy), one point per method, setting and seed:
-    the reward-overoptimisation plot."""
-    from ..benchmark.report import _pyplot
-
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for index, method in enumerate(results["config"]["methods"]):
-        rows = [run["methods"][method] for run in results["runs"] if method in run["methods"]]
-        x = [math.sqrt(max(row["kl_to_pretrained"], 0.0)) for row in rows]
-        color = f"C{index % 10}"
-        axis.scatter(x, [row["true_value"] for row in rows], color=color, marker="o", label=f"{method} (true)")
-        axis.scatter(x, [row["proxy_value"] for row in rows], color=color, marker="x", label=f"{method} (proxy)")
-    axis.set_xlabel("sqrt(KL to the pretrained policy)")
-    axis.set_ylabel("value (expected reward of the next item)")
-    axis.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return str(path)
-
-
-def plot_gain_against_proxy_accuracy(results: dict[str, Any], path: str | os.PathLike) -> str:
-    """True-value gain over reward-weighted BC per method against the proxy's off-support pairwise accuracy, one
-    point per setting and seed (the post's Figure 1, measured)."""
-    from ..benchmark.report import _pyplot
-
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    runs = [run for run in results["runs"] if REFERENCE_METHOD in run["methods"]]
-    for index, method in enumerate(m for m in results["config"]["methods"] if m != REFERENCE_METHOD):
-        x = [run["proxy_accuracy"]["off_support"]["pairwise_accuracy"] for run in runs]
-        gains = [run["methods"][method]["true_value"] - run["methods"][REFERENCE_METHOD]["true_value"] for run in runs]
-        axis.scatter(x, gains, color=f"C{index % 10}", label=method)
-    axis.axhline(0.0, color="grey", linewidth=0.8)
-    axis.set_xlabel("proxy pairwise accuracy off the logging support")
-    axis.set_ylabel(f"true value - {REFERENCE_METHOD}'s")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return str(path)
 
 
 _TINY_MODEL = {"hidden_size": 16, "num_hidden_layers": 1, "attention_dim": 16, "linear_dim": 16, "max_seq_len": 24,

@@ -19,7 +19,11 @@ from ..rewards.ensemble import RewardPrediction
 from .logging_policy import LoggingPolicy, SimulationTruth
 from .world import World
 
-__all__ = ["WorldRewardModel"]
+__all__ = ["TRUE_PPO", "WorldRewardModel"]
+
+# The row of a method post-trained against r* itself (PPO with `WorldRewardModel` as its reward model): the reference
+# for what the truth allows with a method's budget, not a method a user can run on logs.
+TRUE_PPO = "ppo_true"
 
 
 class WorldRewardModel:

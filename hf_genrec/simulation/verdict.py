@@ -38,6 +38,7 @@ from ..benchmark.verdict import (
 )
 from ..evaluation.statistics import bootstrap_mean_ci
 from .evaluation import _pearson, _ranks
+from .true_reward import TRUE_PPO
 
 __all__ = [
     "HOLDS",
@@ -50,7 +51,6 @@ __all__ = [
 ]
 
 ASFT, PPO, RWBC = "asft", "ppo", "rwbc"
-TRUE_PPO = "ppo_true"  # `study.TRUE_PPO` (study imports this module, so the name is repeated, not imported)
 ACCURACY = ("off_support", "pairwise_accuracy")  # results.json `runs[].proxy_accuracy[where][metric]`
 NUM_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0

@@ -8,7 +8,14 @@ import pytest
 
 from hf_genrec.cli import build_parser
 from hf_genrec.commands.simulate import simulate
-from hf_genrec.simulation.study import GAIN_FIGURE, KL_FIGURE, TRUE_PPO, SimulationPreset, training_recipes
+from hf_genrec.simulation.study import (
+    GAIN_FIGURE,
+    KL_FIGURE,
+    TRUE_PPO,
+    WINNER_FIGURE,
+    SimulationPreset,
+    training_recipes,
+)
 
 _MODEL = {"hidden_size": 8, "num_hidden_layers": 1, "attention_dim": 8, "linear_dim": 8, "max_seq_len": 10,
           "max_position_embeddings": 13, "num_negatives": 8, "input_dropout": 0.0, "linear_dropout": 0.0}
@@ -32,7 +39,7 @@ def test_results_fields_and_reference_values(run):
     loaded = json.loads((output / "results.json").read_text())
     assert (output / "results.md").read_text().startswith("# hf-genrec simulate")
     if importlib.util.find_spec("matplotlib") is not None:  # figures are optional, as the benchmark's
-        assert (output / KL_FIGURE).is_file() and (output / GAIN_FIGURE).is_file()
+        assert all((output / name).is_file() for name in (KL_FIGURE, GAIN_FIGURE, WINNER_FIGURE))
     assert loaded["config"]["methods"] == METHODS
     (entry,) = loaded["runs"]
     assert entry["setting"] == {"noise_std": 0.5, "num_users": 60, "coverage": 0.8}
@@ -53,6 +60,20 @@ def test_results_fields_and_reference_values(run):
     assert summary["methods"]["sft"]["true_value"]["mean"] == pytest.approx(entry["methods"]["sft"]["true_value"])
     assert summary["methods"]["sft"]["true_value"]["std"] is None  # one seed
     assert not math.isnan(summary["oracle_true_value"]["mean"])
+
+
+def test_winner_map_and_claims_in_the_results(run):
+    output, _ = run
+    loaded = json.loads((output / "results.json").read_text())
+    (entry,) = loaded["runs"]
+    candidates = {m: row["true_value"] for m, row in entry["methods"].items() if m != TRUE_PPO}
+    winner = loaded["winner_map"]["noise=0.5,users=60,coverage=0.8"]
+    assert winner["winner"] == max(candidates, key=candidates.get) and winner["clear"] is False  # one seed
+    claims = {claim["claim"]: claim["status"] for claim in loaded["verdict"]}
+    assert set(claims) == {"W1", "W2", "W3", "W4", "W5"}
+    assert claims["W1"] == "inconclusive"  # one setting and one seed cannot decide Figure 1's shape
+    markdown = (output / "results.md").read_text()
+    assert "## Winner map" in markdown and "Claims in the simulated world" in markdown
 
 
 def test_rerun_reuses_every_stage(run):
