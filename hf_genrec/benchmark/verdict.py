@@ -27,6 +27,7 @@ A claim's status:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..evaluation.metrics import SUBSET_ALL
@@ -43,6 +44,7 @@ __all__ = [
     "VERDICT_REFERENCE",
     "claim_verdicts",
     "claims_markdown",
+    "claims_section",
     "evidence_status",
     "interval_side",
     "verdict_subsets",
@@ -235,17 +237,14 @@ def _evidence_line(item: dict[str, Any]) -> str:
             f"{side if item['deciding'] else side + ' (shown, not deciding)'} |")
 
 
-def claims_markdown(verdict: list[dict[str, Any]] | None) -> list[str]:
-    """The "Claims" section of `results.md`: per claim its status, the rule, and the deciding % changes with their
-    paired 95% intervals (nothing when `verdict` is missing)."""
+def claims_section(verdict: list[dict[str, Any]] | None, *, title: str, preamble: str, evidence_header: list[str],
+                   evidence_line: Callable[[dict[str, Any]], str]) -> list[str]:
+    """A claims section of a `results.md`: `title`, `preamble`, one summary line per claim (its status and how many
+    deciding intervals lie on each side), then per claim its statement, rule, note and evidence table
+    (`evidence_header` lines, one `evidence_line(item)` per evidence item). Nothing when `verdict` is missing."""
     if not verdict:
         return []
-    lines = ["## Claims", "",
-             "Each of the post's claims, decided by the paired bootstrap 95% intervals of the tables: `holds` when "
-             "every deciding interval lies strictly on the claimed side of 0, `does not hold` when one lies strictly "
-             "on the other side, `inconclusive` otherwise (an interval touching 0 included), `not tested` when a "
-             "method it needs did not run. Ranking: NDCG@10 and HR@10 on the high-reward subset; judge: all test "
-             "users.", "",
+    lines = [title, "", preamble, "",
              "| claim | status | deciding intervals: on the claimed side / on the other side / undecided |",
              "|---|---|---|"]
     for claim in verdict:
@@ -259,7 +258,20 @@ def claims_markdown(verdict: list[dict[str, Any]] | None) -> list[str]:
             lines[-1] += f" Note: {claim['note']}"
         lines.append("")
         if claim["evidence"]:
-            lines += ["| comparison | subset | metric | % change [95% interval] | claimed | on the claimed side |",
-                      "|---|---|---|---:|---|---|"]
-            lines += [_evidence_line(item) for item in claim["evidence"]] + [""]
+            lines += [*evidence_header, *(evidence_line(item) for item in claim["evidence"]), ""]
     return lines
+
+
+def claims_markdown(verdict: list[dict[str, Any]] | None) -> list[str]:
+    """The "Claims" section of `results.md`: per claim its status, the rule, and the deciding % changes with their
+    paired 95% intervals (nothing when `verdict` is missing)."""
+    return claims_section(
+        verdict, title="## Claims",
+        preamble="Each of the post's claims, decided by the paired bootstrap 95% intervals of the tables: `holds` when "
+                 "every deciding interval lies strictly on the claimed side of 0, `does not hold` when one lies strictly "
+                 "on the other side, `inconclusive` otherwise (an interval touching 0 included), `not tested` when a "
+                 "method it needs did not run. Ranking: NDCG@10 and HR@10 on the high-reward subset; judge: all test "
+                 "users.",
+        evidence_header=["| comparison | subset | metric | % change [95% interval] | claimed | on the claimed side |",
+                         "|---|---|---|---:|---|---|"],
+        evidence_line=_evidence_line)

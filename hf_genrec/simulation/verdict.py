@@ -33,6 +33,7 @@ from ..benchmark.verdict import (
     NOT_HOLD,
     NOT_TESTED,
     OVERFITTING_METHODS,
+    claims_section,
     evidence_status,
     interval_side,
 )
@@ -306,28 +307,13 @@ def _evidence_line(item: dict[str, Any]) -> str:
 def verdict_markdown(verdicts: list[dict[str, Any]] | None) -> list[str]:
     """The "Claims in the simulated world" section of `results.md`: per claim its status, the rule, and the
     deciding numbers with their bootstrap 95% intervals over runs (nothing when `verdicts` is missing)."""
-    if not verdicts:
-        return []
-    lines = ["## Claims in the simulated world", "",
-             "The post's Figure 1 and its claims, decided against the true reward with percentile bootstrap 95% "
-             "intervals over runs (world setting × seed): `holds` when every deciding interval lies strictly on the "
-             "claimed side of 0, `does not hold` when one lies strictly on the other side, `inconclusive` otherwise "
-             "(an interval touching 0, or none: too few runs), `not tested` when a method it needs did not run. "
-             "Accuracy: the proxy's pairwise accuracy off the logging policy's support.", "",
-             "| claim | status | deciding intervals: on the claimed side / on the other side / undecided |",
-             "|---|---|---|"]
-    for claim in verdicts:
-        sides = [item["side"] for item in claim["evidence"] if item["deciding"]]
-        lines.append(f"| {claim['claim']} | {claim['status']} | {sides.count('claimed')} / {sides.count('other')} / "
-                     f"{sides.count('undecided')} |")
-    lines.append("")
-    for claim in verdicts:
-        lines += [f"### {claim['claim']}: {claim['statement']} **{claim['status']}**", "", f"Rule: {claim['rule']}"]
-        if claim["note"]:
-            lines[-1] += f" Note: {claim['note']}"
-        lines.append("")
-        if claim["evidence"]:
-            lines += ["| quantity | value [95% interval] | runs | claimed | on the claimed side |",
-                      "|---|---:|---:|---|---|"]
-            lines += [_evidence_line(item) for item in claim["evidence"]] + [""]
-    return lines
+    return claims_section(
+        verdicts, title="## Claims in the simulated world",
+        preamble="The post's Figure 1 and its claims, decided against the true reward with percentile bootstrap 95% "
+                 "intervals over runs (world setting × seed): `holds` when every deciding interval lies strictly on the "
+                 "claimed side of 0, `does not hold` when one lies strictly on the other side, `inconclusive` otherwise "
+                 "(an interval touching 0, or none: too few runs), `not tested` when a method it needs did not run. "
+                 "Accuracy: the proxy's pairwise accuracy off the logging policy's support.",
+        evidence_header=["| quantity | value [95% interval] | runs | claimed | on the claimed side |",
+                         "|---|---:|---:|---|---|"],
+        evidence_line=_evidence_line)
