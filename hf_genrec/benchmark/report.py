@@ -11,7 +11,10 @@ value; `num_users` counts users and `num_targets` rows. Statistics, per row (met
   with replacement, so the interval includes the variance of training as well as that of the test users
   (`ci95_over` says which: `seeds x users`, or `users` with one seed). Seed i of a row is paired with seed i of
   reward-weighted BC (the same post-training seed). `pct_vs_rwbc_per_seed` (row seed i against reward-weighted
-  BC seed i) and `pct_vs_rwbc_std` give the seeds' own variation.
+  BC seed i) and `pct_vs_rwbc_std` give the seeds' own variation. `ci95_kind` is `ratio` (the resampled relative
+  change's percentiles) or, where some resample's reference mean is 0 (a sparse subset) and that interval is
+  undefined, `difference / reference mean`: the percentiles of the same resamples' difference of means, in % of the
+  reference's mean (`bootstrap_difference_ci`), an interval on the same side of 0 as the difference.
 - the judge score additionally has `spread`: the standard deviation across judge members of their mean
   scores over the subset's rows (`JudgeScores.spread`), averaged over seeds, and `ci95_value`, the interval of
   its value (the same bootstrap).
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..evaluation import bootstrap_mean_ci, bootstrap_relative_change_ci
+from ..evaluation import bootstrap_difference_ci, bootstrap_mean_ci, bootstrap_relative_change_ci
 from ..evaluation.diagnostics import case_users
 from ..evaluation.metrics import (
     DEFAULT_KS,
@@ -146,10 +149,17 @@ def _summarize_row(row: BenchmarkRow, reference: BenchmarkRow, subset: str, resa
         reference_values = np.stack([r[metric] for r in references])  # (S, U_subset)
         per_seed = [_mean(v) for v in values]
         change, low, high = bootstrap_relative_change_ci(values, reference_values, num_resamples=resamples)
+        interval = "ratio"
+        if math.isnan(low) and reference_values.size and reference_values.mean() > 0:
+            # Some resample's reference mean is 0 (a sparse subset): the same resamples' difference, in % of the
+            # reference's mean, which has the difference's sign.
+            low, high = (100.0 * bound / reference_values.mean() for bound in bootstrap_difference_ci(
+                values, reference_values, num_resamples=resamples)[1:])
+            interval = "difference / reference mean"
         per_seed_change = [_relative(_mean(v), _mean(r)) for v, r in zip(values, reference_values)]
         entry = {"value": float(np.mean(per_seed)), "std": _std(per_seed), "per_seed": per_seed,
                  "pct_vs_rwbc": change, "ci95": [low, high],
-                 "ci95_over": "seeds x users" if len(values) > 1 else "users",
+                 "ci95_over": "seeds x users" if len(values) > 1 else "users", "ci95_kind": interval,
                  "pct_vs_rwbc_per_seed": per_seed_change, "pct_vs_rwbc_std": _std(per_seed_change)}
         if metric in (JUDGE, TRUE_VALUE):
             entry["ci95_value"] = list(bootstrap_mean_ci(values, num_resamples=resamples)[1:])
@@ -238,6 +248,8 @@ def _value_cell(entry: dict[str, Any], metric: str) -> str:
 def _pct_cell(entry: dict[str, Any]) -> str:
     low, high = entry["ci95"]
     cell = f"{format_pct(entry['pct_vs_rwbc'])}% [{format_pct(low)}, {format_pct(high)}]"
+    if entry.get("ci95_kind", "ratio") != "ratio":
+        cell += "†"
     if entry.get("pct_vs_rwbc_std") is not None:
         cell += f" (seeds ± {entry['pct_vs_rwbc_std']:.1f})"
     return cell
@@ -432,7 +444,8 @@ def results_markdown(results: dict[str, Any]) -> str:
                   (", ± std across seeds" if len(seeds) > 1 else "") +
                   "; judge: discounted judge-ensemble reward (spread = std across judge members).", ""]
         lines += _table(main_rows, subset, _value_cell) + [""]
-        lines += [f"% change vs reward-weighted BC, [paired bootstrap 95% interval over {over}]:", ""]
+        lines += [f"% change vs reward-weighted BC, [paired bootstrap 95% interval over {over}] († where some "
+                  "resample of reward-weighted BC scored 0: the interval of the difference, in % of its mean):", ""]
         lines += _table({k: v for k, v in main_rows.items() if v["method"] != config["reference"]}, subset,
                         lambda entry, metric: _pct_cell(entry)) + [""]
     lines += claims_markdown(results.get("verdict"))

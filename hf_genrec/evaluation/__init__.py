@@ -28,7 +28,7 @@ from .metrics import (
     strip_metric_prefix,
 )
 from .ranking import per_user_ranking_metrics, ranking_metrics, subset_mask, target_ranks
-from .statistics import bootstrap_mean_ci, bootstrap_relative_change_ci
+from .statistics import bootstrap_difference_ci, bootstrap_mean_ci, bootstrap_relative_change_ci
 
 __all__ = [
     "DEFAULT_HIGH_REWARD_THRESHOLD",
@@ -47,6 +47,7 @@ __all__ = [
     "MostPopularRecommender",
     "RankingPredictions",
     "bootstrap_mean_ci",
+    "bootstrap_difference_ci",
     "bootstrap_relative_change_ci",
     "dataset_subsets",
     "default_subsets",

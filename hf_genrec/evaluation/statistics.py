@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["bootstrap_mean_ci", "bootstrap_relative_change_ci"]
+__all__ = ["bootstrap_difference_ci", "bootstrap_mean_ci", "bootstrap_relative_change_ci"]
 
 # Bound on the elements of one (chunk, S, U) gathered block: 4M = 32 MiB of int64 indices or float64 values.
 _MAX_INDEX_ELEMENTS = 1 << 22
@@ -149,3 +149,36 @@ def bootstrap_relative_change_ci(
         return change, math.nan, math.nan
     changes = 100.0 * (method_means - reference_means) / reference_means  # (R,)
     return (change, *_percentile_interval(changes, confidence))
+
+
+def bootstrap_difference_ci(
+    method_values: torch.Tensor | np.ndarray,
+    reference_values: torch.Tensor | np.ndarray,
+    *,
+    num_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """mean(method) − mean(reference) with the paired bootstrap interval of `bootstrap_relative_change_ci`.
+
+    The same resamples (the same `seed` draws the same users and seeds), so its interval lies on the same side of 0
+    as the relative change's whenever the reference mean is positive on every resample. It is defined also when it
+    is not: a sparse subset (a few users, rare hits) where some resample of the reference scores 0, which leaves the
+    relative change's interval undefined (`benchmark.report` then scales this one by the reference's mean).
+
+    Returns:
+        (difference, low, high); all `nan` when there are no users.
+    """
+    _check_args(num_resamples, confidence)
+    method = _as_values(method_values, "method_values")
+    reference = _as_values(reference_values, "reference_values")
+    if method.shape != reference.shape:
+        raise ValueError(
+            f"method_values and reference_values must be aligned per seed and user, got shapes {method.shape} "
+            f"and {reference.shape}. Fix: pass the same users (and seeds) in the same order for both"
+        )
+    if method.size == 0:
+        return math.nan, math.nan, math.nan
+    method_means, reference_means = _resampled_means((method, reference), num_resamples, seed)
+    return (float(method.mean() - reference.mean()),
+            *_percentile_interval(method_means - reference_means, confidence))

@@ -79,8 +79,12 @@ def test_summary_values_by_hand():
     subset = summary["rows"]["rwbc"]["subsets"]["long_history"]["metrics"]
     assert subset["hr@10"]["value"] == 0.5 and subset["mrr"]["value"] == pytest.approx(0.13)
     assert subset["mrr"]["pct_vs_rwbc"] == 0.0 and subset["mrr"]["ci95"] == [0.0, 0.0]
-    # A resample of two users who both missed the top 10 has a zero reference: no interval, not a biased one.
-    assert all(math.isnan(x) for x in summary["rows"]["asft"]["subsets"]["long_history"]["metrics"]["hr@10"]["ci95"])
+    # A resample of two users who both missed the top 10 has a zero reference: no ratio interval (dropping those
+    # resamples would bias it), but the same resamples' difference in % of the reference mean, marked as such.
+    hits = summary["rows"]["asft"]["subsets"]["long_history"]["metrics"]["hr@10"]
+    assert hits["ci95_kind"] == "difference / reference mean" and not any(math.isnan(x) for x in hits["ci95"])
+    assert hits["ci95"][0] <= hits["pct_vs_rwbc"] <= hits["ci95"][1]
+    assert mrr["ci95_kind"] == "ratio"
     judge = summary["rows"]["asft"]["subsets"]["all"]["metrics"][JUDGE]
     assert judge["value"] == pytest.approx(4.0) and judge["pct_vs_rwbc"] == pytest.approx(0.0)
     assert judge["spread"] == pytest.approx(0.5)
