@@ -362,7 +362,8 @@ def _add_simulate(subparsers) -> None:
     )
     p.add_argument("--preset", choices=tuple(PRESETS), default="tiny",
                    help="tiny: one setting in minutes on 2 CPU cores; quick and full: sweeps.")
-    p.add_argument("--seeds", type=int, default=1, help="Simulated logs per world setting.")
+    p.add_argument("--seeds", type=int, default=None, help="Simulated logs per world setting (default: the "
+                   "preset's, 1 for tiny, 3 for quick and full).")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(DEFAULT_METHODS),
                    help="Post-training methods trained against the proxy (ppo_true, PPO against r*, is always run).")
     p.add_argument("--input", default=None, help="Ratings file (as for `prepare`): calibrate the world on it "

@@ -21,7 +21,7 @@ def simulate(
     output_dir: str | os.PathLike = "runs/simulate",
     *,
     preset: str | SimulationPreset = "tiny",
-    seeds: int = 1,
+    seeds: int | None = None,
     methods: tuple[str, ...] | list[str] | None = None,
     command: str | None = None,
     show_progress: bool = True,
@@ -36,7 +36,8 @@ def simulate(
     Args:
         output_dir: DIR; stages live under `DIR/stages/<stage>-<key>/`, results at the top.
         preset: `tiny`, `quick`, `full` (see `hf_genrec.simulation.study.PRESETS`) or a `SimulationPreset`.
-        seeds: simulated logs per world setting (seed i draws log i and trains everything on it with seed + i).
+        seeds: simulated logs per world setting (seed i draws log i and trains everything on it with seed + i);
+            default: the preset's `default_seeds` (`tiny` 1, `quick` and `full` 3).
         methods: post-training methods trained against the proxy (default: the preset's); PPO against the true
             reward (`ppo_true`) is always added.
         command: the command line recorded in the results (default: this process's).
@@ -49,6 +50,7 @@ def simulate(
         The content of `results.json` (plus `markdown`).
     """
     preset = get_simulation_preset(preset)
+    seeds = preset.default_seeds if seeds is None else seeds
     if methods is not None:
         methods = tuple(dict.fromkeys(methods))
         unknown = [method for method in methods if method not in METHODS]

@@ -126,6 +126,8 @@ class SimulationPreset:
         propensities: what the simulated log carries of the logging propensities (`logged_propensities` modes):
             `hidden` (none), `exported` (the true ones) or `wrong` (a misspecified policy's, its taste strength
             times `propensity_temperature`); written to `propensities.csv` beside the log's `ratings.dat`.
+        default_seeds: simulated logs per world setting when `--seeds` is not given (issue 14: a sweep reports
+            at least 3, so that the winner map and the claims have seed variance).
     """
 
     name: str
@@ -140,6 +142,7 @@ class SimulationPreset:
     methods: tuple[str, ...] = DEFAULT_METHODS
     propensities: str = "hidden"
     propensity_temperature: float = 0.5
+    default_seeds: int = 1
 
     def settings(self) -> list[WorldSetting]:
         """The world settings of the sweep, noise-major."""
@@ -562,7 +565,7 @@ PRESETS: dict[str, SimulationPreset] = {
                                   eval_steps=10),
     ),
     # One setting measured (noise 1, 500 users, coverage 0.5): BC V* 1.21 against uniform 0.50, logging 2.91; about
-    # 12 min of CPU; the whole sweep is estimated at 1.5-2 h on 2 cores.
+    # 12 min of CPU; measured whole with one seed: 26.8 min of stages beside two other jobs (docs/simulation.md).
     "quick": SimulationPreset(
         "quick", world={**_WORLD, "num_items": 200, "num_users": 2000}, events_per_user=30,
         logging=_LOGGING, observation=_OBSERVATION, noise_levels=(0.0, 1.0), log_sizes=(500, 2000),
@@ -571,6 +574,7 @@ PRESETS: dict[str, SimulationPreset] = {
                                      "max_seq_len": 32, "max_position_embeddings": 35, "num_negatives": 64},
                            epochs=20, reward_epochs=4, members=3, steps=60, batch=64, grids=_THREE_TRIALS,
                            eval_steps=20, patience=2),
+        default_seeds=3,
     ),
     # Not run; estimated at tens of hours on 2 CPU cores (docs/simulation.md), above the issue's 2 h.
     "full": SimulationPreset(
@@ -581,6 +585,7 @@ PRESETS: dict[str, SimulationPreset] = {
                                     "max_seq_len": 64, "max_position_embeddings": 67, "num_negatives": 128},
                            epochs=40, reward_epochs=6, members=5, steps=200, batch=128, grids=_THREE_TRIALS,
                            eval_steps=50, patience=2),
+        default_seeds=3,
     ),
 }
 

@@ -88,3 +88,16 @@ def test_cli_parses_simulate_flags():
     assert (args.preset, args.seeds, args.output) == ("tiny", 3, "out")
     with pytest.raises(ValueError, match="--methods"):
         simulate("unused", preset=MICRO, methods=["nope"])
+
+
+def test_seeds_default_to_the_preset(monkeypatch):
+    from hf_genrec.commands import simulate as command
+    from hf_genrec.simulation.study import PRESETS
+
+    assert (PRESETS["tiny"].default_seeds, PRESETS["quick"].default_seeds, PRESETS["full"].default_seeds) == (1, 3, 3)
+    asked = []
+    monkeypatch.setattr(command, "run_simulation", lambda output, preset, seeds, **kwargs: asked.append(seeds))
+    simulate("unused", preset="quick")
+    simulate("unused", preset="quick", seeds=2)
+    assert asked == [3, 2]
+    assert build_parser().parse_args(["simulate", "--output", "out"]).seeds is None  # the preset decides
