@@ -16,6 +16,7 @@ from typing import Any
 
 from ..benchmark.presets import REFERENCE_METHOD
 from .true_reward import TRUE_PPO
+from .verdict import ACCURACY, ACCURACY_LABEL
 
 __all__ = ["plot_gain_against_proxy_accuracy", "plot_value_against_kl", "plot_winner_map", "winner_map"]
 
@@ -131,7 +132,7 @@ def plot_value_against_kl(results: dict[str, Any], path: str | os.PathLike) -> s
 
 
 def plot_gain_against_proxy_accuracy(results: dict[str, Any], path: str | os.PathLike) -> str:
-    """True-value gain over reward-weighted BC per method against the proxy's off-support pairwise accuracy, one
+    """True-value gain over reward-weighted BC per method against the proxy's accuracy (`verdict.ACCURACY`), one
     point per setting and seed (the post's Figure 1, measured)."""
     from ..benchmark.report import _pyplot
 
@@ -139,11 +140,11 @@ def plot_gain_against_proxy_accuracy(results: dict[str, Any], path: str | os.Pat
     figure, axis = plt.subplots(figsize=(7, 4.5))
     runs = [run for run in results["runs"] if REFERENCE_METHOD in run["methods"]]
     for index, method in enumerate(m for m in results["config"]["methods"] if m != REFERENCE_METHOD):
-        x = [run["proxy_accuracy"]["off_support"]["pairwise_accuracy"] for run in runs]
+        x = [run["proxy_accuracy"].get(ACCURACY[0], {}).get(ACCURACY[1], math.nan) for run in runs]
         gains = [run["methods"][method]["true_value"] - run["methods"][REFERENCE_METHOD]["true_value"] for run in runs]
         axis.scatter(x, gains, color=f"C{index % 10}", label=method)
     axis.axhline(0.0, color="grey", linewidth=0.8)
-    axis.set_xlabel("proxy pairwise accuracy off the logging support")
+    axis.set_xlabel(f"proxy {ACCURACY_LABEL}")
     axis.set_ylabel(f"true value - {REFERENCE_METHOD}'s")
     axis.legend(fontsize=8)
     figure.tight_layout()

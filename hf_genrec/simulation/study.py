@@ -106,6 +106,9 @@ WINNER_FIGURE = "winner_map.png"
 PROPENSITIES_FILE = "propensities.csv"  # the simulate stage's side file (`write_propensities`)
 SCHEMA_VERSION = 3  # 2: methods tuned as in the benchmark; `runs[].tuning` and `settings{}.tuning`; 3: `winner_map`, `verdict`
 RANKING_METRICS = ("hr@10", "ndcg@10")
+# Where the proxy's accuracy is measured (`proxy_accuracy`): uniform draws from the logging support and outside it,
+# and draws from the logging policy itself (the x axis of the claims and of Figure 1: `verdict.ACCURACY`).
+PROXY_ACCURACY_WHERE = ("on_support", "off_support", "on_logging")
 POLICY_METRICS = ("true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "kl_to_logging", "trap_mass")
 
 
@@ -244,7 +247,8 @@ def evaluate_stage(output: Path, *, models: dict[str, Path], data: Path, proxy: 
         metrics = evaluator.policy_metrics(model)
         ranking = evaluate_model(Path(getattr(model, "output", model)), data, split="test", split_method=SPLIT)
         rows[name] = {**metrics, **{metric: ranking[metric] for metric in RANKING_METRICS}}
-    accuracy = proxy_accuracy(world, contexts, evaluator.proxy, evaluator.log.truth.support)
+    accuracy = proxy_accuracy(world, contexts, evaluator.proxy, evaluator.log.truth.support,
+                              logging_probabilities=evaluator.logging_probabilities)
     return {
         "methods": rows,
         "oracle_true_value": evaluate_policy(world, contexts, oracle_probabilities(world, contexts)).true_value,
@@ -357,7 +361,7 @@ def _mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
             entry[key] = _stat([run[key] for run in group])
         entry["proxy_accuracy"] = {where: {metric: _stat([run["proxy_accuracy"][where][metric] for run in group])
                                            for metric in ("pearson", "spearman", "pairwise_accuracy", "rmse")}
-                                   for where in ("on_support", "off_support")}
+                                   for where in PROXY_ACCURACY_WHERE if where in group[0]["proxy_accuracy"]}
         for method in group[0]["methods"]:
             entry["methods"][method] = {metric: _stat([run["methods"][method][metric] for run in group])
                                         for metric in (*POLICY_METRICS, *RANKING_METRICS)}
@@ -465,8 +469,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += [f"## {name}", "",
                   f"Oracle V* {_cell(entry['oracle_true_value'])}, logging policy V* "
                   f"{_cell(entry['logging_true_value'])}, uniform V* {_cell(entry['uniform_true_value'])}.", ""]
-        for where in ("on_support", "off_support"):
-            accuracy = entry["proxy_accuracy"][where]
+        for where, accuracy in entry["proxy_accuracy"].items():
             lines.append(f"- proxy accuracy {where.replace('_', ' ')}: Pearson {_cell(accuracy['pearson'])}, "
                          f"pairwise {_cell(accuracy['pairwise_accuracy'])}, RMSE {_cell(accuracy['rmse'])}")
         lines += ["", "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]

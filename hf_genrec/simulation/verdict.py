@@ -13,8 +13,11 @@ reward is known, so each of these can be decided, together with two claims the b
 
 The unit of evidence is a **run** (one world setting × seed: its own log, proxy and trainings), so every interval is
 a percentile bootstrap over runs (1,000 resamples, a local generator seeded with 0); paired comparisons take the
-per-run difference of two methods first. The proxy's accuracy is its pairwise accuracy off the logging policy's
-support (`proxy_accuracy.off_support.pairwise_accuracy`), where post-training moves the policy. The statuses are
+per-run difference of two methods first. The proxy's accuracy is its within-context pairwise accuracy on the logging
+policy's own (context, item) distribution (`proxy_accuracy.on_logging.pairwise_accuracy`): off the support a reward
+model that scores items by their id gives every unseen item the same score, so its pairwise accuracy there is 0.5 by
+construction and cannot tell proxies apart (issue 14, docs/simulation.md), and uniform draws from the support fall
+mostly on items the log never shows in that context. The statuses are
 the benchmark's (`hf_genrec.benchmark.verdict`): `holds` when every deciding interval lies strictly on the claimed
 side of 0, `does not hold` when one lies strictly on the other side, `inconclusive` otherwise (an interval touching
 0, or none: too few runs), `not tested` when a method the claim needs did not run.
@@ -52,18 +55,19 @@ __all__ = [
 ]
 
 ASFT, PPO, RWBC = "asft", "ppo", "rwbc"
-ACCURACY = ("off_support", "pairwise_accuracy")  # results.json `runs[].proxy_accuracy[where][metric]`
+ACCURACY = ("on_logging", "pairwise_accuracy")  # results.json `runs[].proxy_accuracy[where][metric]`
+ACCURACY_LABEL = "pairwise accuracy on the logging policy's items"
 NUM_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 MIN_CORRELATION_RUNS = 4  # below this a rank correlation over runs (and its bootstrap) says nothing
 
 WORLD_CLAIMS: dict[str, dict[str, str]] = {
     "W1": {"statement": "Figure 1's shape: PPO's true-value lead over A-SFT rises with the reward model's accuracy.",
-           "rule": "over runs, the Spearman correlation of V*(ppo) − V*(asft) with the proxy's off-support pairwise "
+           "rule": "over runs, the Spearman correlation of V*(ppo) − V*(asft) with the proxy's on-logging pairwise "
                    "accuracy, interval above 0 (at least 4 runs and 2 distinct accuracies); the lead in the least "
                    "and the most accurate third of runs is shown, not deciding."},
     "W2": {"statement": "With the least accurate reward models A-SFT beats PPO; with the most accurate PPO beats A-SFT.",
-           "rule": "V*(ppo) − V*(asft), mean over the runs in the bottom half of off-support pairwise accuracy below "
+           "rule": "V*(ppo) − V*(asft), mean over the runs in the bottom half of on-logging pairwise accuracy below "
                    "0, and over the runs in the top half above 0."},
     "W3": {"statement": "PPO, DPO and IPO reach high reward-model scores but overfit the reward model.",
            "rule": "for each of them that ran, its hacking gap (proxy value − true value) minus A-SFT's, mean over "
@@ -140,7 +144,7 @@ def _accuracy(run: dict[str, Any]) -> float | None:
 
 def _paired(results: dict[str, Any], method: str, reference: str, key: str = "true_value",
             *, with_accuracy: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per run where both are finite: `method`'s `key` minus `reference`'s, and the proxy's off-support accuracy
+    """Per run where both are finite: `method`'s `key` minus `reference`'s, and the proxy's accuracy (`ACCURACY`)
     (NaN unless `with_accuracy`, which also drops the runs without one). Returns two `(runs,)` arrays."""
     differences, accuracies = [], []
     for run in results["runs"]:
@@ -197,7 +201,7 @@ def simulation_verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     Args:
         results: `results.json`'s content (only `runs` is read: per run `methods` → `true_value`,
-            `hacking_gap`, `ndcg@10`, and `proxy_accuracy.off_support.pairwise_accuracy`).
+            `hacking_gap`, `ndcg@10`, and `proxy_accuracy.on_logging.pairwise_accuracy`).
 
     Returns:
         One record per claim: `claim`, `statement`, `rule`, `status` (`holds`, `does not hold`, `inconclusive` or
@@ -214,7 +218,7 @@ def _w1(results: dict[str, Any], ran: list[str]) -> dict[str, Any]:
     if missing:
         return _claim("W1", [], missing=missing)
     leads, accuracies = _paired(results, PPO, ASFT, with_accuracy=True)
-    quantity = "Spearman(V*(ppo) − V*(asft), off-support pairwise accuracy) over runs"
+    quantity = f"Spearman(V*(ppo) − V*(asft), {ACCURACY_LABEL}) over runs"
     note = ""
     if len(leads) < MIN_CORRELATION_RUNS or len(np.unique(accuracies)) < 2:
         rho = _spearman(leads, accuracies) if len(leads) > 1 else math.nan
@@ -313,7 +317,7 @@ def verdict_markdown(verdicts: list[dict[str, Any]] | None) -> list[str]:
                  "intervals over runs (world setting × seed): `holds` when every deciding interval lies strictly on the "
                  "claimed side of 0, `does not hold` when one lies strictly on the other side, `inconclusive` otherwise "
                  "(an interval touching 0, or none: too few runs), `not tested` when a method it needs did not run. "
-                 "Accuracy: the proxy's pairwise accuracy off the logging policy's support.",
+                 f"Accuracy: the proxy's {ACCURACY_LABEL} (`ACCURACY`).",
         evidence_header=["| quantity | value [95% interval] | runs | claimed | on the claimed side |",
                          "|---|---:|---:|---|---|"],
         evidence_line=_evidence_line)

@@ -53,7 +53,7 @@ def test_results_fields_and_reference_values(run):
         assert row["true_value"] <= entry["oracle_true_value"] + 1e-9, name
     assert entry["methods"]["pretrained"]["kl_to_pretrained"] == pytest.approx(0.0, abs=1e-5)  # 1e-6 smoothing
     assert entry["oracle_true_value"] > entry["logging_true_value"] > entry["uniform_true_value"]
-    for where in ("on_support", "off_support"):
+    for where in ("on_support", "off_support", "on_logging"):  # on_logging: the claims' and Figure 1's axis
         assert {"pearson", "spearman", "pairwise_accuracy", "rmse", "num_pairs"} <= set(entry["proxy_accuracy"][where])
     assert entry["proxy_accuracy"]["on_support"]["num_pairs"] > 0
     summary = loaded["settings"]["noise=0.5,users=60,coverage=0.8"]

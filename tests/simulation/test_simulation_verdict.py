@@ -40,7 +40,7 @@ def _run(accuracy: float, seed: int, *, agree: bool, methods: tuple[str, ...]) -
         rows[method] = {"true_value": true[method], "proxy_value": true[method] + gaps[method],
                         "hacking_gap": gaps[method], "ndcg@10": ndcg, "hr@10": 2 * ndcg}
     return {"name": f"acc{accuracy}", "seed": seed, "setting": {"noise_std": 1 - accuracy},
-            "proxy_accuracy": {"off_support": {"pairwise_accuracy": accuracy + 0.001 * seed},
+            "proxy_accuracy": {"on_logging": {"pairwise_accuracy": accuracy + 0.001 * seed},
                                "on_support": {"pairwise_accuracy": 0.9}},
             "methods": rows}
 
@@ -81,7 +81,7 @@ def test_evidence_is_computed_from_the_runs():
     assert w4["value"] == pytest.approx(np.mean(differences)) and w4["num_runs"] == len(runs)
     assert w4["ci95"][0] <= w4["value"] <= w4["ci95"][1]
     # W1: Spearman over runs of the lead against the accuracy (no ties here: Pearson of the ranks).
-    accuracy = np.array([run["proxy_accuracy"]["off_support"]["pairwise_accuracy"] for run in runs])
+    accuracy = np.array([run["proxy_accuracy"]["on_logging"]["pairwise_accuracy"] for run in runs])
     lead = np.array([run["methods"]["ppo"]["true_value"] - run["methods"]["asft"]["true_value"] for run in runs])
     ranks = [np.argsort(np.argsort(values)) for values in (accuracy, lead)]
     assert verdicts["W1"]["evidence"][0]["value"] == pytest.approx(np.corrcoef(*ranks)[0, 1])
@@ -121,7 +121,7 @@ def test_too_few_runs_are_inconclusive():
 def test_one_accuracy_is_inconclusive_for_figure_one():
     results = _results()
     for run in results["runs"]:
-        run["proxy_accuracy"]["off_support"]["pairwise_accuracy"] = 0.7
+        run["proxy_accuracy"]["on_logging"]["pairwise_accuracy"] = 0.7
     verdicts = _by_claim(results)
     assert verdicts["W1"]["status"] == INCONCLUSIVE and "1 distinct accuracies" in verdicts["W1"]["note"]
     assert verdicts["W2"]["status"] == INCONCLUSIVE
