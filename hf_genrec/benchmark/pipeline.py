@@ -75,9 +75,10 @@ from ..rewards import RewardEnsemble, format_reward_table, reward_table
 from ..rewards.ensemble import ENSEMBLE_FILE
 from ..trainers import RewardConfig
 from ..trainers.asft import TILT_MATCHED, asft_ablation_grid
+from ..trainers.base import last_complete_checkpoint
 from ..trainers.sft import SFTTrainer, tilt_matched_reward_power, weight_tilt
 from ..utils.io import write_json
-from ..workflows.common import CHECKPOINTS_DIR
+from ..workflows.common import CHECKPOINTS_DIR, check_resumable
 from ..workflows.posttrain import METHODS, posttrain
 from ..workflows.pretrain import pretrain
 from ..workflows.reward import METRICS_FILE, reward, train_plus_validation, train_reward_ensemble
@@ -225,13 +226,23 @@ def train_reward_model(output: Path, *, data: Path, pretrained: Path, recipe: di
             "train_runtime_s": report["train_runtime_s"], "seeds": report["seeds"]}
 
 
-@stage("judge", output="ensemble")
-def train_judge(output: Path, *, data: Path, pretrained: Path, recipe: dict[str, Any], judge_data: str) -> dict:
+def _resume_member(trainer) -> Any:
+    """Train one ensemble member from its newest complete checkpoint, if any (checked to be this member's run)."""
+    checkpoint = last_complete_checkpoint(trainer.args.output_dir)
+    if checkpoint is not None:
+        check_resumable(checkpoint, trainer.run_fingerprint())
+    return trainer.train(resume_from_checkpoint=checkpoint)
+
+
+@stage("judge", output="ensemble", resumable=True)
+def train_judge(output: Path, *, data: Path, pretrained: Path, recipe: dict[str, Any], judge_data: str,
+                resume: bool = False) -> dict:
     """The judge: a separate ensemble (other seeds) on the training events, or on the training and
     validation events (the test targets stay held out; validation RMSE can then no longer pick an epoch, so
-    every member trains its full epochs)."""
+    every member trains its full epochs). `resume` continues an interrupted run, each member from its newest
+    complete checkpoint."""
     if judge_data == "train":
-        return train_reward_model(output, data=data, pretrained=pretrained, recipe=recipe)
+        return train_reward_model(output, data=data, pretrained=pretrained, recipe=recipe, resume=resume)
     split = recipe["data"]["split"]
     splits, vocabulary = load_prepared(data, split)
     training = {**recipe["training"], "output_dir": str(output / "checkpoints"), "load_best_model_at_end": False}
@@ -244,6 +255,7 @@ def train_judge(output: Path, *, data: Path, pretrained: Path, recipe: dict[str,
         model_overrides=recipe["model"],
         trained_on={"data": str(data), "split": split, "training_split": judge_data, "judge": True,
                     "pretrained_model": str(pretrained)},
+        train=_resume_member if resume else None,
     )
     ensemble.save_pretrained(output)
     return {"ensemble_size": ensemble.num_members, "seeds": ensemble.seeds}
