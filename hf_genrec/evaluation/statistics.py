@@ -100,6 +100,18 @@ def bootstrap_mean_ci(
     return (float(array.mean()), *_percentile_interval(means, confidence))
 
 
+def _paired_values(method_values, reference_values) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays as (S, U) float64, checked to be aligned (the same seeds and users in the same order)."""
+    method = _as_values(method_values, "method_values")
+    reference = _as_values(reference_values, "reference_values")
+    if method.shape != reference.shape:
+        raise ValueError(
+            f"method_values and reference_values must be aligned per seed and user, got shapes {method.shape} "
+            f"and {reference.shape}. Fix: pass the same users (and seeds) in the same order for both"
+        )
+    return method, reference
+
+
 def bootstrap_relative_change_ci(
     method_values: torch.Tensor | np.ndarray,
     reference_values: torch.Tensor | np.ndarray,
@@ -131,13 +143,7 @@ def bootstrap_relative_change_ci(
         reference happened to score. All `nan` when there are no users.
     """
     _check_args(num_resamples, confidence)
-    method = _as_values(method_values, "method_values")
-    reference = _as_values(reference_values, "reference_values")
-    if method.shape != reference.shape:
-        raise ValueError(
-            f"method_values and reference_values must be aligned per seed and user, got shapes {method.shape} "
-            f"and {reference.shape}. Fix: pass the same users (and seeds) in the same order for both"
-        )
+    method, reference = _paired_values(method_values, reference_values)
     if method.size == 0:
         return math.nan, math.nan, math.nan
     reference_mean = reference.mean()
@@ -170,13 +176,7 @@ def bootstrap_difference_ci(
         (difference, low, high); all `nan` when there are no users.
     """
     _check_args(num_resamples, confidence)
-    method = _as_values(method_values, "method_values")
-    reference = _as_values(reference_values, "reference_values")
-    if method.shape != reference.shape:
-        raise ValueError(
-            f"method_values and reference_values must be aligned per seed and user, got shapes {method.shape} "
-            f"and {reference.shape}. Fix: pass the same users (and seeds) in the same order for both"
-        )
+    method, reference = _paired_values(method_values, reference_values)
     if method.size == 0:
         return math.nan, math.nan, math.nan
     method_means, reference_means = _resampled_means((method, reference), num_resamples, seed)
