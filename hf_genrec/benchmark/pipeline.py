@@ -75,10 +75,9 @@ from ..rewards import RewardEnsemble, format_reward_table, reward_table
 from ..rewards.ensemble import ENSEMBLE_FILE
 from ..trainers import RewardConfig
 from ..trainers.asft import TILT_MATCHED, asft_ablation_grid
-from ..trainers.base import last_complete_checkpoint
 from ..trainers.sft import SFTTrainer, tilt_matched_reward_power, weight_tilt
 from ..utils.io import write_json
-from ..workflows.common import CHECKPOINTS_DIR, check_resumable
+from ..workflows.common import CHECKPOINTS_DIR, resumable_checkpoint
 from ..workflows.posttrain import METHODS, posttrain
 from ..workflows.pretrain import pretrain
 from ..workflows.reward import METRICS_FILE, reward, train_plus_validation, train_reward_ensemble
@@ -228,10 +227,7 @@ def train_reward_model(output: Path, *, data: Path, pretrained: Path, recipe: di
 
 def _resume_member(trainer) -> Any:
     """Train one ensemble member from its newest complete checkpoint, if any (checked to be this member's run)."""
-    checkpoint = last_complete_checkpoint(trainer.args.output_dir)
-    if checkpoint is not None:
-        check_resumable(checkpoint, trainer.run_fingerprint())
-    return trainer.train(resume_from_checkpoint=checkpoint)
+    return trainer.train(resume_from_checkpoint=resumable_checkpoint(trainer))
 
 
 @stage("judge", output="ensemble", resumable=True)

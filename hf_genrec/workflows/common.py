@@ -57,6 +57,7 @@ __all__ = [
     "check_model_vocabulary",
     "check_resumable",
     "clear_run_folder",
+    "resumable_checkpoint",
     "finish_run",
     "input_digest",
     "is_main_process",
@@ -246,6 +247,15 @@ def _shown(value: Any) -> str:
     if text.startswith("sha256:"):
         return text[:19] + "…"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def resumable_checkpoint(trainer) -> str | None:
+    """The newest complete checkpoint under `trainer.args.output_dir`, checked to have been written by this run
+    (`check_resumable` against `trainer.run_fingerprint()`), or `None` when there is none."""
+    checkpoint = last_complete_checkpoint(trainer.args.output_dir)
+    if checkpoint is not None:
+        check_resumable(checkpoint, trainer.run_fingerprint())
+    return checkpoint
 
 
 def check_resumable(checkpoint: str | os.PathLike, fingerprint: dict[str, Any]) -> None:
@@ -489,9 +499,8 @@ class TrainingRun:
     def _resume_checkpoint(self, trainer) -> str | None:
         """The checkpoint a resumed `trainer` continues from (checked to be this run's), or `None` to start over
         in a folder without one (refused when the folder holds a finished run)."""
-        resume_from = last_complete_checkpoint(trainer.args.output_dir)
+        resume_from = resumable_checkpoint(trainer)
         if resume_from is not None:
-            check_resumable(resume_from, trainer.run_fingerprint())
             return resume_from
         if (self.output_dir / self.metrics_file).is_file():
             raise FileExistsError(
