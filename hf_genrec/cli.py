@@ -348,6 +348,7 @@ def _add_benchmark(subparsers) -> None:
 
 
 def _add_simulate(subparsers) -> None:
+    from .simulation.logging_policy import PROPENSITY_MODES
     from .simulation.study import DEFAULT_METHODS, PRESETS
     from .workflows.posttrain import METHODS
 
@@ -372,6 +373,10 @@ def _add_simulate(subparsers) -> None:
     p.add_argument("--sep", default=None, help="Field separator for --format csv (default ',').")
     p.add_argument("--columns", default=None, help="csv columns, as for `prepare`.")
     p.add_argument("--header", action="store_true", help="The csv file's first line is a header.")
+    p.add_argument("--propensities", choices=PROPENSITY_MODES, default=None,
+                   help="What each simulated log carries of its logging propensities, in propensities.csv beside "
+                   "the stage's ratings.dat: hidden (none, the presets' default), exported (the true ones) or "
+                   "wrong (a misspecified logging policy's).")
     p.add_argument("--output", default="runs/simulate", help="Output directory (stages and results).")
 
 
@@ -517,7 +522,7 @@ def _run_simulate(args: argparse.Namespace) -> None:
     results = simulate(args.output, preset=args.preset, seeds=args.seeds, methods=args.methods,
                        command="hf-genrec " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
                        input_path=args.input, format=args.format, sep=args.sep, columns=args.columns,
-                       header=args.header)
+                       header=args.header, propensities=args.propensities)
     print(results["markdown"])
     print(f"results.json and results.md written to {args.output}")
 

@@ -4,6 +4,7 @@ known, measured against that truth. This module checks the command's arguments; 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..simulation.calibration import calibration_spec
+from ..simulation.logging_policy import PROPENSITY_MODES
 from ..simulation.study import SimulationPreset, get_simulation_preset, run_simulation
 from ..workflows.posttrain import METHODS
 
@@ -30,6 +32,7 @@ def simulate(
     sep: str | None = None,
     columns: str | None = None,
     header: bool = False,
+    propensities: str | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the simulation study and write `results.json` and `results.md` under `output_dir`.
 
@@ -45,11 +48,18 @@ def simulate(
             the preset's synthetic world, and `results.json` records the fit; the preset's log sizes must not
             exceed its users.
         format, sep, columns, header: how to read `input_path`, as for `hf-genrec prepare`.
+        propensities: what each simulated log carries of its logging propensities (`--propensities`; default the
+            preset's, `hidden`): `hidden` (none), `exported` (the true ones) or `wrong` (a misspecified policy's),
+            written to `propensities.csv` beside the simulate stage's `ratings.dat`.
 
     Returns:
         The content of `results.json` (plus `markdown`).
     """
     preset = get_simulation_preset(preset)
+    if propensities is not None:
+        if propensities not in PROPENSITY_MODES:
+            raise ValueError(f"--propensities {propensities!r} is unknown; use one of {', '.join(PROPENSITY_MODES)}.")
+        preset = dataclasses.replace(preset, propensities=propensities)
     seeds = preset.default_seeds if seeds is None else seeds
     if methods is not None:
         methods = tuple(dict.fromkeys(methods))

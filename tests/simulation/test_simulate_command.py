@@ -101,3 +101,22 @@ def test_seeds_default_to_the_preset(monkeypatch):
     simulate("unused", preset="quick", seeds=2)
     assert asked == [3, 2]
     assert build_parser().parse_args(["simulate", "--output", "out"]).seeds is None  # the preset decides
+
+
+def test_propensities_flag_reaches_the_simulate_stage(monkeypatch):
+    from hf_genrec.commands import simulate as command
+    from hf_genrec.simulation.study import WorldSetting, simulation_inputs
+
+    asked = []
+    monkeypatch.setattr(command, "run_simulation", lambda output, preset, seeds, **kwargs: asked.append(preset))
+    args = build_parser().parse_args(["simulate", "--propensities", "wrong", "--output", "out"])
+    assert args.propensities == "wrong"
+    assert build_parser().parse_args(["simulate"]).propensities is None  # the preset's (hidden)
+    simulate("unused", preset=MICRO, propensities=args.propensities)
+    simulate("unused", preset=MICRO)
+    setting = WorldSetting(0.5, 60, 0.8)
+    # the mode is part of the simulate stage's inputs (what it writes propensities.csv from), hidden keeps none
+    assert simulation_inputs(asked[0], setting, 0)["propensities"]["mode"] == "wrong"
+    assert "propensities" not in simulation_inputs(asked[1], setting, 0)
+    with pytest.raises(ValueError, match="--propensities 'bogus'"):
+        simulate("unused", preset=MICRO, propensities="bogus")
