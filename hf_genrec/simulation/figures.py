@@ -4,8 +4,9 @@ against the proxy's accuracy (the post's Figure 1, measured) and the winner map 
 The winner of a world setting is the post-training method (or the pretrained policy itself: post-training may not
 pay) with the highest true value V* averaged over seeds. `ppo_true`, PPO against r* itself, is left out: it is the
 reference for what the truth allows, not a method a user can run on logs. A winner is `clear` when its lead over
-the runner-up exceeds twice the standard error of the difference of the two means over seeds (seeds are independent
-logs and trainings, so the variances add); with one seed nothing is clear.
+the runner-up exceeds twice the standard error of their mean per-seed difference: seed i of a setting is one log and
+one proxy that every method trains on, so the comparison is paired seed by seed and a log that is easier for all
+methods alike does not blur it; with one seed nothing is clear.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ __all__ = ["plot_gain_against_proxy_accuracy", "plot_value_against_kl", "plot_wi
 CANDIDATE_EXCLUDED = (TRUE_PPO,)  # the truth's reference, not a competitor
 
 
-def _seed_values(results: dict[str, Any], name: str, method: str) -> list[float]:
-    return [run["methods"][method]["true_value"] for run in results["runs"]
-            if run["name"] == name and method in run["methods"] and run["methods"][method]["true_value"] is not None]
+def _seed_values(results: dict[str, Any], name: str, method: str) -> dict[int, float]:
+    """`{seed: V*}` of `method` in setting `name` (seeds where it ran)."""
+    return {run["seed"]: run["methods"][method]["true_value"] for run in results["runs"]
+            if run["name"] == name and method in run["methods"] and run["methods"][method]["true_value"] is not None}
 
 
 def _mean_and_se(values: list[float]) -> tuple[float, float | None]:
@@ -45,27 +47,30 @@ def winner_map(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     Returns:
         `{setting name: {"setting", "winner", "runner_up", "true_value", "runner_up_true_value", "margin",
         "margin_se", "clear", "ranking"}}`: `ranking` lists every candidate as `[method, mean V*]`, best first;
-        `margin_se` is None and `clear` False with one seed.
+        `margin_se` is the standard error of the mean per-seed difference winner − runner-up (paired by seed),
+        None and `clear` False with one seed.
     """
     table: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(run["name"] for run in results["runs"]):
         run = next(run for run in results["runs"] if run["name"] == name)
-        stats = {method: _mean_and_se(values) for method in run["methods"] if method not in CANDIDATE_EXCLUDED
-                 for values in [_seed_values(results, name, method)] if values}
-        ranking = sorted(stats, key=lambda method: -stats[method][0])
+        per_seed = {method: values for method in run["methods"] if method not in CANDIDATE_EXCLUDED
+                    for values in [_seed_values(results, name, method)] if values}
+        means = {method: sum(values.values()) / len(values) for method, values in per_seed.items()}
+        ranking = sorted(means, key=lambda method: -means[method])
         if not ranking:
             continue
         winner = ranking[0]
         runner_up = ranking[1] if len(ranking) > 1 else None
-        entry = {"setting": run["setting"], "winner": winner, "true_value": stats[winner][0], "runner_up": runner_up,
+        entry = {"setting": run["setting"], "winner": winner, "true_value": means[winner], "runner_up": runner_up,
                  "runner_up_true_value": None, "margin": None, "margin_se": None, "clear": False,
-                 "ranking": [[method, stats[method][0]] for method in ranking]}
+                 "ranking": [[method, means[method]] for method in ranking]}
         if runner_up is not None:
-            entry["runner_up_true_value"] = stats[runner_up][0]
-            entry["margin"] = stats[winner][0] - stats[runner_up][0]
-            errors = (stats[winner][1], stats[runner_up][1])
-            if None not in errors:
-                entry["margin_se"] = math.sqrt(errors[0] ** 2 + errors[1] ** 2)
+            entry["runner_up_true_value"] = means[runner_up]
+            entry["margin"] = means[winner] - means[runner_up]
+            shared = sorted(per_seed[winner].keys() & per_seed[runner_up].keys())
+            _, entry["margin_se"] = _mean_and_se([per_seed[winner][seed] - per_seed[runner_up][seed]
+                                                  for seed in shared]) if shared else (None, None)
+            if entry["margin_se"] is not None:
                 entry["clear"] = entry["margin"] > 2 * entry["margin_se"]
         table[name] = entry
     return table

@@ -34,11 +34,22 @@ def test_winner_is_the_best_mean_true_value_without_ppo_true():
 
 def test_clear_only_when_the_lead_exceeds_two_standard_errors():
     table = winner_map(_results())
-    # Hand-computed: each seed's values are mean -/+ 0.01 (a) or 0.05 (b): std 0.01 / 0.05, s.e. std / sqrt(3).
-    se_a = math.sqrt(2 * (0.01 ** 2 / 3))
-    assert table["a"]["margin_se"] == pytest.approx(se_a)
+    # Hand-computed: a's per-seed differences asft - rwbc are 0.12, 0.10, 0.08 (std 0.02), b's 0.11, 0.01, -0.09.
+    assert table["a"]["margin_se"] == pytest.approx(0.02 / math.sqrt(3))
+    assert table["b"]["margin_se"] == pytest.approx(0.1 / math.sqrt(3))
     assert table["a"]["clear"] is True
     assert table["b"]["clear"] is False
+
+
+def test_the_lead_is_paired_by_seed():
+    # Seed 1's log is easier for every method (+0.3), A-SFT leads RW-BC by 0.05 +/- 0.005 on each log: unpaired,
+    # the seed spread would hide the lead (two s.e. of the difference of means about 0.28); paired it is clear.
+    runs = [_run("c", 0.0, 500, 1.0, seed, {"rwbc": 2.0 + easier, "asft": 2.05 + easier + jitter})
+            for seed, (easier, jitter) in enumerate(((0.0, -0.005), (0.3, 0.0), (-0.3, 0.005)))]
+    entry = winner_map({"runs": runs})["c"]
+    assert entry["winner"] == "asft" and entry["margin"] == pytest.approx(0.05)
+    assert entry["margin_se"] == pytest.approx(0.005 / math.sqrt(3))
+    assert entry["clear"] is True
 
 
 def test_one_seed_is_never_clear():
