@@ -17,7 +17,7 @@ from typing import Any
 
 from ..benchmark.presets import REFERENCE_METHOD
 from .true_reward import TRUE_PPO
-from .verdict import ACCURACY, ACCURACY_LABEL
+from .verdict import ACCURACY, ACCURACY_LABEL, gain_by_accuracy
 
 __all__ = ["plot_gain_against_proxy_accuracy", "plot_value_against_kl", "plot_winner_map", "winner_map"]
 
@@ -137,20 +137,32 @@ def plot_value_against_kl(results: dict[str, Any], path: str | os.PathLike) -> s
 
 
 def plot_gain_against_proxy_accuracy(results: dict[str, Any], path: str | os.PathLike) -> str:
-    """True-value gain over reward-weighted BC per method against the proxy's accuracy (`verdict.ACCURACY`), one
-    point per setting and seed (the post's Figure 1, measured)."""
+    """True-value gain over reward-weighted BC per method against the proxy's accuracy (`verdict.ACCURACY`): one faint
+    point per setting and seed, and per method the mean over each third of runs by accuracy with its bootstrap 95%
+    interval (`verdict.gain_by_accuracy`), at the middle of the third's accuracy range: the post's Figure 1, measured."""
     from ..benchmark.report import _pyplot
 
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
     runs = [run for run in results["runs"] if REFERENCE_METHOD in run["methods"]]
+    thirds = gain_by_accuracy(results, REFERENCE_METHOD)
     for index, method in enumerate(m for m in results["config"]["methods"] if m != REFERENCE_METHOD):
-        x = [run["proxy_accuracy"].get(ACCURACY[0], {}).get(ACCURACY[1], math.nan) for run in runs]
-        gains = [run["methods"][method]["true_value"] - run["methods"][REFERENCE_METHOD]["true_value"] for run in runs]
-        axis.scatter(x, gains, color=f"C{index % 10}", label=method)
+        color = f"C{index % 10}"
+        rows = [run for run in runs if method in run["methods"]]
+        x = [run["proxy_accuracy"].get(ACCURACY[0], {}).get(ACCURACY[1], math.nan) for run in rows]
+        gains = [run["methods"][method]["true_value"] - run["methods"][REFERENCE_METHOD]["true_value"] for run in rows]
+        axis.scatter(x, gains, color=color, alpha=0.3, s=12)
+        cells = [(group, cell) for group, cell in zip(thirds["groups"], thirds["methods"].get(method, []))
+                 if cell["num_runs"] and group["num_runs"]]
+        centres = [(group["accuracy_min"] + group["accuracy_max"]) / 2 for group, _ in cells]
+        means = [cell["mean"] for _, cell in cells]
+        errors = [[0.0 if cell["ci95"][0] is None else cell["mean"] - cell["ci95"][0] for _, cell in cells],
+                  [0.0 if cell["ci95"][1] is None else cell["ci95"][1] - cell["mean"] for _, cell in cells]]
+        axis.errorbar(centres, means, yerr=errors, color=color, marker="o", capsize=3, label=method)
     axis.axhline(0.0, color="grey", linewidth=0.8)
     axis.set_xlabel(f"proxy {ACCURACY_LABEL}")
     axis.set_ylabel(f"true value - {REFERENCE_METHOD}'s")
+    axis.set_title("points: runs; lines: mean per third of runs by accuracy (95% interval)", fontsize=9)
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -70,7 +70,7 @@ from .logging_policy import (
 )
 from .simulated_log import SimulatedLog, WorldSetting, build_world
 from .true_reward import TRUE_PPO, WorldRewardModel
-from .verdict import simulation_verdicts, verdict_markdown
+from .verdict import gain_by_accuracy, gain_by_accuracy_markdown, simulation_verdicts, verdict_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 KL_FIGURE, GAIN_FIGURE = "gold_proxy_vs_sqrt_kl.png", "true_gain_vs_proxy_accuracy.png"
 WINNER_FIGURE = "winner_map.png"
 PROPENSITIES_FILE = "propensities.csv"  # the simulate stage's side file (`write_propensities`)
-SCHEMA_VERSION = 3  # 2: methods tuned as in the benchmark; `runs[].tuning` and `settings{}.tuning`; 3: `winner_map`, `verdict`
+# 2: methods tuned as in the benchmark; `runs[].tuning` and `settings{}.tuning`; 3: `winner_map`, `verdict`;
+# 4: `overall` (means over every run), `gain_by_accuracy` (Figure 1 as a table)
+SCHEMA_VERSION = 4
 RANKING_METRICS = ("hr@10", "ndcg@10")
 # Where the proxy's accuracy is measured (`proxy_accuracy`): uniform draws from the logging support and outside it,
 # and draws from the logging policy itself (the x axis of the claims and of Figure 1: `verdict.ACCURACY`).
@@ -370,6 +372,14 @@ def _mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def _mean_over_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `settings{}` summary over every run of the sweep (mean and sample std over settings and seeds together)."""
+    (summary,) = _mean_over_seeds([{**run, "name": "all"} for run in runs]).values()
+    summary.pop("setting")
+    summary["num_runs"] = len(runs)
+    return summary
+
+
 def _selection_over_seeds(group: list[dict[str, Any]]) -> dict[str, Any]:
     """Per method, the trials chosen by validation and by the truth on each seed (indices and hyperparameters),
     and the mean and std over seeds of their true values and of the selection regret."""
@@ -426,11 +436,13 @@ def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, s
         "calibration": _calibration_report(calibration),
         "runs": runs,
         "settings": _mean_over_seeds(runs),
+        "overall": _mean_over_runs(runs),
         "stages": store.history,
         "wall_time_s": round(time.time() - start, 1),
         "stage_time_s": stage_seconds(store.history),
     }
     results["winner_map"] = winner_map(results)
+    results["gain_by_accuracy"] = gain_by_accuracy(results)
     results["verdict"] = simulation_verdicts(results)
     markdown = results_markdown(results)
     write_json_strict(output_dir / RESULTS_JSON, results)
@@ -465,6 +477,16 @@ def results_markdown(results: dict[str, Any]) -> str:
                   f"{fit['item_mean_train_rmse']:.3f} / {fit['item_mean_heldout_rmse']:.3f}; noise std "
                   f"{fit['noise_std']:.3f}.", ""]
     columns = ("true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "trap_mass", "hr@10", "ndcg@10")
+    overall = results.get("overall")
+    if overall and len(results["settings"]) > 1:
+        lines += [f"## All {overall['num_runs']} runs", "",
+                  "Means over every world setting and seed (± sample std over runs: the settings' spread and the "
+                  f"seeds' together). Oracle V* {_cell(overall['oracle_true_value'])}, logging policy V* "
+                  f"{_cell(overall['logging_true_value'])}, uniform V* {_cell(overall['uniform_true_value'])}.", "",
+                  "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for method, metrics in overall["methods"].items():
+            lines.append(f"| {method} | " + " | ".join(_cell(metrics[column]) for column in columns) + " |")
+        lines.append("")
     for name, entry in results["settings"].items():
         lines += [f"## {name}", "",
                   f"Oracle V* {_cell(entry['oracle_true_value'])}, logging policy V* "
@@ -477,6 +499,7 @@ def results_markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {method} | " + " | ".join(_cell(metrics[column]) for column in columns) + " |")
         lines += ["", *_selection_markdown(entry.get("tuning") or {})]
     lines += _winner_markdown(results.get("winner_map") or {})
+    lines += gain_by_accuracy_markdown(results.get("gain_by_accuracy"))
     lines += verdict_markdown(results.get("verdict") or [])
     lines.append(f"Wall time {results['wall_time_s']:.0f} s (stages {results['stage_time_s']:.0f} s).")
     return "\n".join(lines) + "\n"

@@ -50,6 +50,8 @@ __all__ = [
     "NOT_HOLD",
     "NOT_TESTED",
     "WORLD_CLAIMS",
+    "gain_by_accuracy",
+    "gain_by_accuracy_markdown",
     "simulation_verdicts",
     "verdict_markdown",
 ]
@@ -293,6 +295,76 @@ def _w5(results: dict[str, Any], ran: list[str]) -> dict[str, Any]:
             taus.append(tau)
     evidence = [_evidence(f"Kendall's tau(NDCG@10, V*) over {len(methods)} methods, mean over runs", taus, "above")]
     return _claim("W5", evidence, missing=[])
+
+
+# ------------------------------------------------------------------------------------------------ Figure 1 as a table
+ACCURACY_THIRDS = ("least accurate third", "middle third", "most accurate third")
+
+
+def gain_by_accuracy(results: dict[str, Any], reference: str = RWBC) -> dict[str, Any]:
+    """The post's Figure 1 as a table: each method's true-value gain over `reference` in the least accurate, the
+    middle and the most accurate third of runs by the proxy's accuracy (`ACCURACY`; thirds by average rank, as W1's).
+
+    Returns:
+        `{"reference", "accuracy", "groups": [{"group", "num_runs", "accuracy_min", "accuracy_max"}] (over the runs
+        where `reference` and an accuracy exist), "methods": {method: [{"mean", "ci95", "num_runs"}] per group}}`;
+        `mean` is the mean over the group's runs of V*(method) − V*(reference), `ci95` its percentile bootstrap
+        interval over runs (`[None, None]` from fewer than 2 runs). Every method that ran but `reference` has a row
+        (the pretrained policy shows whether post-training paid; `ppo_true` what the truth allows).
+    """
+    runs = [run for run in results["runs"] if _value(run, reference) is not None and _accuracy(run) is not None]
+    accuracies = np.asarray([_accuracy(run) for run in runs], dtype=float)  # (runs,)
+    thirds = _accuracy_thirds(accuracies)
+    groups = []
+    for name, mask in zip(ACCURACY_THIRDS, thirds):
+        chosen = accuracies[mask]
+        groups.append({"group": name, "num_runs": int(mask.sum()),
+                       "accuracy_min": float(chosen.min()) if mask.any() else None,
+                       "accuracy_max": float(chosen.max()) if mask.any() else None})
+    methods = {}
+    for method in _ran(results):
+        if method == reference:
+            continue
+        cells = []
+        for mask in thirds:  # the same runs in every row: a method missing in a run only has fewer in that third
+            gains = [value - _value(run, reference) for run, chosen in zip(runs, mask)
+                     if chosen and (value := _value(run, method)) is not None]
+            mean, low, high = _mean_interval(gains)
+            cells.append({"mean": mean, "ci95": [low, high], "num_runs": len(gains)})
+        methods[method] = cells
+    return {"reference": reference, "accuracy": " ".join(ACCURACY), "groups": groups, "methods": methods}
+
+
+def _accuracy_thirds(accuracies: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of the least accurate, middle and most accurate third of runs (`_accuracy_groups`' thirds and the rest)."""
+    low, high = _accuracy_groups(accuracies, 1 / 3)
+    return low, ~(low | high), high
+
+
+def gain_by_accuracy_markdown(table: dict[str, Any] | None) -> list[str]:
+    """The "True-value gain by proxy accuracy" section of `results.md` (`gain_by_accuracy`), empty without runs."""
+    if not table or not any(group["num_runs"] for group in table["groups"]):
+        return []
+    reference = table["reference"]
+
+    def header(group: dict[str, Any]) -> str:
+        if not group["num_runs"]:
+            return f"{group['group']} (no runs)"
+        return f"{group['group']} ({group['accuracy_min']:.3f}–{group['accuracy_max']:.3f}, {group['num_runs']} runs)"
+
+    def cell(entry: dict[str, Any]) -> str:
+        low, high = entry["ci95"]
+        interval = f" [{_format(low)}, {_format(high)}]" if low is not None and high is not None else ""
+        return _format(entry["mean"]) + interval
+
+    lines = ["## True-value gain by proxy accuracy (Figure 1 as a table)", "",
+             f"V*(method) − V*({reference}), mean over the runs in each third of the proxy's {ACCURACY_LABEL} "
+             "(bootstrap 95% interval over runs).", "",
+             "| method | " + " | ".join(header(group) for group in table["groups"]) + " |",
+             "|---" + "|---:" * len(table["groups"]) + "|"]
+    for method, cells in table["methods"].items():
+        lines.append(f"| {method} | " + " | ".join(cell(entry) for entry in cells) + " |")
+    return [*lines, ""]
 
 
 # ------------------------------------------------------------------------------------------------ markdown

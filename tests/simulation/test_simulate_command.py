@@ -74,6 +74,14 @@ def test_winner_map_and_claims_in_the_results(run):
     assert claims["W1"] == "inconclusive"  # one setting and one seed cannot decide Figure 1's shape
     markdown = (output / "results.md").read_text()
     assert "## Winner map" in markdown and "Claims in the simulated world" in markdown
+    # Figure 1 as a table: one run is its own middle third; the gain is A-SFT's V* minus RW-BC's in that run
+    gains = loaded["gain_by_accuracy"]
+    assert [group["num_runs"] for group in gains["groups"]] == [0, 1, 0]
+    asft_gain = entry["methods"]["asft"]["true_value"] - entry["methods"]["rwbc"]["true_value"]
+    assert gains["methods"]["asft"][1]["mean"] == pytest.approx(asft_gain)
+    assert "## True-value gain by proxy accuracy" in markdown
+    assert loaded["overall"]["num_runs"] == 1
+    assert loaded["overall"]["methods"]["ppo"]["true_value"]["mean"] == pytest.approx(entry["methods"]["ppo"]["true_value"])
 
 
 def test_rerun_reuses_every_stage(run):

@@ -167,3 +167,39 @@ def test_markdown_names_every_claim_and_its_status_and_is_json_ready():
         assert f"### {claim['claim']}: {claim['statement']} **{claim['status']}**" in text
     assert "not run: dpo, ipo" in text
     assert verdict_markdown(None) == [] and verdict_markdown([]) == []
+
+
+def test_gain_by_accuracy_thirds():
+    from hf_genrec.simulation.verdict import gain_by_accuracy, gain_by_accuracy_markdown
+
+    # 4 accuracies x 3 seeds = 12 runs: the least accurate third is the 4 runs at 0.55, the most accurate the 4 at 0.85.
+    results = _results()
+    results["runs"] = [run for run in results["runs"]  # PPO missing in one run: its thirds count the runs it has
+                       if not (run["name"] == "acc0.85" and run["seed"] == 0)] + [
+        {**run, "methods": {m: row for m, row in run["methods"].items() if m != "ppo"}}
+        for run in results["runs"] if run["name"] == "acc0.85" and run["seed"] == 0]
+    table = gain_by_accuracy(results)
+    assert table["reference"] == "rwbc"
+    assert [group["num_runs"] for group in table["groups"]] == [4, 4, 4]
+    # accuracy + 0.001 * seed: the thirds' ranges
+    assert table["groups"][0]["accuracy_min"] == pytest.approx(0.55)
+    assert table["groups"][0]["accuracy_max"] == pytest.approx(0.65)  # 0.550, 0.551, 0.552 and 0.650
+    assert table["groups"][2]["accuracy_min"] == pytest.approx(0.752)
+    assert "rwbc" not in table["methods"] and set(table["methods"]) == {"pretrained", "asft", "dpo", "ppo", "ppo_true"}
+    # asft - rwbc = 0.2 - 2 jitter, jitter = 0.01 (seed - 1): the least accurate third's seeds are 0, 1, 2, 0
+    assert table["methods"]["asft"][0]["mean"] == pytest.approx(0.2 - 2 * np.mean([-0.01, 0.0, 0.01, -0.01]))
+    # ppo - rwbc = (asft - rwbc) + lead = 0.2 - 2 jitter + 2 (accuracy - 0.7) + jitter; the most accurate third is
+    # 0.75 seed 2 and 0.85 seeds 0-2, of which PPO ran in all but 0.85 seed 0
+    low, _, high = table["methods"]["ppo"]
+    assert low["num_runs"] == 4 and high["num_runs"] == 3
+
+    def gain(accuracy: float, seed: int) -> float:
+        return 0.2 - 0.01 * (seed - 1) + 2 * (accuracy - 0.7)
+
+    assert low["mean"] == pytest.approx(np.mean([gain(0.55, 0), gain(0.55, 1), gain(0.55, 2), gain(0.65, 0)]))
+    assert high["mean"] == pytest.approx(np.mean([gain(0.75, 2), gain(0.85, 1), gain(0.85, 2)]))
+    assert low["ci95"][0] <= low["mean"] <= low["ci95"][1]
+    lines = gain_by_accuracy_markdown(table)
+    assert lines[0].startswith("## True-value gain by proxy accuracy")
+    assert any(line.startswith("| ppo |") for line in lines)
+    assert gain_by_accuracy_markdown({"groups": [], "methods": {}}) == []
