@@ -61,6 +61,7 @@ from .evaluation import (
     oracle_probabilities,
     proxy_accuracy,
     recommender_policy,
+    rollout_value,
     uniform_probabilities,
 )
 from .figures import plot_gain_against_proxy_accuracy, plot_value_against_kl, plot_winner_map, winner_map
@@ -112,6 +113,8 @@ RANKING_METRICS = ("hr@10", "ndcg@10")
 # and draws from the logging policy itself (the x axis of the claims and of Figure 1: `verdict.ACCURACY`).
 PROXY_ACCURACY_WHERE = ("on_support", "off_support", "on_logging")
 POLICY_METRICS = ("true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "kl_to_logging", "trap_mass")
+ROLLOUT_METRIC = "rollout_value"  # the H-step true value (`SimulationPreset.rollout_horizon`)
+REFERENCE_POLICIES = ("oracle", "logging", "uniform")  # `runs[].<name>_true_value` (and `_rollout_value`)
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class SimulationPreset:
             times `propensity_temperature`); written to `propensities.csv` beside the log's `ratings.dat`.
         default_seeds: simulated logs per world setting when `--seeds` is not given (issue 14: a sweep reports
             at least 3, so that the winner map and the claims have seed variance).
+        rollout_horizon: H of every model's H-step true value (`rollout_value`: each context follows the policy
+            for H steps, the world's taste, satiation and novelty updated after each item), `None` for none.
     """
 
     name: str
@@ -148,6 +153,7 @@ class SimulationPreset:
     propensities: str = "hidden"
     propensity_temperature: float = 0.5
     default_seeds: int = 1
+    rollout_horizon: int | None = 5
 
     def settings(self) -> list[WorldSetting]:
         """The world settings of the sweep, noise-major."""
@@ -271,6 +277,28 @@ def evaluate_trials_stage(output: Path, *, trials: dict[str, list[Path]], data: 
                         for method, models in trials.items()}}
 
 
+@stage("world_rollout")
+def rollout_stage(output: Path, *, models: dict[str, Path], data: Path, horizon: int, seed: int,
+                  simulation: dict[str, Any]) -> dict[str, Any]:
+    """Every model's, and the reference policies', H-step true value in the world (`rollout_value`): from each
+    held-out context the policy picks an item by sampling (seeded), the world appends it, H times; the mean over
+    contexts of the summed true rewards. `{"methods": {name: value}, "oracle"|"logging"|"uniform": value}`."""
+    log = SimulatedLog.draw(simulation)
+    _, vocabulary = load_prepared(data, SPLIT)
+    world, contexts = log.world, log.contexts()
+    policies = {"oracle": lambda states: oracle_probabilities(world, states),
+                "logging": lambda states: logging_policy_probabilities(world, log.policy, states),
+                "uniform": lambda states: uniform_probabilities(world, states)}
+    values = {name: rollout_value(world, contexts, policy, horizon, action="sample", seed=seed)
+              for name, policy in policies.items()}
+    rows = {}
+    for name, model in models.items():
+        loaded = AutoModelForNextItemPrediction.from_pretrained(Path(getattr(model, "output", model)))
+        policy = recommender_policy(loaded, vocabulary, world.num_items)
+        rows[name] = rollout_value(world, contexts, policy, horizon, action="sample", seed=seed)
+    return {"methods": rows, **values, "horizon": horizon}
+
+
 def tuning_spec(training: BenchmarkPreset, methods: tuple[str, ...], seed: int) -> BenchmarkSpec:
     """The benchmark spec whose tuning (`tune_methods`) simulate seed `seed` runs: the training preset with every
     post-training seed shifted by `seed` (so its trials train with the training seeds + `seed`), one seed, the
@@ -341,8 +369,15 @@ def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSett
                              simulation=simulation, label=f"evaluate trials {label}").result["methods"]
     selection = trial_selection(tuning, {method: [row["true_value"] for row in rows]
                                          for method, rows in trial_values.items()})
-    return {"setting": dataclasses.asdict(setting), "name": setting.name, "seed": seed, **evaluated.result,
-            "tuning": selection}
+    result = {"setting": dataclasses.asdict(setting), "name": setting.name, "seed": seed, **evaluated.result,
+              "tuning": selection}
+    if preset.rollout_horizon is not None:  # a stage of its own: earlier runs' evaluations stay cached
+        rollouts = store.run(rollout_stage, models=models, data=data, horizon=preset.rollout_horizon, seed=seed,
+                             simulation=simulation, label=f"rollout {label}").result
+        result["methods"] = {name: {**row, ROLLOUT_METRIC: rollouts["methods"][name]}
+                             for name, row in result["methods"].items()}
+        result.update({f"{name}_{ROLLOUT_METRIC}": rollouts[name] for name in REFERENCE_POLICIES})
+    return result
 
 
 def _calibration_report(calibration: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -359,14 +394,16 @@ def _mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for name in dict.fromkeys(run["name"] for run in runs):
         group = [run for run in runs if run["name"] == name]
         entry = {"setting": group[0]["setting"], "seeds": [run["seed"] for run in group], "methods": {}}
-        for key in ("oracle_true_value", "logging_true_value", "uniform_true_value"):
-            entry[key] = _stat([run[key] for run in group])
+        for key in (f"{name}_{metric}" for metric in ("true_value", ROLLOUT_METRIC) for name in REFERENCE_POLICIES):
+            if key in group[0]:
+                entry[key] = _stat([run[key] for run in group])
         entry["proxy_accuracy"] = {where: {metric: _stat([run["proxy_accuracy"][where][metric] for run in group])
                                            for metric in ("pearson", "spearman", "pairwise_accuracy", "rmse")}
                                    for where in PROXY_ACCURACY_WHERE if where in group[0]["proxy_accuracy"]}
         for method in group[0]["methods"]:
             entry["methods"][method] = {metric: _stat([run["methods"][method][metric] for run in group])
-                                        for metric in (*POLICY_METRICS, *RANKING_METRICS)}
+                                        for metric in (*POLICY_METRICS, ROLLOUT_METRIC, *RANKING_METRICS)
+                                        if metric in group[0]["methods"][method]}
         entry["tuning"] = _selection_over_seeds(group)
         summary[name] = entry
     return summary
@@ -422,8 +459,8 @@ def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, s
     output_dir.mkdir(parents=True, exist_ok=True)
     settings = preset.settings()
     trials = sum(len(preset.training.trials(method)) for method in methods)
-    # simulate, prepare, pretrain, proxy; every trial; ppo_true; two evaluations.
-    stages_per_run = 4 + trials + 1 + 2
+    # simulate, prepare, pretrain, proxy; every trial; ppo_true; two evaluations; the rollouts.
+    stages_per_run = 4 + trials + 1 + 2 + (preset.rollout_horizon is not None)
     with tqdm(total=len(settings) * seeds * stages_per_run, desc="simulate stages", unit="stage",
               disable=not show_progress) as bar:
         store = StageStore(output_dir, progress=bar)
@@ -477,20 +514,22 @@ def results_markdown(results: dict[str, Any]) -> str:
                   f"{fit['item_mean_train_rmse']:.3f} / {fit['item_mean_heldout_rmse']:.3f}; noise std "
                   f"{fit['noise_std']:.3f}.", ""]
     columns = ("true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "trap_mass", "hr@10", "ndcg@10")
+    horizon = config["preset_settings"].get("rollout_horizon")
+    if horizon is not None:
+        columns = (*columns[:1], ROLLOUT_METRIC, *columns[1:])
+        lines += [f"{ROLLOUT_METRIC}: the {horizon}-step true value (each context follows the policy, sampling, for "
+                  f"{horizon} steps; the world's state updated after each item), summed over the steps.", ""]
     overall = results.get("overall")
     if overall and len(results["settings"]) > 1:
         lines += [f"## All {overall['num_runs']} runs", "",
                   "Means over every world setting and seed (± sample std over runs: the settings' spread and the "
-                  f"seeds' together). Oracle V* {_cell(overall['oracle_true_value'])}, logging policy V* "
-                  f"{_cell(overall['logging_true_value'])}, uniform V* {_cell(overall['uniform_true_value'])}.", "",
+                  f"seeds' together). {_references(overall)}", "",
                   "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
         for method, metrics in overall["methods"].items():
             lines.append(f"| {method} | " + " | ".join(_cell(metrics[column]) for column in columns) + " |")
         lines.append("")
     for name, entry in results["settings"].items():
-        lines += [f"## {name}", "",
-                  f"Oracle V* {_cell(entry['oracle_true_value'])}, logging policy V* "
-                  f"{_cell(entry['logging_true_value'])}, uniform V* {_cell(entry['uniform_true_value'])}.", ""]
+        lines += [f"## {name}", "", _references(entry), ""]
         for where, accuracy in entry["proxy_accuracy"].items():
             lines.append(f"- proxy accuracy {where.replace('_', ' ')}: Pearson {_cell(accuracy['pearson'])}, "
                          f"pairwise {_cell(accuracy['pairwise_accuracy'])}, RMSE {_cell(accuracy['rmse'])}")
@@ -503,6 +542,15 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines += verdict_markdown(results.get("verdict") or [])
     lines.append(f"Wall time {results['wall_time_s']:.0f} s (stages {results['stage_time_s']:.0f} s).")
     return "\n".join(lines) + "\n"
+
+
+def _references(entry: dict[str, Any]) -> str:
+    """The reference policies' values of a `settings{}` (or `overall`) entry, one line."""
+    line = ", ".join(f"{name} policy V* {_cell(entry[f'{name}_true_value'])}" for name in REFERENCE_POLICIES)
+    if f"oracle_{ROLLOUT_METRIC}" in entry:
+        line += "; " + ROLLOUT_METRIC + " " + ", ".join(f"{name} {_cell(entry[f'{name}_{ROLLOUT_METRIC}'])}"
+                                                         for name in REFERENCE_POLICIES)
+    return line[0].upper() + line[1:] + "."
 
 
 def _winner_markdown(table: dict[str, Any]) -> list[str]:

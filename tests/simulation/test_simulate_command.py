@@ -45,14 +45,17 @@ def test_results_fields_and_reference_values(run):
     assert entry["setting"] == {"noise_std": 0.5, "num_users": 60, "coverage": 0.8}
     assert list(entry["methods"]) == METHODS
     for name, row in entry["methods"].items():
-        assert set(row) == {"true_value", "proxy_value", "hacking_gap", "kl_to_pretrained", "kl_to_logging",
-                            "trap_mass", "hr@10", "ndcg@10"}, name
+        assert set(row) == {"true_value", "rollout_value", "proxy_value", "hacking_gap", "kl_to_pretrained",
+                            "kl_to_logging", "trap_mass", "hr@10", "ndcg@10"}, name
+        assert math.isfinite(row["rollout_value"]), name
         assert row["hacking_gap"] == pytest.approx(row["proxy_value"] - row["true_value"])
         assert 0.0 <= row["hr@10"] <= 1.0 and 0.0 <= row["trap_mass"] <= 1.0
         # No policy beats the oracle, which takes the best unseen item of every context.
         assert row["true_value"] <= entry["oracle_true_value"] + 1e-9, name
     assert entry["methods"]["pretrained"]["kl_to_pretrained"] == pytest.approx(0.0, abs=1e-5)  # 1e-6 smoothing
     assert entry["oracle_true_value"] > entry["logging_true_value"] > entry["uniform_true_value"]
+    assert entry["oracle_rollout_value"] > entry["uniform_rollout_value"]
+    assert loaded["config"]["preset_settings"]["rollout_horizon"] == 5
     for where in ("on_support", "off_support", "on_logging"):  # on_logging: the claims' and Figure 1's axis
         assert {"pearson", "spearman", "pairwise_accuracy", "rmse", "num_pairs"} <= set(entry["proxy_accuracy"][where])
     assert entry["proxy_accuracy"]["on_support"]["num_pairs"] > 0

@@ -137,4 +137,5 @@ def test_every_trial_is_trained_and_looked_up_once(run):
     assert len(posttrain) == len({stage["key"] for stage in posttrain}) == len(METHODS) * 2
     assert all(stage["label"].endswith(f"({entry['name']} seed 0)") for stage in posttrain)
     trials = sum(len(MICRO.training.trials(method)) for method in METHODS)
-    assert len(results["stages"]) == 4 + trials + 1 + 2  # simulate, prepare, pretrain, proxy; trials; ppo_true; evals
+    # simulate, prepare, pretrain, proxy; trials; ppo_true; two evaluations; the rollouts
+    assert len(results["stages"]) == 4 + trials + 1 + 2 + 1
