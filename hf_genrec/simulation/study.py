@@ -106,7 +106,7 @@ KL_FIGURE, GAIN_FIGURE = "gold_proxy_vs_sqrt_kl.png", "true_gain_vs_proxy_accura
 WINNER_FIGURE = "winner_map.png"
 PROPENSITIES_FILE = "propensities.csv"  # the simulate stage's side file (`write_propensities`)
 # 2: methods tuned as in the benchmark; `runs[].tuning` and `settings{}.tuning`; 3: `winner_map`, `verdict`;
-# 4: `overall` (means over every run), `gain_by_accuracy` (Figure 1 as a table)
+# 4: `overall` (means over every run), `gain_by_accuracy` (Figure 1 as a table), `rollout_value` (H-step V*)
 SCHEMA_VERSION = 4
 RANKING_METRICS = ("hr@10", "ndcg@10")
 # Where the proxy's accuracy is measured (`proxy_accuracy`): uniform draws from the logging support and outside it,
@@ -394,7 +394,7 @@ def _mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for name in dict.fromkeys(run["name"] for run in runs):
         group = [run for run in runs if run["name"] == name]
         entry = {"setting": group[0]["setting"], "seeds": [run["seed"] for run in group], "methods": {}}
-        for key in (f"{name}_{metric}" for metric in ("true_value", ROLLOUT_METRIC) for name in REFERENCE_POLICIES):
+        for key in (f"{policy}_{metric}" for metric in ("true_value", ROLLOUT_METRIC) for policy in REFERENCE_POLICIES):
             if key in group[0]:
                 entry[key] = _stat([run[key] for run in group])
         entry["proxy_accuracy"] = {where: {metric: _stat([run["proxy_accuracy"][where][metric] for run in group])
