@@ -19,7 +19,8 @@ from ..benchmark.presets import REFERENCE_METHOD
 from .true_reward import TRUE_PPO
 from .verdict import ACCURACY, ACCURACY_LABEL, gain_by_accuracy
 
-__all__ = ["plot_gain_against_proxy_accuracy", "plot_value_against_kl", "plot_winner_map", "winner_map"]
+__all__ = ["overoptimisation", "plot_gain_against_proxy_accuracy", "plot_value_against_kl", "plot_winner_map",
+           "winner_map"]
 
 CANDIDATE_EXCLUDED = (TRUE_PPO,)  # the truth's reference, not a competitor
 
@@ -114,22 +115,70 @@ def plot_winner_map(results: dict[str, Any], path: str | os.PathLike) -> str:
     return str(path)
 
 
+def overoptimisation(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per tuned method, the reward-overoptimisation curve: its trials (one grid value each, the same grid in every
+    run) as mean over runs of sqrt(KL to the pretrained policy), proxy value V̂ and true value V*, from the pretrained
+    policy (sqrt(KL) 0) outwards, sorted by sqrt(KL). A method that over-optimises the proxy shows V̂ rising with
+    sqrt(KL) while V* falls.
+
+    Returns:
+        `{method: [{"trial", "sqrt_kl", "proxy_value", "true_value", "true_value_se", "num_runs"}]}`: `trial` is
+        `pretrained` or the trial's hyperparameters (`describe_hyperparameters`); `true_value_se` is the standard
+        error over runs (None from one run). Empty when no run recorded its trials' world metrics.
+    """
+    from ..benchmark.report import describe_hyperparameters
+
+    runs = [run for run in results["runs"] if run.get("tuning")]
+    curves: dict[str, list[dict[str, Any]]] = {}
+    if not runs:
+        return curves
+
+    def point(trial: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        true_value, true_value_se = _mean_and_se([row["true_value"] for row in rows])
+        return {"trial": trial, "num_runs": len(rows), "true_value": true_value, "true_value_se": true_value_se,
+                "sqrt_kl": sum(math.sqrt(max(row["kl_to_pretrained"], 0.0)) for row in rows) / len(rows),
+                "proxy_value": sum(row["proxy_value"] for row in rows) / len(rows)}
+
+    origin = point("pretrained", [run["methods"]["pretrained"] for run in runs])
+    for method, tuned in runs[0]["tuning"].items():
+        points = []
+        for index, trial in enumerate(tuned["trials"]):
+            rows = [run["tuning"][method]["trials"][index] for run in runs if method in run["tuning"]]
+            if all("kl_to_pretrained" in row and "proxy_value" in row for row in rows):
+                points.append(point(describe_hyperparameters(trial["hyperparameters"]), rows))
+        if points:
+            curves[method] = [origin, *sorted(points, key=lambda entry: entry["sqrt_kl"])]
+    return curves
+
+
 def plot_value_against_kl(results: dict[str, Any], path: str | os.PathLike) -> str:
-    """Gold (true) and proxy value against sqrt(KL to the pretrained policy), one point per method, setting and seed:
-    the reward-overoptimisation plot."""
+    """Gold (true) and proxy value against sqrt(KL to the pretrained policy): per tuned method one panel with its
+    trials' curves (`overoptimisation`: mean over runs, from the pretrained policy outwards; solid true, dashed
+    proxy) and the chosen models of every run as faint points (o true, x proxy): the reward-overoptimisation plot."""
     from ..benchmark.report import _pyplot
 
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for index, method in enumerate(results["config"]["methods"]):
+    curves = overoptimisation(results)
+    methods = [method for method in results["config"]["methods"] if method != "pretrained"]
+    figure, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods) + 1, 3.4), sharey=True, squeeze=False)
+    for index, (axis, method) in enumerate(zip(axes[0], methods)):
+        color = f"C{index % 10}"
         rows = [run["methods"][method] for run in results["runs"] if method in run["methods"]]
         x = [math.sqrt(max(row["kl_to_pretrained"], 0.0)) for row in rows]
-        color = f"C{index % 10}"
-        axis.scatter(x, [row["true_value"] for row in rows], color=color, marker="o", label=f"{method} (true)")
-        axis.scatter(x, [row["proxy_value"] for row in rows], color=color, marker="x", label=f"{method} (proxy)")
-    axis.set_xlabel("sqrt(KL to the pretrained policy)")
-    axis.set_ylabel("value (expected reward of the next item)")
-    axis.legend(fontsize=7, ncol=2)
+        axis.scatter(x, [row["true_value"] for row in rows], color=color, marker="o", alpha=0.25, s=10)
+        axis.scatter(x, [row["proxy_value"] for row in rows], color=color, marker="x", alpha=0.25, s=10)
+        if method in curves:
+            points = curves[method]
+            axis.plot([p["sqrt_kl"] for p in points], [p["true_value"] for p in points], color=color, marker="o",
+                      label="true V*")
+            axis.plot([p["sqrt_kl"] for p in points], [p["proxy_value"] for p in points], color=color, marker="x",
+                      linestyle="--", label="proxy V̂")
+            axis.legend(fontsize=7)
+        axis.set_title(method, fontsize=9)
+        axis.set_xlabel("sqrt(KL to pretrained)", fontsize=8)
+    axes[0][0].set_ylabel("value (expected reward of the next item)")
+    figure.suptitle("lines: each trial, mean over runs, from the pretrained policy; points: chosen models per run",
+                    fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

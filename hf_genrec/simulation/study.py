@@ -64,7 +64,13 @@ from .evaluation import (
     rollout_value,
     uniform_probabilities,
 )
-from .figures import plot_gain_against_proxy_accuracy, plot_value_against_kl, plot_winner_map, winner_map
+from .figures import (
+    overoptimisation,
+    plot_gain_against_proxy_accuracy,
+    plot_value_against_kl,
+    plot_winner_map,
+    winner_map,
+)
 from .logging_policy import (
     logged_propensities,
     write_propensities,
@@ -106,7 +112,8 @@ KL_FIGURE, GAIN_FIGURE = "gold_proxy_vs_sqrt_kl.png", "true_gain_vs_proxy_accura
 WINNER_FIGURE = "winner_map.png"
 PROPENSITIES_FILE = "propensities.csv"  # the simulate stage's side file (`write_propensities`)
 # 2: methods tuned as in the benchmark; `runs[].tuning` and `settings{}.tuning`; 3: `winner_map`, `verdict`;
-# 4: `overall` (means over every run), `gain_by_accuracy` (Figure 1 as a table), `rollout_value` (H-step V*)
+# 4: `overall` (means over every run), `gain_by_accuracy` (Figure 1 as a table), `rollout_value` (H-step V*),
+# `overoptimisation` (per trial sqrt(KL), proxy and true value; `runs[].tuning[].trials` keep those metrics)
 SCHEMA_VERSION = 4
 RANKING_METRICS = ("hr@10", "ndcg@10")
 # Where the proxy's accuracy is measured (`proxy_accuracy`): uniform draws from the logging support and outside it,
@@ -309,29 +316,32 @@ def tuning_spec(training: BenchmarkPreset, methods: tuple[str, ...], seed: int) 
                          protocol=SPLIT)
 
 
-def trial_selection(tuning: dict[str, dict[str, Any]], true_values: dict[str, list[float]]) -> dict[str, Any]:
+def trial_selection(tuning: dict[str, dict[str, Any]], trial_metrics: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     """Per method, what selection on validation chose and what selection by the truth would have chosen.
 
     Args:
         tuning: `tune_methods`' result (each trial's `hyperparameters` and `validation_mean`, the `chosen` index).
-        true_values: `{method: [V* of each trial]}`, in the order of `tuning[method]["trials"]`.
+        trial_metrics: `{method: [metrics of each trial]}` in the order of `tuning[method]["trials"]`, each with
+            `true_value` and any other `POLICY_METRICS` (`evaluate_trials_stage`), which the trial records keep.
 
     Returns:
-        `{method: {"trials": [{hyperparameters, validation, true_value}], "chosen_by_validation",
+        `{method: {"trials": [{hyperparameters, validation, true_value, ...}], "chosen_by_validation",
         "chosen_by_truth", "selection_regret"}}`: `chosen_by_validation` is `tune_methods`' choice (it reads
         validation only), `chosen_by_truth` the argmax of the true values (ties: the first) and `selection_regret`
         V*(truth's choice) − V*(validation's choice), >= 0.
     """
     report = {}
     for method, tuned in tuning.items():
-        values = true_values[method]
-        if len(values) != len(tuned["trials"]):
-            raise ValueError(f"true_values[{method!r}] has {len(values)} values for {len(tuned['trials'])} trials; "
-                             "pass one true value per tuning trial, in the trials' order.")
+        metrics = trial_metrics[method]
+        if len(metrics) != len(tuned["trials"]):
+            raise ValueError(f"trial_metrics[{method!r}] has {len(metrics)} entries for {len(tuned['trials'])} "
+                             "trials; pass one entry (with its true value) per tuning trial, in the trials' order.")
+        values = [row["true_value"] for row in metrics]
         by_validation, by_truth = tuned["chosen"], select_trial(values)
         report[method] = {
             "trials": [{"hyperparameters": trial["hyperparameters"], "validation": trial["validation_mean"],
-                        "true_value": value} for trial, value in zip(tuned["trials"], values)],
+                        **{metric: row[metric] for metric in POLICY_METRICS if metric in row}}
+                       for trial, row in zip(tuned["trials"], metrics)],
             "chosen_by_validation": by_validation, "chosen_by_truth": by_truth,
             "selection_regret": values[by_truth] - values[by_validation],
         }
@@ -367,8 +377,7 @@ def _run_setting(store: StageStore, preset: SimulationPreset, setting: WorldSett
                           simulation=simulation, label=f"evaluate {label}")
     trial_values = store.run(evaluate_trials_stage, trials=trials, data=data, proxy=proxy, pretrained=pretrained,
                              simulation=simulation, label=f"evaluate trials {label}").result["methods"]
-    selection = trial_selection(tuning, {method: [row["true_value"] for row in rows]
-                                         for method, rows in trial_values.items()})
+    selection = trial_selection(tuning, trial_values)
     result = {"setting": dataclasses.asdict(setting), "name": setting.name, "seed": seed, **evaluated.result,
               "tuning": selection}
     if preset.rollout_horizon is not None:  # a stage of its own: earlier runs' evaluations stay cached
@@ -480,6 +489,7 @@ def run_simulation(output_dir: str | os.PathLike, preset: SimulationPreset, *, s
     }
     results["winner_map"] = winner_map(results)
     results["gain_by_accuracy"] = gain_by_accuracy(results)
+    results["overoptimisation"] = overoptimisation(results)
     results["verdict"] = simulation_verdicts(results)
     markdown = results_markdown(results)
     write_json_strict(output_dir / RESULTS_JSON, results)
@@ -539,9 +549,28 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += ["", *_selection_markdown(entry.get("tuning") or {})]
     lines += _winner_markdown(results.get("winner_map") or {})
     lines += gain_by_accuracy_markdown(results.get("gain_by_accuracy"))
+    lines += _overoptimisation_markdown(results.get("overoptimisation") or {})
     lines += verdict_markdown(results.get("verdict") or [])
     lines.append(f"Wall time {results['wall_time_s']:.0f} s (stages {results['stage_time_s']:.0f} s).")
     return "\n".join(lines) + "\n"
+
+
+def _overoptimisation_markdown(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The reward-overoptimisation curves (`figures.overoptimisation`) as one table: per method its trials from
+    the pretrained policy outwards, sqrt(KL), proxy value and true value (means over runs)."""
+    if not curves:
+        return []
+    lines = ["## Proxy and true value against sqrt(KL), per trial", "",
+             "Each method's tuning trials (every run trains all of them), mean over runs, sorted by sqrt(KL to the "
+             "pretrained policy), the pretrained policy first: where the proxy value keeps rising while the true "
+             "value falls, the method over-optimises the proxy.", "",
+             "| method | trial | sqrt(KL) | proxy V̂ | true V* (± s.e.) |", "|---|---|---:|---:|---:|"]
+    for method, points in curves.items():
+        for point in points:
+            se = "" if point["true_value_se"] is None else f" ± {point['true_value_se']:.3f}"
+            lines.append(f"| {method} | {point['trial']} | {point['sqrt_kl']:.3f} | {point['proxy_value']:.3f} | "
+                         f"{point['true_value']:.3f}{se} |")
+    return [*lines, ""]
 
 
 def _references(entry: dict[str, Any]) -> str:

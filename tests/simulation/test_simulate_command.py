@@ -83,6 +83,14 @@ def test_winner_map_and_claims_in_the_results(run):
     asft_gain = entry["methods"]["asft"]["true_value"] - entry["methods"]["rwbc"]["true_value"]
     assert gains["methods"]["asft"][1]["mean"] == pytest.approx(asft_gain)
     assert "## True-value gain by proxy accuracy" in markdown
+    # the over-optimisation curves start at the pretrained policy and hold every trial of each tuned method
+    curves = loaded["overoptimisation"]
+    assert set(curves) == set(entry["tuning"])
+    for method, points in curves.items():
+        assert points[0]["trial"] == "pretrained" and points[0]["sqrt_kl"] == pytest.approx(0.0, abs=1e-2)
+        assert len(points) == 1 + len(entry["tuning"][method]["trials"])
+        assert [point["sqrt_kl"] for point in points] == sorted(point["sqrt_kl"] for point in points)
+    assert "## Proxy and true value against sqrt(KL)" in markdown
     assert loaded["overall"]["num_runs"] == 1
     assert loaded["overall"]["methods"]["ppo"]["true_value"]["mean"] == pytest.approx(entry["methods"]["ppo"]["true_value"])
 

@@ -120,12 +120,17 @@ def test_trial_selection_reads_validation_only():
                                  for lr, score in ((1e-4, 0.2), (3e-4, 0.5), (1e-3, float("nan")))],
                       "chosen": 1}}
     for values in ([1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [2.0, 2.0, 2.0]):
-        selection = trial_selection(tuning, {"sft": values})["sft"]
+        rows = [{"true_value": value, "proxy_value": value + 1.0, "kl_to_pretrained": 0.1 * index}
+                for index, value in enumerate(values)]
+        selection = trial_selection(tuning, {"sft": rows})["sft"]
         assert selection["chosen_by_validation"] == 1
         assert selection["chosen_by_truth"] == values.index(max(values))
         assert selection["selection_regret"] == pytest.approx(max(values) - values[1])
-    with pytest.raises(ValueError, match="one true value per tuning trial"):
-        trial_selection(tuning, {"sft": [1.0, 2.0]})
+        # each trial keeps its world metrics (the over-optimisation curves read them)
+        assert [trial["proxy_value"] for trial in selection["trials"]] == [value + 1.0 for value in values]
+        assert selection["trials"][2]["kl_to_pretrained"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="one entry .* per tuning trial"):
+        trial_selection(tuning, {"sft": [{"true_value": 1.0}, {"true_value": 2.0}]})
 
 
 def test_every_trial_is_trained_and_looked_up_once(run):

@@ -63,3 +63,27 @@ def test_plot_writes_a_png(tmp_path):
     path = plot_winner_map(_results(), tmp_path / "winner_map.png")
     with open(path, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_overoptimisation_curves_average_each_trial_over_runs():
+    from hf_genrec.simulation.figures import overoptimisation
+
+    def run(seed: int, shift: float) -> dict:
+        # PPO's trials: KL 0.25 / 1.0 / 0.04 (unsorted grid order), proxy rising and truth falling with the KL
+        trials = [{"hyperparameters": {"kl_coef": coef}, "validation": 0.1, "true_value": true + shift,
+                   "proxy_value": proxy, "kl_to_pretrained": kl}
+                  for coef, true, proxy, kl in ((0.05, 1.8, 3.5, 0.25), (0.01, 1.5, 3.9, 1.0), (0.2, 1.9, 3.3, 0.04))]
+        return {"name": "a", "seed": seed, "setting": {}, "tuning": {"ppo": {"trials": trials}},
+                "methods": {"pretrained": {"true_value": 2.0 + shift, "proxy_value": 3.2, "kl_to_pretrained": 0.0}}}
+
+    curves = overoptimisation({"runs": [run(0, -0.1), run(1, 0.1)]})
+    points = curves["ppo"]
+    assert [point["trial"] for point in points] == ["pretrained", "kl_coef=0.2", "kl_coef=0.05", "kl_coef=0.01"]
+    assert [point["sqrt_kl"] for point in points] == pytest.approx([0.0, 0.2, 0.5, 1.0])
+    assert [point["true_value"] for point in points] == pytest.approx([2.0, 1.9, 1.8, 1.5])
+    assert [point["proxy_value"] for point in points] == pytest.approx([3.2, 3.3, 3.5, 3.9])
+    assert points[1]["true_value_se"] == pytest.approx(0.1) and points[1]["num_runs"] == 2  # std 0.1414 / sqrt(2)
+    # runs written before the trials kept their world metrics give no curve
+    bare = run(0, 0.0)
+    bare["tuning"]["ppo"]["trials"] = [{"hyperparameters": {"kl_coef": 0.05}, "validation": 0.1, "true_value": 1.8}]
+    assert overoptimisation({"runs": [bare]}) == {}
