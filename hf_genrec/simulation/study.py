@@ -691,7 +691,8 @@ PRESETS: dict[str, SimulationPreset] = {
                            eval_steps=20, patience=2, reward_learning_rate=3e-3, reward_patience=5),
         default_seeds=3,
     ),
-    # The sweep that decides the claims in ≤ 2 h on 2 idle cores (issue 14): quick's world, model and proxy, three
+    # The sweep that decides the claims in ≤ 2 h on 2 idle cores (issue 14; measured: 79 min of stages for the 36 runs,
+    # docs/simulation.md "Measured: full"): quick's world, model and proxy, three
     # noise levels (noise 2 is what makes proxies inaccurate: W1 and W2 need a spread of proxy accuracy), both log
     # sizes and coverages, 3 seeds, and a post-training budget of 100 steps of 64 rows (about 3 epochs of the
     # 2,000-user logs, 13 of the 500-user ones) with a validation pass every 25. Measured before the run: one
