@@ -362,7 +362,7 @@ def _add_simulate(subparsers) -> None:
         "Resumable: stages are keyed by their inputs.",
     )
     p.add_argument("--preset", choices=tuple(PRESETS), default="tiny",
-                   help="tiny: one setting in about 3 minutes on 2 CPU cores; quick: 8 settings; full: 12 settings "
+                   help="tiny: one setting in under a minute on 2 CPU cores; quick: 8 settings; full: 12 settings "
                    "(about 80 minutes with its 3 seeds).")
     p.add_argument("--seeds", type=int, default=None, help="Simulated logs per world setting (default: the "
                    "preset's, 1 for tiny, 3 for quick and full).")

@@ -668,7 +668,8 @@ _WORLD = {"dim": 4, "seed": 0, "affinity_scale": 3.0, "continuation": 3.0, "base
 _LOGGING = {"strength": 3.0}
 _OBSERVATION = {"trap_share": 0.1, "trap_boost": 1.5}
 PRESETS: dict[str, SimulationPreset] = {
-    # BC reaches V* 1.20 here against uniform 0.52, logging 3.63, oracle 4.59 (docs/simulation.md); 2:43 on 2 cores.
+    # BC reaches V* 1.20 here against uniform 0.52, logging 3.63, oracle 4.59 (docs/simulation.md); 23 s on 2 idle
+    # cores (2:43 when first measured, beside other jobs).
     "tiny": SimulationPreset(
         "tiny", world={**_WORLD, "num_items": 100, "num_users": 400}, events_per_user=20, logging=_LOGGING,
         observation=_OBSERVATION, noise_levels=(0.6,), log_sizes=(400,), coverages=(0.8,),
