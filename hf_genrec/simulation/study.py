@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,16 @@ def posttrain_true_stage(output: Path, *, data: Path, pretrained: Path, recipe: 
     return {"global_steps": report["global_steps"], "train_runtime_s": report["train_runtime_s"]}
 
 
+def _model_dir(model: Path | Any) -> Path:
+    """The folder of a saved model given as a folder or as a stage (a dict of stages reaches a stage as stages)."""
+    return Path(getattr(model, "output", model))
+
+
+def _model_policy(model: Path | Any, vocabulary: Any, num_items: int) -> Callable[[Any], np.ndarray]:
+    """The saved recommender `model` (`_model_dir`) as a world policy (`recommender_policy`)."""
+    return recommender_policy(AutoModelForNextItemPrediction.from_pretrained(_model_dir(model)), vocabulary, num_items)
+
+
 @dataclass
 class _WorldEvaluator:
     """What evaluating saved models exactly in the world at the log's held-out contexts needs, loaded once: the
@@ -228,20 +239,15 @@ class _WorldEvaluator:
         log = SimulatedLog.draw(simulation)
         _, vocabulary = load_prepared(data, SPLIT)
         contexts, num_items = log.contexts(), log.world.num_items
-        reference = recommender_policy(AutoModelForNextItemPrediction.from_pretrained(pretrained), vocabulary,
-                                       num_items)
+        reference = _model_policy(pretrained, vocabulary, num_items)
         return cls(log=log, vocabulary=vocabulary, contexts=contexts,
                    proxy=ensemble_proxy(RewardEnsemble.from_pretrained(proxy), vocabulary, num_items),
                    logging_probabilities=logging_policy_probabilities(log.world, log.policy, contexts),
                    reference_probabilities=reference(contexts))
 
     def policy_metrics(self, model: Path | Any) -> dict[str, float]:
-        """`POLICY_METRICS` of the saved model `model` (a folder, or a stage: a dict of stages reaches a stage as
-        stages)."""
-        model_dir = Path(getattr(model, "output", model))
-        num_items = self.log.world.num_items
-        policy = recommender_policy(AutoModelForNextItemPrediction.from_pretrained(model_dir), self.vocabulary,
-                                    num_items)
+        """`POLICY_METRICS` of the saved model `model` (a folder or a stage, `_model_dir`)."""
+        policy = _model_policy(model, self.vocabulary, self.log.world.num_items)
         result = evaluate_policy(self.log.world, self.contexts, policy(self.contexts), proxy=self.proxy,
                                  reference=self.reference_probabilities, logging_policy=self.logging_probabilities,
                                  traps=self.log.truth.traps, kl_epsilon=1e-6)
@@ -260,7 +266,7 @@ def evaluate_stage(output: Path, *, models: dict[str, Path], data: Path, proxy: 
     rows = {}
     for name, model in models.items():
         metrics = evaluator.policy_metrics(model)
-        ranking = evaluate_model(Path(getattr(model, "output", model)), data, split="test", split_method=SPLIT)
+        ranking = evaluate_model(_model_dir(model), data, split="test", split_method=SPLIT)
         rows[name] = {**metrics, **{metric: ranking[metric] for metric in RANKING_METRICS}}
     accuracy = proxy_accuracy(world, contexts, evaluator.proxy, evaluator.log.truth.support,
                               logging_probabilities=evaluator.logging_probabilities)
@@ -298,11 +304,8 @@ def rollout_stage(output: Path, *, models: dict[str, Path], data: Path, horizon:
                 "uniform": lambda states: uniform_probabilities(world, states)}
     values = {name: rollout_value(world, contexts, policy, horizon, action="sample", seed=seed)
               for name, policy in policies.items()}
-    rows = {}
-    for name, model in models.items():
-        loaded = AutoModelForNextItemPrediction.from_pretrained(Path(getattr(model, "output", model)))
-        policy = recommender_policy(loaded, vocabulary, world.num_items)
-        rows[name] = rollout_value(world, contexts, policy, horizon, action="sample", seed=seed)
+    rows = {name: rollout_value(world, contexts, _model_policy(model, vocabulary, world.num_items), horizon,
+                                action="sample", seed=seed) for name, model in models.items()}
     return {"methods": rows, **values, "horizon": horizon}
 
 
@@ -626,18 +629,13 @@ _TINY_MODEL = {"hidden_size": 16, "num_hidden_layers": 1, "attention_dim": 16, "
 
 
 def training_recipes(name: str, model: dict[str, Any], epochs: int, reward_epochs: int, members: int, steps: int,
-              batch: int, reward_learning_rate: float | None = None, reward_patience: int | None = None,
-              **overrides: Any) -> BenchmarkPreset:
+              batch: int, reward_training: dict[str, Any] | None = None, **overrides: Any) -> BenchmarkPreset:
     """The training recipes of a simulation preset: the benchmark's recipes with these budgets on top
-    (`reward_learning_rate`: the proxy ensemble's, default the reward recipe's; `reward_patience`: stop a member
-    after that many epochs without a better validation RMSE, `None` runs every epoch); `overrides` are other
-    `BenchmarkPreset` fields (`grids`, `eval_steps`, `patience`: the tuning `tune_methods` runs)."""
+    (`reward_training`: other fields of the proxy ensemble's training, e.g. `learning_rate` or
+    `early_stopping_patience`); `overrides` are other `BenchmarkPreset` fields (`grids`, `eval_steps`, `patience`:
+    the tuning `tune_methods` runs)."""
     reward_training = {"ensemble_size": members, "num_train_epochs": reward_epochs,
-                       "per_device_train_batch_size": batch, "bf16": False}
-    if reward_learning_rate is not None:
-        reward_training["learning_rate"] = reward_learning_rate
-    if reward_patience is not None:
-        reward_training["early_stopping_patience"] = reward_patience
+                       "per_device_train_batch_size": batch, "bf16": False, **(reward_training or {})}
     return from_recipes(
         name, synthetic={},
         pretrain={"model": model, "training": {"num_train_epochs": epochs, "early_stopping_patience": None,
@@ -664,6 +662,9 @@ _THREE_TRIALS = method_grids(learning_rates=(1e-4, 3e-4, 1e-3), temperatures=(0.
 # quick's and full's HSTU: d 32 over the last 32 events (a user holds 30).
 _QUICK_MODEL = {**_TINY_MODEL, "hidden_size": 32, "attention_dim": 32, "linear_dim": 32, "max_seq_len": 32,
                 "max_position_embeddings": 35, "num_negatives": 64}
+# quick's and full's proxy ensemble: up to 30 epochs at 3e-3 (validation picks the epoch), stopping after 5 without a
+# better validation RMSE.
+_PROXY_TRAINING = {"learning_rate": 3e-3, "early_stopping_patience": 5}
 _WORLD = {"dim": 4, "seed": 0, "affinity_scale": 3.0, "continuation": 3.0, "base": 1.0}
 _LOGGING = {"strength": 3.0}
 _OBSERVATION = {"trap_share": 0.1, "trap_boost": 1.5}
@@ -689,7 +690,7 @@ PRESETS: dict[str, SimulationPreset] = {
         coverages=(0.5, 1.0),
         training=training_recipes("quick", _QUICK_MODEL,
                            epochs=20, reward_epochs=30, members=3, steps=60, batch=64, grids=_THREE_TRIALS,
-                           eval_steps=20, patience=2, reward_learning_rate=3e-3, reward_patience=5),
+                           eval_steps=20, patience=2, reward_training=_PROXY_TRAINING),
         default_seeds=3,
     ),
     # The sweep that decides the claims in ≤ 2 h on 2 idle cores (issue 14; measured: 79 min of stages for the 36 runs,
@@ -705,8 +706,8 @@ PRESETS: dict[str, SimulationPreset] = {
         logging=_LOGGING, observation=_OBSERVATION, noise_levels=(0.0, 1.0, 2.0), log_sizes=(500, 2000),
         coverages=(0.5, 1.0),
         training=training_recipes("full", _QUICK_MODEL, epochs=20, reward_epochs=30, members=3, steps=100, batch=64,
-                                  grids=_THREE_TRIALS, eval_steps=25, patience=2, reward_learning_rate=3e-3,
-                                  reward_patience=5),
+                                  grids=_THREE_TRIALS, eval_steps=25, patience=2,
+                                  reward_training=_PROXY_TRAINING),
         default_seeds=3,
     ),
 }
