@@ -332,8 +332,7 @@ def rollout_value(
         if action == "top1":
             chosen = np.argmax(probabilities, axis=1)
         else:
-            chosen = (probabilities.cumsum(axis=1) < rng.random((len(contexts), 1))).sum(axis=1)
-            chosen = np.minimum(chosen, world.num_items - 1)
+            chosen = _sample_items(probabilities, 1, rng)[:, 0]
         value += gamma**step * contexts.rewards(world)[rows, chosen]
         contexts = contexts.append(chosen)
     return float(value.mean())
