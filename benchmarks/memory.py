@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--env {item!r} is not KEY=VALUE. Fix: write e.g. --env OMP_NUM_THREADS=1.")
     env = dict(item.split("=", 1) for item in args.env)
     extra = ["--no-bf16"] if args.no_bf16 else []
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         results = []
         for index, recipe in enumerate(args.recipes):

@@ -298,7 +298,7 @@ def _add_benchmark(subparsers) -> None:
                    help="Repeated (user, item, timestamp) rows: keep them, drop repeats, or fail.")
     p.add_argument("--output", default="runs/benchmark", help="Output directory (stages and results).")
     p.add_argument("--preset", choices=tuple(PRESETS), default="tiny",
-                   help="tiny: ~1 min smoke test; quick: MovieLens-1M in minutes; full: the faithful recipes.")
+                   help="tiny: ~1 min smoke test; quick: MovieLens-1M in about 30 minutes; full: the faithful recipes.")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(DEFAULT_METHODS),
                    help="Post-training methods (rwbc, the reference, is always run).")
     p.add_argument("--seeds", type=int, default=None, help="Post-training seeds (pretraining and reward models "
@@ -341,7 +341,7 @@ def _add_benchmark(subparsers) -> None:
                    "values as every method's grid).")
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=None,
                    help="A-SFT's ablations (baseline x reward source, and RW-BC with the tilt-matched reward power) at "
-                   "A-SFT's chosen λ on every seed, as their own table (default: the preset's; off in tiny).")
+                   "A-SFT's chosen λ on every seed, as their own table (default: the preset's; on in full only).")
     p.add_argument("--world", action="store_true",
                    help="Without --input: draw the embedded data in a small simulated world whose true reward is "
                    "known, adding a true V* column (the expected true reward of each model's next recommendation).")

@@ -193,7 +193,7 @@ def benchmark(
         lambdas: A-SFT's temperature grid, the λ values its trials try (default or empty: the preset's). Every method
             gets the same number of trials, so give as many values as the preset's grids have.
         ablations: run A-SFT's ablation grid and the tilt-matched RW-BC control at A-SFT's chosen λ (default: the
-            preset's `ablations`; `tiny`: off, `quick` and `full`: on). Needs `asft` among the methods.
+            preset's `ablations`; `tiny` and `quick`: off, `full`: on). Needs `asft` among the methods.
         world: without `input_path`, draw the embedded data in the simulated world `EMBEDDED_WORLD` instead of the
             generator, so every evaluated model also gets its true value V* (`true V*` column; `--world`).
         command: the command line recorded in the results (default: this process's).
