@@ -34,7 +34,7 @@ from ..data.vocabulary import PAD_INDEX
 from ..evaluation import RankingPredictions, flatten_metrics
 from ..evaluation.evaluator import rank_batch
 from ..evaluation.metrics import DEFAULT_HIGH_REWARD_THRESHOLD, RUNTIME, SUBSET_ALL, SUBSETS, metric_key
-from ..utils.runtime import CpuHeapGuard, release_cpu_heap
+from ..utils.runtime import CpuHeapGuard, release_cpu_heap, warm_cpu_heap
 from ..version import __version__
 from .model_card import build_model_card
 
@@ -578,12 +578,13 @@ class GenRecTrainer(Trainer):
         model.eval()
         parts: list[RankingPredictions] = []
         hide_progress = self.args.disable_tqdm or not self.is_local_process_zero()
-        for batch in tqdm(dataloader, desc="ranking", leave=False, disable=hide_progress):
-            batch = self._prepare_inputs(batch)
-            with self.autocast_smart_context_manager():
-                predictions, _ = rank_batch(model, batch)  # scores are computed in fp32
-            gathered = self.accelerator.gather_for_metrics(predictions.tensors())
-            parts.append(RankingPredictions(*gathered).cpu())
+        with warm_cpu_heap():  # the same large temporaries every batch: no mmap / page faults for each
+            for batch in tqdm(dataloader, desc="ranking", leave=False, disable=hide_progress):
+                batch = self._prepare_inputs(batch)
+                with self.autocast_smart_context_manager():
+                    predictions, _ = rank_batch(model, batch)  # scores are computed in fp32
+                gathered = self.accelerator.gather_for_metrics(predictions.tensors())
+                parts.append(RankingPredictions(*gathered).cpu())
         model.train(was_training)
         restore = order.argsort()  # scored order -> dataset order
         return RankingPredictions.concat(parts).reorder(restore)

@@ -11,9 +11,9 @@ from hf_genrec.utils import runtime
 from hf_genrec.utils.runtime import (
     CpuHeapGuard,
     cpu_heap_in_use_bytes,
-    keep_cpu_heap_warm,
     release_cpu_heap,
     resident_memory_bytes,
+    warm_cpu_heap,
 )
 
 MIB = 1 << 20
@@ -26,14 +26,9 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def warm_heap():
     """The process-wide warm-heap settings for one test, then glibc's defaults again."""
-    assert keep_cpu_heap_warm()
-    yield
-    libc = runtime._glibc()
-    libc.mallopt(runtime._M_MMAP_MAX, 65536)
-    libc.mallopt(runtime._M_TRIM_THRESHOLD, 128 * 1024)
-    libc.mallopt(runtime._M_TOP_PAD, 0)
-    runtime._heap_kept_warm = False
-    release_cpu_heap()
+    with warm_cpu_heap() as warm:
+        assert warm
+        yield
 
 
 def _step(mib: int) -> None:
@@ -95,3 +90,31 @@ def test_mallinfo_counts_live_blocks():
     block = (ctypes.c_char * (8 * MIB))()  # ctypes buffers come from malloc
     assert cpu_heap_in_use_bytes() - before >= 8 * MIB
     del block
+
+
+def _freed_resident_mib(mib: int) -> float:
+    """Resident MiB that stay after touching and freeing a fresh `mib` MiB block."""
+    before = resident_memory_bytes()
+    _step(mib)
+    return (resident_memory_bytes() - before) / MIB
+
+
+def test_warm_cpu_heap_keeps_freed_pages_in_the_block_and_gives_them_back_after():
+    runtime._restore_cpu_heap_defaults()  # an earlier test's pretraining may have left this process warm
+    assert _freed_resident_mib(256) < 32  # glibc's defaults: a freed block leaves
+    with warm_cpu_heap() as warm:
+        assert warm and runtime._heap_kept_warm
+        assert _freed_resident_mib(256) > 200  # the freed pages stay resident for the next batch
+        inside = resident_memory_bytes()
+    assert not runtime._heap_kept_warm
+    assert (inside - resident_memory_bytes()) / MIB > 200  # given back on exit
+    assert _freed_resident_mib(256) < 32  # and glibc's defaults are back
+
+
+def test_warm_cpu_heap_inside_a_warm_run_changes_nothing(warm_heap):
+    _step(256)  # the run's warm heap now holds 256 MiB of free resident pages
+    before = resident_memory_bytes()
+    with warm_cpu_heap() as warm:
+        assert warm
+    assert runtime._heap_kept_warm  # the run's own setting survives the block
+    assert (before - resident_memory_bytes()) / MIB < 32  # and its pages stay: no trim on exit
