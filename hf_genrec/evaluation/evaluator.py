@@ -26,6 +26,7 @@ from ..data.columns import (
     WINDOW_REWARDS,
 )
 from ..data.history import History
+from ..utils.runtime import warm_cpu_heap
 from .metrics import DEFAULT_HIGH_REWARD_THRESHOLD, DEFAULT_KS, SUBSET_ALL, default_subsets, metric_key
 from .ranking import per_user_ranking_metrics, ranking_metrics, subset_mask, target_ranks
 
@@ -234,10 +235,11 @@ def predict_ranks(
     model.eval()
     try:
         parts: list[RankingPredictions] = []
-        for batch in tqdm(loader, desc="ranking", disable=not show_progress):
-            batch = {key: value.to(device) for key, value in batch.items()}
-            predictions, _ = rank_batch(model, batch)
-            parts.append(predictions.cpu())
+        with warm_cpu_heap():  # the same large temporaries every batch: no mmap / page faults for each
+            for batch in tqdm(loader, desc="ranking", disable=not show_progress):
+                batch = {key: value.to(device) for key, value in batch.items()}
+                predictions, _ = rank_batch(model, batch)
+                parts.append(predictions.cpu())
     finally:
         model.train(was_training)
     predictions = RankingPredictions.concat(parts)

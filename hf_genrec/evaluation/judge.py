@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ..data.columns import ATTENTION_MASK, HISTORY_ITEM_IDS, ITEM_IDS, LABELS, TARGET_TIMESTAMPS, TIMESTAMPS
 from ..data.history import History
+from ..utils.runtime import warm_cpu_heap
 
 __all__ = [
     "DEFAULT_GAMMA",
@@ -370,10 +371,11 @@ def judge_score(
     if hasattr(policy, "eval"):
         policy.eval()
     try:
-        parts = [
-            rollout_batch(policy, judge, batch, horizon=horizon, gamma=gamma, time_gap=time_gap)
-            for batch in tqdm(loader, desc="judge rollout", disable=not show_progress)
-        ]
+        with warm_cpu_heap():  # the same large temporaries every batch: no mmap / page faults for each
+            parts = [
+                rollout_batch(policy, judge, batch, horizon=horizon, gamma=gamma, time_gap=time_gap)
+                for batch in tqdm(loader, desc="judge rollout", disable=not show_progress)
+            ]
     finally:
         if hasattr(policy, "train"):
             policy.train(was_training)
