@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_MAX = -4
-# glibc's own values of those three (malloc.c: DEFAULT_TRIM_THRESHOLD, DEFAULT_TOP_PAD, DEFAULT_MMAP_MAX).
+# glibc's defaults of those three (mallopt(3): 128 KiB, 128 KiB, 65,536 mappings).
 _GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_TOP_PAD: 128 * 1024, _M_MMAP_MAX: 65536}
 
 # Set by `keep_cpu_heap_warm` once the settings hold: only then can free heap pages pile up (see `CpuHeapGuard`).
