@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def warm_heap():
-    """The process-wide warm-heap settings for one test, then glibc's defaults again."""
+    """The process-wide warm-heap settings for one test, then the settings the process had before (`warm_cpu_heap`)."""
     with warm_cpu_heap() as warm:
         assert warm
         yield
