@@ -839,7 +839,9 @@ def _write_outputs(output_dir: Path, results: dict[str, Any]) -> str:
         points = {name: diagnostics.JudgeRankingPoint(**row["judge_vs_ranking"])
                   for name, row in results.get("diagnostics", {}).get("rows", {}).items()}
         if points:
-            diagnostics.plot_judge_vs_ranking(points, output_dir / JUDGE_FIGURE)
+            # The points' ranking axis is the protocol's high-reward subset: leave-one-out has no trajectories.
+            subset = selection_subset(results["config"]["protocol"])
+            diagnostics.plot_judge_vs_ranking(points, output_dir / JUDGE_FIGURE, xlabel=f"NDCG@10 ({subset})")
     except ImportError:  # matplotlib is an optional dependency (the `dev` extra)
         logger.warning("matplotlib is not installed: no figures (pip install matplotlib); the tables are written")
     return markdown

@@ -11,7 +11,7 @@ import pytest
 from test_benchmark_command import TEST_PRESET  # tests/benchmark is on sys.path (rootdir-relative imports)
 
 from hf_genrec.benchmark.evaluation import load_evaluation
-from hf_genrec.benchmark.pipeline import NO_SELECTION
+from hf_genrec.benchmark.pipeline import NO_SELECTION, _write_outputs
 from hf_genrec.benchmark.presets import PRESETS
 from hf_genrec.benchmark.report import JUDGE_FIGURE
 from hf_genrec.cli import build_parser
@@ -127,6 +127,19 @@ def test_every_method_has_diagnostics_equal_to_direct_calls(run):
     assert "judge_vs_ranking" in section["rows"]["pretrained"]
     pytest.importorskip("matplotlib")
     assert (output / JUDGE_FIGURE).is_file()
+
+
+@pytest.mark.parametrize(("protocol", "subset"), [("future", "high_reward_trajectory"),
+                                                   ("leave-one-out", "high_reward_target")])
+def test_judge_figure_names_the_protocols_high_reward_subset(run, tmp_path, monkeypatch, protocol, subset):
+    """The judge-vs-ranking figure's ranking axis names the subset its points were computed on."""
+    pytest.importorskip("matplotlib")
+    _, results, _ = run
+    labels = []
+    monkeypatch.setattr(diagnostics, "plot_judge_vs_ranking",
+                        lambda points, path, **options: labels.append(options["xlabel"]))
+    _write_outputs(tmp_path, {**results, "config": {**results["config"], "protocol": protocol}})
+    assert labels == [f"NDCG@10 ({subset})"]
 
 
 def test_ablation_rows_and_the_tilt_matched_control(run):
