@@ -52,7 +52,7 @@ FINGERPRINT_IGNORED_FIELDS = frozenset({
     "use_cpu", "debug", "ddp_timeout", "ddp_backend", "torch_empty_cache_steps", "enable_jit_checkpoint",
     "restore_callback_states_from_checkpoint", "eval_subsets", "dataloader_num_workers",
     "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
-    "dataloader_multiprocessing_context",
+    "dataloader_multiprocessing_context", "cache_reward_states",
 })
 FINGERPRINT_IGNORED_PREFIXES = ("logging_", "log_", "save_", "hub_", "push_to_hub", "trackio_")
 

@@ -51,6 +51,7 @@ from .policy import (
     PolicyTrainer,
     PostTrainConfig,
     context_batch,
+    context_rewards,
     items_log_softmax,
     policy_forward,
     positions_mask,
@@ -335,7 +336,7 @@ class DPOTrainer(PolicyTrainer):
             valid = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
 
         # Score with the ensemble; keep the rule's pair when its intervals are separated.
-        scores = self.reward_model.predict_candidates(**prefixes.model_inputs(), candidate_item_ids=candidates)
+        scores = context_rewards(self.reward_model, inputs, rows, positions, candidates)  # (C, M + 1) fields
         if args.pair_rule == "logged_vs_worse":  # column 0 is the logged item; its repeats are no rejected item
             chosen_col, rejected_col, keep = logged_vs_worse_pairs(
                 scores.mean.float(), scores.std.float(), args.confidence_z, valid & (candidates != logged[:, None])

@@ -76,6 +76,12 @@ class PostTrainConfig(GenRecConfig):
         disable_dropout (`bool`, *optional*, defaults to `False`):
             Set every dropout probability of the policy (and of the reference copy) to 0, as TRL does for
             DPO and PPO so that log-probability ratios are not dropout noise.
+        cache_reward_states (`bool`, *optional*, defaults to `True`):
+            During `train()`, keep the reward ensemble's per-position member states of every training row after
+            the first time the row is scored (`RewardEnsemble.enable_state_cache`): the ensemble is frozen and the
+            rows repeat every epoch, so later epochs score values, logged items and new candidate items without
+            running the members' backbones again (A-SFT, RS-DPO/IPO and PPO epochs 1.3-4x faster on
+            MovieLens-1M). The same numbers up to float rounding; the cache is freed when training ends.
 
     Defaults that differ from `TrainingArguments`: `learning_rate=1e-4` (post-training starts from a
     pretrained recommender; its pretraining used 1e-3), `adam_beta2=0.98` (the HSTU reference),
@@ -87,6 +93,12 @@ class PostTrainConfig(GenRecConfig):
 
     disable_dropout: bool = field(
         default=False, metadata={"help": "Set all dropout probabilities to 0 (TRL does this for DPO/PPO)."}
+    )
+    cache_reward_states: bool = field(
+        default=True,
+        metadata={"help": "Keep the frozen reward ensemble's per-position states of each training row after its "
+                  "first use (RewardEnsemble.enable_state_cache), so later epochs skip its backbones; about "
+                  "0.8 GB on MovieLens-1M."},
     )
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (HSTU reference: 0.98)."})
@@ -193,6 +205,19 @@ def context_batch(inputs: dict[str, torch.Tensor], rows: torch.Tensor, positions
     """The history prefixes of contexts (`History.prefixes`): (C, L) right-padded histories, L =
     max(positions) + 1, whose last real position is the context and asks about the logged next event's time."""
     return History.from_batch(inputs).prefixes(rows, positions)
+
+
+def context_rewards(reward_model: Any, inputs: dict[str, torch.Tensor], rows: torch.Tensor, positions: torch.Tensor,
+                    candidate_item_ids: torch.Tensor) -> Any:
+    """The reward model's prediction (`RewardPrediction`: (C, S) `mean`, `std`, (K, C, S) `members`) of candidate
+    items at the contexts (`rows`, `positions`) of a training batch.
+
+    A `RewardEnsemble` scores them from one pass over the batch's full rows (`predict_candidates_at`, which its
+    state cache can serve); any other reward model gets the contexts' prefixes (`predict_candidates`)."""
+    if hasattr(reward_model, "predict_candidates_at"):
+        return reward_model.predict_candidates_at(History.from_batch(inputs), rows, positions, candidate_item_ids)
+    prefixes = context_batch(inputs, rows, positions)
+    return reward_model.predict_candidates(**prefixes.model_inputs(), candidate_item_ids=candidate_item_ids)
 
 
 def seen_item_mask(item_ids: torch.Tensor, num_columns: int) -> torch.Tensor:
@@ -434,6 +459,17 @@ class PolicyTrainer(GenRecTrainer):
         with torch.no_grad():
             self._initialize_heads()
 
+    def train(self, *args, **kwargs):
+        """`Trainer.train`, with the reward ensemble's state cache on for its duration (`cache_reward_states`)."""
+        caching = getattr(self.args, "cache_reward_states", False) and hasattr(self.reward_model, "enable_state_cache")
+        if caching:
+            self.reward_model.enable_state_cache()
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            if caching:
+                self.reward_model.clear_state_cache()
+
     # -------------------------------------------------------------------------------- method hooks
     @classmethod
     def needs_reference(cls, args) -> bool:
@@ -581,6 +617,7 @@ __all__ = [
     "PostTrainConfig",
     "catalogue_log_probs",
     "context_batch",
+    "context_rewards",
     "create_reference_model",
     "disable_dropout_in_model",
     "is_peft_model",

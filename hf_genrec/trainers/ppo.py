@@ -58,6 +58,7 @@ from .policy import (
     PolicyTrainer,
     PostTrainConfig,
     context_batch,
+    context_rewards,
     items_log_softmax,
     policy_forward,
     positions_mask,
@@ -373,7 +374,7 @@ class PPOTrainer(PolicyTrainer):
         with self.reference_policy() as reference:
             ref_log_probs = items_log_softmax(policy_forward(reference, inputs, mask).logits, exclude)  # (C, V + 1)
 
-        scores = self.reward_model.predict_candidates(**prefixes.model_inputs(), candidate_item_ids=actions)
+        scores = context_rewards(self.reward_model, inputs, rows, positions, actions)  # (C, S) fields
         rewards = (scores.mean if args.reward_member is None else scores.members[args.reward_member]).float()
 
         if self._uses_value_head:

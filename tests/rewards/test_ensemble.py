@@ -109,3 +109,87 @@ def test_bad_ensembles_are_refused(tmp_path):
     small.save_pretrained(tmp_path / "single")
     with pytest.raises(FileNotFoundError, match="not a reward ensemble"):
         RewardEnsemble.from_pretrained(tmp_path / "single")
+
+
+def _training_batch(splits, size: int = 8):
+    from hf_genrec.data import SequenceCollator
+
+    return SequenceCollator(max_seq_len=TINY_MODEL["max_seq_len"])([splits["train"][i] for i in range(size)])
+
+
+def test_candidates_at_contexts_of_full_rows_equal_the_prefix_scores(tiny_ensemble, tiny_data):
+    """`predict_candidates_at` reads one pass over the full rows; causality makes it the prefixes' scores."""
+    splits, vocabulary = tiny_data
+    batch = _training_batch(splits)
+    history = History.from_batch(batch)
+    lengths = batch["attention_mask"].sum(1)
+    rows = torch.tensor([0, 0, 3, 5, 7])
+    positions = torch.stack([torch.tensor(0), lengths[0] - 1, lengths[3] // 2, lengths[5] - 2, torch.tensor(1)])
+    candidates = torch.randint(1, vocabulary.num_items + 1, (5, 4), generator=torch.Generator().manual_seed(2))
+    at_contexts = tiny_ensemble.predict_candidates_at(history, rows, positions, candidates)
+    on_prefixes = tiny_ensemble.predict_candidates(history.prefixes(rows, positions), candidate_item_ids=candidates)
+    assert at_contexts.members.shape == (2, 5, 4)
+    torch.testing.assert_close(at_contexts.members, on_prefixes.members, atol=1e-5, rtol=1e-5)
+    # A later event of the row changes nothing at an earlier context; an earlier one does.
+    changed = history.replace(item_ids=history.item_ids.clone())
+    changed.item_ids[0, lengths[0] - 1] = changed.item_ids[0, lengths[0] - 1] % vocabulary.num_items + 1
+    moved = tiny_ensemble.predict_candidates_at(changed, rows, positions, candidates).members
+    torch.testing.assert_close(moved[:, 0], at_contexts.members[:, 0], atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(moved[:, 1], at_contexts.members[:, 1])
+    with pytest.raises(ValueError, match="candidate_item_ids"):
+        tiny_ensemble.predict_candidates_at(history, rows, positions, candidates + vocabulary.num_items)
+
+
+def test_state_cache_serves_seen_rows_and_recomputes_changed_ones(tiny_ensemble, tiny_data):
+    splits, vocabulary = tiny_data
+    batch = _training_batch(splits)
+    history = History.from_batch(batch)
+    labels = batch["labels"]
+    expected_values = tiny_ensemble.value_positions(history)
+    expected_rewards = tiny_ensemble.predict_positions(history, labels=labels).members
+    try:
+        tiny_ensemble.enable_state_cache()
+        first = tiny_ensemble.value_positions(history)
+        assert tiny_ensemble.cached_rows == 8
+        calls = []
+        original = tiny_ensemble._member_states
+        tiny_ensemble._member_states = lambda h: calls.append(h.batch_size) or original(h)
+        # The same rows in another order and another padded width: served from the cache, no backbone pass.
+        order = torch.tensor([7, 2, 5, 0, 1, 3, 4, 6])
+        wider = History(*(torch.nn.functional.pad(value[order], (0, 3)) for value in history.model_inputs().values()))
+        served = tiny_ensemble.value_positions(wider)
+        assert calls == []
+        torch.testing.assert_close(served[:, : history.item_ids.shape[1]], expected_values[order], atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(tiny_ensemble.predict_positions(history, labels=labels).members, expected_rewards,
+                                   atol=1e-6, rtol=1e-6)
+        assert calls == []
+        # A row whose events changed (its first item) is a new row: computed again, alone.
+        changed = history.replace(item_ids=history.item_ids.clone())
+        changed.item_ids[4, 0] = changed.item_ids[4, 0] % vocabulary.num_items + 1
+        recomputed = tiny_ensemble.value_positions(changed)
+        assert calls == [1]
+        assert not torch.allclose(recomputed[4], expected_values[4])
+        # Only a change of a cached column counts: the same events with other query times are another row too.
+        later = history.replace(query_timestamps=history.query_timestamps + 10**7 * history.attention_mask)
+        tiny_ensemble.value_positions(later)
+        assert calls == [1, 8]
+        torch.testing.assert_close(recomputed[3], expected_values[3], atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(first, expected_values, atol=1e-6, rtol=1e-6)
+    finally:
+        tiny_ensemble.__dict__.pop("_member_states", None)
+        tiny_ensemble.clear_state_cache()
+    assert tiny_ensemble.cached_rows == 0
+
+
+def test_state_cache_keeps_within_its_byte_bound(tiny_ensemble, tiny_data):
+    splits, _ = tiny_data
+    history = History.from_batch(_training_batch(splits))
+    expected = tiny_ensemble.value_positions(history)
+    try:
+        tiny_ensemble.enable_state_cache(max_bytes=0)
+        torch.testing.assert_close(tiny_ensemble.value_positions(history), expected, atol=1e-6, rtol=1e-6)
+        assert tiny_ensemble.cached_rows == 0
+        with pytest.raises(ValueError, match="max_bytes"):
+            tiny_ensemble.enable_state_cache(max_bytes=-1)
+    finally:
+        tiny_ensemble.clear_state_cache()

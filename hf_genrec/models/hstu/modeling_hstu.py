@@ -1042,13 +1042,13 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         history = History(item_ids, attention_mask, timestamps, query_timestamps)
         outputs = self.run_backbone(history, output_hidden_states=output_hidden_states)
         user_embeddings = self.user_embeddings(outputs.last_hidden_state)  # (B, N, d)
-        values = self.value_head(user_embeddings * math.sqrt(self.config.hidden_size))  # (B, N)
+        values = self.values_from_user_embeddings(user_embeddings, clamp=False)  # (B, N)
 
         rewards = None
         if labels is not None:
             self._check_items(labels, "labels")
-            item_embeddings = self.normalized_item_embeddings()[labels]  # (B, N, d), zeros on padding
-            rewards = self.reward_head(self.reward_features(user_embeddings, item_embeddings))  # (B, N)
+            # (B, N): the item after each position (padding's item vector is zeros)
+            rewards = self.rewards_from_user_embeddings(user_embeddings, labels[..., None], clamp=False)[..., 0]
 
         loss = reward_loss = value_loss = next_item_loss = None
         if label_ratings is not None:
@@ -1105,10 +1105,28 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         self._check_items(candidate_item_ids, "candidate_item_ids")
         history = History(item_ids, attention_mask, timestamps, query_timestamps)
         user = self._last_user_embeddings(history)  # (B, d)
-        items = self.normalized_item_embeddings()[candidate_item_ids]  # (B, C, d)
-        features = self.reward_features(user[:, None, :].expand_as(items), items)  # (B, C, 3d)
-        rewards = self.reward_head(features)  # (B, C)
+        return self.rewards_from_user_embeddings(user, candidate_item_ids, clamp=clamp)  # (B, C)
+
+    def position_user_embeddings(self, history: History) -> torch.Tensor:
+        """(B, N, d) float32 normalised user vector after the history up to each position: all that the two
+        heads read of a history (`rewards_from_user_embeddings`, `values_from_user_embeddings`)."""
+        hidden = self.run_backbone(history).last_hidden_state  # (B, N, d)
+        return self.user_embeddings(hidden.float())
+
+    def rewards_from_user_embeddings(
+        self, user_embeddings: torch.Tensor, item_ids: torch.LongTensor, clamp: bool = True
+    ) -> torch.Tensor:
+        """Rewards of items after given user vectors: (..., d) user vectors and (..., C) item indices -> (..., C)
+        (a user vector is shared by the C items that follow it)."""
+        items = self.normalized_item_embeddings()[item_ids]  # (..., C, d)
+        features = self.reward_features(user_embeddings[..., None, :].expand_as(items), items)  # (..., C, 3d)
+        rewards = self.reward_head(features)  # (..., C)
         return self._clamp(rewards) if clamp else rewards
+
+    def values_from_user_embeddings(self, user_embeddings: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Value estimates after given user vectors: (..., d) -> (...)."""
+        values = self.value_head(user_embeddings * math.sqrt(self.config.hidden_size))  # (...)
+        return self._clamp(values) if clamp else values
 
     def score_positions(
         self,
@@ -1122,9 +1140,9 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         """(B, N) reward of the labelled next item at every position (0 where `labels` is 0)."""
         if labels is None:
             raise ValueError("score_positions needs labels: the item chosen after each position, 0 = none.")
-        history = History(item_ids, attention_mask, timestamps, query_timestamps)
-        rewards = self(**history.model_inputs(), labels=labels).rewards  # (B, N)
-        rewards = self._clamp(rewards) if clamp else rewards
+        self._check_items(labels, "labels")
+        user = self.position_user_embeddings(History(item_ids, attention_mask, timestamps, query_timestamps))
+        rewards = self.rewards_from_user_embeddings(user, labels[..., None], clamp=clamp)[..., 0]  # (B, N)
         return rewards.masked_fill(labels == 0, 0.0)
 
     def value_positions(
@@ -1137,8 +1155,7 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
     ) -> torch.Tensor:
         """(B, N) value estimate E[r | history up to each position] (0 on padding)."""
         history = History(item_ids, attention_mask, timestamps, query_timestamps)
-        values = self(**history.model_inputs()).values  # (B, N)
-        values = self._clamp(values) if clamp else values
+        values = self.values_from_user_embeddings(self.position_user_embeddings(history), clamp=clamp)  # (B, N)
         return values.masked_fill(history.attention_mask == 0, 0.0)
 
     def value_last(
@@ -1152,8 +1169,7 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         """(B,) value estimate at each history's last real position (the request being served)."""
         history = History(item_ids, attention_mask, timestamps, query_timestamps)
         user = self._last_user_embeddings(history)  # (B, d)
-        values = self.value_head(user * math.sqrt(self.config.hidden_size))  # (B,)
-        return self._clamp(values) if clamp else values
+        return self.values_from_user_embeddings(user, clamp=clamp)  # (B,)
 
 
 __all__ = [
