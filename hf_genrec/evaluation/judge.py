@@ -28,6 +28,7 @@ Everything is pure tensors in and out: `rollout_batch` scores one collated batch
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -265,13 +266,18 @@ def _judge_rewards(judge: Any, trajectories: _Trajectories, steps: torch.Tensor,
     causality member k scores it from exactly the history and the earlier recommendations.
     """
     inputs = trajectory_positions(trajectories.item_ids, trajectories.timestamps, trajectories.lengths, max_len)
-    members = judge.predict_positions(**inputs).members.double().cpu()  # (K, B, W)
     kept = inputs[ATTENTION_MASK].sum(dim=1)  # (B,)
     step_index = torch.arange(trajectories.items.shape[1])[None, :]  # (1, T)
-    columns = (kept - steps)[:, None] + step_index  # (B, T) input position holding the context of step t
     valid = step_index < steps[:, None]  # (B, T)
-    columns = columns.clamp(min=0, max=members.shape[2] - 1)[None].expand(members.shape[0], -1, -1)
-    return members.gather(2, columns) * valid  # (K, B, T)
+    # (B, T) input position holding the context of step t
+    columns = ((kept - steps)[:, None] + step_index).clamp(min=0, max=inputs[ATTENTION_MASK].shape[1] - 1)
+    if "positions" in inspect.signature(judge.predict_positions).parameters:
+        # Only the T step positions: the judge's last layer runs there alone (the earlier ones feed its keys).
+        members = judge.predict_positions(**inputs, positions=columns).members.double().cpu()  # (K, B, T)
+    else:  # a judge that scores every position
+        members = judge.predict_positions(**inputs).members.double().cpu()  # (K, B, W)
+        members = members.gather(2, columns[None].expand(members.shape[0], -1, -1))
+    return members * valid  # (K, B, T)
 
 
 @torch.no_grad()

@@ -240,8 +240,8 @@ class RewardEnsemble(nn.Module):
         """Rows whose states the cache holds (0 when caching is off)."""
         return 0 if self._state_cache is None else len(self._state_cache.states)
 
-    def _member_states(self, history: History) -> torch.Tensor:
-        return torch.stack([member.position_user_embeddings(history) for member in self.members])  # (K, B, N, d)
+    def _member_states(self, history: History, positions: torch.LongTensor | None = None) -> torch.Tensor:
+        return torch.stack([member.position_user_embeddings(history, positions) for member in self.members])
 
     @torch.no_grad()
     def position_user_embeddings(
@@ -250,15 +250,27 @@ class RewardEnsemble(nn.Module):
         attention_mask: torch.Tensor | None = None,
         timestamps: torch.LongTensor | None = None,
         query_timestamps: torch.LongTensor | None = None,
+        positions: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """(K, B, N, d) every member's normalised user vector after each history prefix (0 on padding): what its
-        reward and value heads read. Served from the state cache for rows seen before, when it is on."""
+        reward and value heads read. Served from the state cache for rows seen before, when it is on.
+
+        With `positions` (B, T), only the vectors at those positions, (K, B, T, d): without the cache, each
+        member computes its last layer there only (a judge reading the last T steps of long trajectories)."""
         history = self._history(item_ids, attention_mask, timestamps, query_timestamps)
         mask = history.attention_mask.bool()  # (B, N)
         right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all()) if mask.shape[1] > 1 else True
         if self._state_cache is None or not right_padded:
+            if positions is not None:
+                positions = positions.to(self.device)
+                return self._member_states(history, positions).masked_fill(~mask.gather(1, positions)[None, ..., None],
+                                                                           0.0)  # (K, B, T, d)
             return self._member_states(history).masked_fill(~mask[None, :, :, None], 0.0)
-        return self._state_cache.lookup(history, self._member_states)
+        states = self._state_cache.lookup(history, self._member_states)  # (K, B, N, d)
+        if positions is None:
+            return states
+        index = positions.to(self.device)[None, :, :, None].expand(states.shape[0], -1, -1, states.shape[-1])
+        return states.gather(2, index)  # (K, B, T, d)
 
     @torch.no_grad()
     def predict_candidates_at(
@@ -322,13 +334,21 @@ class RewardEnsemble(nn.Module):
         timestamps: torch.LongTensor | None = None,
         query_timestamps: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
+        positions: torch.LongTensor | None = None,
     ) -> RewardPrediction:
-        """Reward of the labelled next item at every position: (B, N) fields, 0 where `labels` is 0."""
+        """Reward of the labelled next item at every position: (B, N) fields, 0 where `labels` is 0.
+
+        With `positions` (B, T), only at those positions: (B, T) fields (each member's last layer is computed
+        there only, e.g. the judge's last T rollout steps), equal to the full prediction's entries there.
+        """
         if labels is None:
             raise ValueError("predict_positions needs labels: the item chosen after each position, 0 = none.")
         labels = labels.to(self.device)
         self.members[0]._check_items(labels, "labels")
-        states = self.position_user_embeddings(item_ids, attention_mask, timestamps, query_timestamps)  # (K, B, N, d)
+        states = self.position_user_embeddings(item_ids, attention_mask, timestamps, query_timestamps,
+                                               positions=positions)  # (K, B, N | T, d)
+        if positions is not None:
+            labels = labels.gather(1, positions.to(self.device))  # (B, T)
         members = torch.stack([member.rewards_from_user_embeddings(states[k], labels[..., None])[..., 0]
                                for k, member in enumerate(self.members)])  # (K, B, N)
         return RewardPrediction.from_members(members.masked_fill(labels == 0, 0.0))

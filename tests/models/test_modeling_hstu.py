@@ -234,6 +234,24 @@ def test_last_position_only_matches_the_full_forward():
     torch.testing.assert_close(last[:, 0], expected, rtol=1e-5, atol=1e-6)
 
 
+def test_query_positions_match_the_full_forward_rows():
+    torch.manual_seed(9)
+    model = HSTUForNextItemPrediction(tiny_config(num_hidden_layers=2)).eval()
+    item_ids, mask, timestamps = batch(seq_len=10)
+    full = model.model(item_ids, mask, timestamps).last_hidden_state  # (B, N, d)
+    lengths = mask.sum(1)
+    positions = torch.stack([lengths - 3, lengths - 1, torch.zeros_like(lengths), lengths - 1], dim=1).clamp(min=0)
+    some = model.model(item_ids, mask, timestamps, query_positions=positions).last_hidden_state  # (B, 4, d)
+    assert some.shape == (3, 4, full.shape[-1])
+    torch.testing.assert_close(some, full[torch.arange(3)[:, None], positions], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="query_positions must be"):
+        model.model(item_ids, mask, timestamps, query_positions=positions[0])
+    with pytest.raises(ValueError, match=r"query_positions must lie in 0\.\.9"):
+        model.model(item_ids, mask, timestamps, query_positions=positions + 10)
+    with pytest.raises(ValueError, match="not both"):
+        model.model(item_ids, mask, timestamps, last_position_only=True, query_positions=positions)
+
+
 def test_recommend_in_chunks_equals_one_batch_and_rejects_empty_histories():
     torch.manual_seed(10)
     model = HSTUForNextItemPrediction(tiny_config()).eval()

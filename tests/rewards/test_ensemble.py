@@ -193,3 +193,47 @@ def test_state_cache_keeps_within_its_byte_bound(tiny_ensemble, tiny_data):
             tiny_ensemble.enable_state_cache(max_bytes=-1)
     finally:
         tiny_ensemble.clear_state_cache()
+
+
+def test_predictions_at_some_positions_equal_the_full_ones(tiny_ensemble, tiny_data):
+    """`predict_positions(positions=)` computes each member's last layer at those positions only, with or without
+    the state cache; the entries equal the full prediction's."""
+    splits, _ = tiny_data
+    batch = _training_batch(splits)
+    history, labels = History.from_batch(batch), batch["labels"]
+    lengths = batch["attention_mask"].sum(1)
+    positions = torch.stack([lengths - 3, lengths - 1, lengths - 2], dim=1).clamp(min=0)  # (B, 3)
+    full = tiny_ensemble.predict_positions(history, labels=labels).members  # (K, B, N)
+    expected = full.gather(2, positions[None].expand(2, -1, -1))
+    torch.testing.assert_close(tiny_ensemble.predict_positions(history, labels=labels, positions=positions).members,
+                               expected, atol=1e-5, rtol=1e-5)
+    try:
+        tiny_ensemble.enable_state_cache()
+        for _ in range(2):  # computed and stored, then served
+            torch.testing.assert_close(
+                tiny_ensemble.predict_positions(history, labels=labels, positions=positions).members, expected,
+                atol=1e-5, rtol=1e-5)
+    finally:
+        tiny_ensemble.clear_state_cache()
+
+
+def test_judge_rollout_scores_equal_a_judge_that_scores_every_position(tiny_ensemble, tiny_data, tiny_pretrained):
+    """The judge's rewards read at the rollout's steps only (`positions`) equal those read off a full pass."""
+    from hf_genrec import AutoModelForNextItemPrediction
+    from hf_genrec.evaluation import rollout_batch
+
+    class EveryPosition:  # a judge whose predict_positions takes no `positions`
+        config = tiny_ensemble.config
+
+        def predict_positions(self, item_ids, attention_mask=None, timestamps=None, query_timestamps=None,
+                              labels=None):
+            return tiny_ensemble.predict_positions(item_ids, attention_mask, timestamps, query_timestamps, labels)
+
+    splits, vocabulary = tiny_data
+    batch = eval_batch(splits, vocabulary)
+    policy = AutoModelForNextItemPrediction.from_pretrained(tiny_pretrained).eval()
+    pruned = rollout_batch(policy, tiny_ensemble, batch, horizon=3)
+    full = rollout_batch(policy, EveryPosition(), batch, horizon=3)
+    assert torch.equal(pruned.items, full.items)
+    torch.testing.assert_close(pruned.member_scores, full.member_scores, atol=1e-5, rtol=1e-5)
+    assert (pruned.member_scores != 0).all()

@@ -132,15 +132,23 @@ class HSTURelativeAttentionBias(nn.Module):
         self.position_weights = nn.Parameter(torch.empty(2 * self.max_len - 1))
         self.time_weights = nn.Parameter(torch.empty(config.num_time_buckets + 1))
 
-    def forward(self, seq_len: int, time_buckets: torch.Tensor | None) -> torch.Tensor | None:
-        """Returns the bias, (1, N, N) or (B, N, N), or None when both terms are off."""
+    def forward(
+        self, seq_len: int, time_buckets: torch.Tensor | None, query_positions: torch.LongTensor | None = None
+    ) -> torch.Tensor | None:
+        """Returns the bias, (1, N, N) or (B, N, N), or None when both terms are off; with `query_positions`
+        (B, T), only the rows of those queries: (B, T, N)."""
         bias = None
+        positions = torch.arange(seq_len, device=self.position_weights.device)
+        queries = positions[:, None] if query_positions is None else query_positions[..., None]  # (N, 1) | (B, T, 1)
         if self.use_position_bias:
-            positions = torch.arange(seq_len, device=self.position_weights.device)
-            relative = self.max_len - 1 + positions[None, :] - positions[:, None]  # (N, N): N-1 + j - i
-            bias = self.position_weights[relative][None]  # (1, N, N)
+            relative = self.max_len - 1 + positions - queries  # (N, N) | (B, T, N): N-1 + j - i
+            bias = self.position_weights[relative]
+            bias = bias[None] if query_positions is None else bias  # (1, N, N) | (B, T, N)
         if self.use_time_bias and time_buckets is not None:
-            time_bias = _GatherBias.apply(self.time_weights, time_buckets)  # (B, N, N)
+            if query_positions is not None:
+                rows = torch.arange(time_buckets.shape[0], device=time_buckets.device)[:, None]  # (B, 1)
+                time_buckets = time_buckets[rows, query_positions]  # (B, T, N)
+            time_bias = _GatherBias.apply(self.time_weights, time_buckets)  # (B, N | T, N)
             bias = time_bias if bias is None else bias + time_bias
         return bias
 
@@ -220,10 +228,11 @@ class HSTULayer(GradientCheckpointingLayer):
         time_buckets: torch.Tensor | None = None,
         query_positions: torch.LongTensor | None = None,
     ) -> torch.Tensor:
-        """(B, N, d) -> (B, N, d); with `query_positions` (B,), only those rows are computed -> (B, 1, d).
+        """(B, N, d) -> (B, N, d); with `query_positions` (B,) or (B, T), only those rows are computed -> (B, 1, d)
+        or (B, T, d).
 
-        Serving needs only each history's last position from the last layer; its keys and values still
-        come from every position, but the N x N attention shrinks to 1 x N.
+        Serving needs only each history's last position from the last layer (a judge the last few); its keys and
+        values still come from every position, but the N x N attention shrinks to T x N.
         """
         batch_size, seq_len, _ = hidden_states.shape
         # Input norm has no learnable affine in the reference.
@@ -232,18 +241,17 @@ class HSTULayer(GradientCheckpointingLayer):
         u, v, q, k = torch.split(F.silu(self.uvqk(normed)), self.split_sizes, dim=-1)
         k = k.reshape(batch_size, seq_len, self.num_heads, self.attention_dim)  # (B, N, h, dqk)
         v = v.reshape(batch_size, seq_len, self.num_heads, self.linear_dim)  # (B, N, h, dv)
-        bias = self.relative_bias(seq_len, time_buckets)  # (1 | B, N, N)
         if query_positions is not None:
-            rows = torch.arange(batch_size, device=hidden_states.device)
-            hidden_states, u, q = (t[rows, query_positions][:, None] for t in (hidden_states, u, q))  # (B, 1, .)
-            if bias is not None:
-                bias = bias.expand(batch_size, -1, -1)[rows, query_positions][:, None]  # (B, 1, N)
-            causal_scale = causal_scale[query_positions][:, None]  # (B, 1, N)
-        q = q.reshape(batch_size, -1, self.num_heads, self.attention_dim)  # (B, N | 1, h, dqk)
-        attention = hstu_pointwise_attention(q, k, v, bias, causal_scale)  # (B, N | 1, h * dv)
+            query_positions = query_positions.reshape(batch_size, -1)  # (B, T)
+            rows = torch.arange(batch_size, device=hidden_states.device)[:, None]  # (B, 1)
+            hidden_states, u, q = (t[rows, query_positions] for t in (hidden_states, u, q))  # (B, T, .)
+            causal_scale = causal_scale[query_positions]  # (B, T, N)
+        bias = self.relative_bias(seq_len, time_buckets, query_positions)  # (1 | B, N, N) or (B, T, N)
+        q = q.reshape(batch_size, -1, self.num_heads, self.attention_dim)  # (B, N | T, h, dqk)
+        attention = hstu_pointwise_attention(q, k, v, bias, causal_scale)  # (B, N | T, h * dv)
         attention = F.layer_norm(attention, (attention.shape[-1],), eps=self.eps)
         # The residual adds the un-normalised input.
-        return hidden_states + self.o_proj(self.dropout(u * attention))  # (B, N | 1, d)
+        return hidden_states + self.o_proj(self.dropout(u * attention))  # (B, N | T, d)
 
 
 class HSTUPreTrainedModel(PreTrainedModel):
@@ -482,6 +490,7 @@ class HSTUModel(HSTUPreTrainedModel):
         query_timestamps: torch.LongTensor | None = None,
         output_hidden_states: bool = False,
         last_position_only: bool = False,
+        query_positions: torch.LongTensor | None = None,
     ) -> HSTUModelOutput:
         r"""
         Args:
@@ -500,6 +509,9 @@ class HSTUModel(HSTUPreTrainedModel):
             last_position_only (`bool`, *optional*, defaults to `False`):
                 Compute the last layer only at each history's last real position (what serving needs);
                 `last_hidden_state` is then `(batch_size, 1, hidden_size)`.
+            query_positions (`torch.LongTensor` of shape `(batch_size, T)`, *optional*):
+                Compute the last layer only at these positions of each history (e.g. a judge's last few);
+                `last_hidden_state` is then `(batch_size, T, hidden_size)`, equal to the full output's rows there.
         """
         batch_size, seq_len = item_ids.shape
         if seq_len > self.config.max_position_embeddings:
@@ -529,11 +541,22 @@ class HSTUModel(HSTUPreTrainedModel):
         causal_scale = torch.ones(seq_len, seq_len, device=item_ids.device).tril_()
         causal_scale = causal_scale / self.config.max_position_embeddings  # (N, N)
 
-        last_positions = (attention_mask.sum(dim=1) - 1).clamp(min=0) if last_position_only else None  # (B,)
+        if last_position_only and query_positions is not None:
+            raise ValueError("pass last_position_only or query_positions, not both.")
+        if last_position_only:
+            query_positions = (attention_mask.sum(dim=1) - 1).clamp(min=0)[:, None]  # (B, 1)
+        elif query_positions is not None:
+            query_positions = _integer_tensor(query_positions, "query_positions").to(item_ids.device)
+            if query_positions.dim() != 2 or query_positions.shape[0] != batch_size:
+                raise ValueError(f"query_positions must be (batch_size={batch_size}, T), got "
+                                 f"{tuple(query_positions.shape)}.")
+            if query_positions.numel() and (int(query_positions.min()) < 0 or int(query_positions.max()) >= seq_len):
+                raise ValueError(f"query_positions must lie in 0..{seq_len - 1} (the positions of item_ids), got "
+                                 f"{int(query_positions.min())}..{int(query_positions.max())}.")
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         for index, layer in enumerate(self.layers):
             is_last = index == len(self.layers) - 1
-            hidden_states = layer(hidden_states, causal_scale, time_buckets, last_positions if is_last else None)
+            hidden_states = layer(hidden_states, causal_scale, time_buckets, query_positions if is_last else None)
             if output_hidden_states:
                 all_hidden_states = all_hidden_states + (hidden_states,)
         return HSTUModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states)
@@ -617,13 +640,18 @@ class HSTUItemScoringMixin:
     """
 
     def run_backbone(
-        self, history: History, output_hidden_states: bool = False, last_position_only: bool = False
+        self,
+        history: History,
+        output_hidden_states: bool = False,
+        last_position_only: bool = False,
+        query_positions: torch.LongTensor | None = None,
     ) -> HSTUModelOutput:
         """The backbone's [`HSTUModel.forward`] on `history`: every head reaches its backbone through here."""
         return self.model(
             **history.model_inputs(),
             output_hidden_states=output_hidden_states,
             last_position_only=last_position_only,
+            query_positions=query_positions,
         )
 
     def _check_items(self, item_ids: torch.Tensor, name: str) -> None:
@@ -1107,10 +1135,11 @@ class HSTUForRewardModeling(HSTUItemScoringMixin, HSTUPreTrainedModel):
         user = self._last_user_embeddings(history)  # (B, d)
         return self.rewards_from_user_embeddings(user, candidate_item_ids, clamp=clamp)  # (B, C)
 
-    def position_user_embeddings(self, history: History) -> torch.Tensor:
+    def position_user_embeddings(self, history: History, positions: torch.LongTensor | None = None) -> torch.Tensor:
         """(B, N, d) float32 normalised user vector after the history up to each position: all that the two
-        heads read of a history (`rewards_from_user_embeddings`, `values_from_user_embeddings`)."""
-        hidden = self.run_backbone(history).last_hidden_state  # (B, N, d)
+        heads read of a history (`rewards_from_user_embeddings`, `values_from_user_embeddings`). With `positions`
+        (B, T), only those (the last layer computed there only): (B, T, d)."""
+        hidden = self.run_backbone(history, query_positions=positions).last_hidden_state  # (B, N | T, d)
         return self.user_embeddings(hidden.float())
 
     def rewards_from_user_embeddings(
