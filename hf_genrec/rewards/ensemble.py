@@ -263,8 +263,8 @@ class RewardEnsemble(nn.Module):
         if self._state_cache is None or not right_padded:
             if positions is not None:
                 positions = positions.to(self.device)
-                return self._member_states(history, positions).masked_fill(~mask.gather(1, positions)[None, ..., None],
-                                                                           0.0)  # (K, B, T, d)
+                real = mask.gather(1, positions)  # (B, T)
+                return self._member_states(history, positions).masked_fill(~real[None, :, :, None], 0.0)  # (K, B, T, d)
             return self._member_states(history).masked_fill(~mask[None, :, :, None], 0.0)
         states = self._state_cache.lookup(history, self._member_states)  # (K, B, N, d)
         if positions is None:
