@@ -498,9 +498,9 @@ class _StateCache:
                 if self.used_bytes + size <= self.max_bytes:
                     self.states[keys[row]] = states
                     self.used_bytes += size
-        first = self.states.get(keys[0], fresh.get(keys[0]))
+        row_states = [fresh[key] if key in fresh else self.states[key] for key in keys]  # each (K, n, d)
+        first = row_states[0]
         out = first.new_zeros(first.shape[0], len(keys), history.item_ids.shape[1], first.shape[-1])  # (K, B, N, d)
-        for row, key in enumerate(keys):
-            states = self.states.get(key, fresh.get(key))
+        for row, states in enumerate(row_states):
             out[:, row, : states.shape[1]] = states
         return out
