@@ -2,6 +2,7 @@
 its flags onto them: `RunOptions` as an object or as keywords, one library call per subcommand."""
 
 import json
+import os
 
 import pytest
 import yaml
@@ -152,3 +153,24 @@ def test_pretrain_reports_the_selected_epochs_logged_validation_without_ranking_
     assert len(calls) == 3 + 2
     assert reused["validation"] == ranked["validation"] and reused["test"] == ranked["test"]
     assert "long_history/ndcg@10" in reused["validation"] and "runtime" not in reused["validation"]
+
+
+
+def test_pretrain_bounds_the_onednn_primitive_cache_before_training_unless_the_user_set_it(data_dir, tmp_path,
+                                                                                            monkeypatch):
+    # oneDNN reads the capacity once, at its first primitive: the workflow must set it before it trains.
+    import hf_genrec.trainers.base as trainer_base
+    from hf_genrec.utils.runtime import ONEDNN_PRIMITIVE_CACHE_CAPACITY
+
+    for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"):
+        monkeypatch.delenv(name, raising=False)
+    seen = []
+    train = trainer_base.GenRecTrainer.train
+    monkeypatch.setattr(trainer_base.GenRecTrainer, "train", lambda self, *args, **kwargs: seen.append(
+        os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")) or train(self, *args, **kwargs))
+    pretrain(data_dir, tmp_path / "bounded", recipe=TINY_RECIPE)
+    assert seen == [str(ONEDNN_PRIMITIVE_CACHE_CAPACITY)]
+    monkeypatch.setenv("DNNL_PRIMITIVE_CACHE_CAPACITY", "7")  # the older name is the user's choice too
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    pretrain(data_dir, tmp_path / "users", recipe=TINY_RECIPE)
+    assert seen[1] is None and os.environ["DNNL_PRIMITIVE_CACHE_CAPACITY"] == "7"
