@@ -22,8 +22,9 @@ _GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_TOP_PAD: 128 * 1024, _M_MMA
 
 # oneDNN (bf16 matmuls on CPU) keeps one compiled primitive per shape with its buffers, 1,024 of them by default.
 # Length-bucketed batches and blocked losses make hundreds of shapes, and in bf16 the full cache held ~1 GB more by
-# the third HSTU-large epoch (peak 3.4 GiB, still rising, against 2.2-2.4 flat in fp32 or with a small cache). A step
-# uses a few dozen shapes: 64 primitives trained as fast as 1,024 (no cache at all: 1.4-1.8x slower per epoch).
+# the third HSTU-large epoch (peak 3.4 GiB, still rising; 2.4 flat in fp32, 2.2 flat with no cache). A step uses a
+# few dozen shapes: 64 primitives trained as fast as 1,024 and levelled off near 2.9 GiB over 8 epochs (no cache at
+# all: 1.4-1.8x slower per epoch, every matmul compiling its kernel again).
 ONEDNN_PRIMITIVE_CACHE_CAPACITY = 64
 
 # Set by `keep_cpu_heap_warm` once the settings hold: only then can free heap pages pile up (see `CpuHeapGuard`).
@@ -78,8 +79,8 @@ def bound_onednn_primitive_cache(capacity: int = ONEDNN_PRIMITIVE_CACHE_CAPACITY
     """Cap oneDNN's primitive cache (the CPU bf16 matmuls' compiled kernels) at `capacity` primitives.
 
     oneDNN reads `ONEDNN_PRIMITIVE_CACHE_CAPACITY` once, when it builds its first primitive, so this only takes
-    effect before the process's first bf16 matmul on CPU; the training workflows call it before they build a
-    model. A value already in the environment (`ONEDNN_PRIMITIVE_CACHE_CAPACITY` or the older
+    effect before the process's first bf16 matmul on CPU; every workflow run (`TrainingRun`) calls it before it
+    builds a model. A value already in the environment (`ONEDNN_PRIMITIVE_CACHE_CAPACITY` or the older
     `DNNL_PRIMITIVE_CACHE_CAPACITY`) is the user's choice and is kept.
 
     Returns True when this call set it.

@@ -30,7 +30,6 @@ from ..trainers import (
     SFTTrainer,
 )
 from ..trainers.policy import DEFAULT_LORA_TARGET_MODULES, recommender_peft_config
-from ..utils.runtime import bound_onednn_primitive_cache
 from .common import RunOptions, TrainingRun, best_epoch
 
 # method name -> (config class, trainer class, config values the method name implies)
@@ -215,7 +214,6 @@ def posttrain(
     """
     # No `keep_cpu_heap_warm()` here: with the full-catalogue (P, V) temporaries of varying P, a heap that is
     # never trimmed grows by gigabytes over a run on a shared machine.
-    bound_onednn_primitive_cache()
     options = RunOptions.merge(options, flags, caller="posttrain")
     recipe = resolve_recipe(recipe)
     method = resolve_method(method, recipe)

@@ -12,7 +12,7 @@ from ..evaluation.evaluator import dataset_subsets
 from ..models import HSTUConfig, HSTUForNextItemPrediction
 from ..recipes import resolve_recipe
 from ..trainers import PretrainConfig, PretrainTrainer
-from ..utils.runtime import bound_onednn_primitive_cache, keep_cpu_heap_warm
+from ..utils.runtime import keep_cpu_heap_warm
 from .common import EpochTimer, RunOptions, TrainingRun, best_epoch
 
 __all__ = ["pretrain"]
@@ -55,7 +55,6 @@ def pretrain(
         splits, vocabulary = run.load_data(data_dir, split)
         # After loading: the split's freed temporaries go back to the OS instead of staying in the warm heap.
         keep_cpu_heap_warm()
-        bound_onednn_primitive_cache()
 
         # Seed before building the model so the seed also fixes the initial weights.
         set_seed(args.seed)

@@ -20,7 +20,7 @@ from ..rewards import RewardEnsemble, format_reward_table, reward_table, uncerta
 from ..rewards.ensemble import member_directory
 from ..rewards.metrics import format_uncertainty
 from ..trainers import RewardConfig, RewardTrainer
-from ..utils.runtime import bound_onednn_primitive_cache, keep_cpu_heap_warm
+from ..utils.runtime import keep_cpu_heap_warm
 from .common import RunOptions, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,6 @@ def reward(
         splits, vocabulary = run.load_data(data_dir, split, model_dir=model_dir)
         # After loading: the split's freed temporaries go back to the OS instead of staying in the warm heap.
         keep_cpu_heap_warm()
-        bound_onednn_primitive_cache()
         model_kwargs = {**recipe["model"], **(model_overrides or {})}
         run.describe(recipe, training, model=model_kwargs, data={**recipe["data"], "split": split},
                      method=recipe["method"] or {}, write_recipe=False)
