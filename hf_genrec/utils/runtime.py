@@ -20,12 +20,18 @@ _M_MMAP_MAX = -4
 # glibc's defaults of those three (mallopt(3): 128 KiB, 128 KiB, 65,536 mappings).
 _GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_TOP_PAD: 128 * 1024, _M_MMAP_MAX: 65536}
 
-# oneDNN (bf16 matmuls on CPU) keeps one compiled primitive per shape with its buffers, 1,024 of them by default.
-# Length-bucketed batches and blocked losses make hundreds of shapes, and in bf16 the full cache held ~1 GB more by
-# the third HSTU-large epoch (peak 3.4 GiB, still rising; 2.4 flat in fp32, 2.2 flat with no cache). A step uses a
-# few dozen shapes: 64 primitives trained as fast as 1,024 and levelled off near 2.9 GiB over 8 epochs (no cache at
-# all: 1.4-1.8x slower per epoch, every matmul compiling its kernel again).
-ONEDNN_PRIMITIVE_CACHE_CAPACITY = 64
+# CPU bf16 matmuls go through two per-shape caches: oneDNN's primitive cache (compiled kernels and their buffers,
+# `ONEDNN_PRIMITIVE_CACHE_CAPACITY`, 1,024 by default) and, above it, ideep's cache of matmul computations
+# (`LRU_CACHE_CAPACITY`, 1,024 per thread). Length-bucketed batches and losses over P supervised positions make a
+# new shape almost every step, so both fill up over a run. Measured on HSTU-large (bf16, 2 vCPUs): oneDNN's full
+# cache held ~1 GB more by the third epoch; ideep's grew the live heap 190 -> 440 MB, and its entries, allocated
+# between the step's big temporaries, fragmented the heap (the heap guard trimmed 51 times in 12 epochs, per-epoch
+# peaks crept 2.4 -> 3.2 GiB). A step uses a few dozen shapes: with 64 entries each, training ran as fast (faster:
+# no trims after epoch 3) with peaks flat at 2.6-2.7 GiB and bit-identical weights. No oneDNN cache at all was
+# 1.4-1.8x slower per epoch (every matmul compiling its kernel again).
+ONEDNN_CACHE_CAPACITY = 64
+# The environment variables of the two caches, each with the older names a user may have set instead.
+_ONEDNN_CACHE_VARIABLES = (("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"), ("LRU_CACHE_CAPACITY",))
 
 # Set by `keep_cpu_heap_warm` once the settings hold: only then can free heap pages pile up (see `CpuHeapGuard`).
 _heap_kept_warm = False
@@ -75,20 +81,23 @@ def keep_cpu_heap_warm(top_pad_bytes: int = 1 << 30) -> bool:
     return bool(ok)
 
 
-def bound_onednn_primitive_cache(capacity: int = ONEDNN_PRIMITIVE_CACHE_CAPACITY) -> bool:
-    """Cap oneDNN's primitive cache (the CPU bf16 matmuls' compiled kernels) at `capacity` primitives.
+def bound_onednn_caches(capacity: int = ONEDNN_CACHE_CAPACITY) -> list[str]:
+    """Cap the per-shape caches of CPU bf16 matmuls at `capacity` entries: oneDNN's primitive cache
+    (`ONEDNN_PRIMITIVE_CACHE_CAPACITY`) and ideep's computation cache (`LRU_CACHE_CAPACITY`).
 
-    oneDNN reads `ONEDNN_PRIMITIVE_CACHE_CAPACITY` once, when it builds its first primitive, so this only takes
-    effect before the process's first bf16 matmul on CPU; every workflow run (`TrainingRun`) calls it before it
-    builds a model. A value already in the environment (`ONEDNN_PRIMITIVE_CACHE_CAPACITY` or the older
-    `DNNL_PRIMITIVE_CACHE_CAPACITY`) is the user's choice and is kept.
+    Both libraries read their variable once, when they first need the cache (oneDNN at its first primitive,
+    ideep at a thread's first matmul), so this only takes effect before the process's first bf16 matmul on CPU;
+    every workflow run (`TrainingRun`) calls it before it builds a model. A variable already in the environment
+    (or oneDNN's older `DNNL_PRIMITIVE_CACHE_CAPACITY`) is the user's choice and is kept.
 
-    Returns True when this call set it.
+    Returns the names of the variables this call set.
     """
-    if "ONEDNN_PRIMITIVE_CACHE_CAPACITY" in os.environ or "DNNL_PRIMITIVE_CACHE_CAPACITY" in os.environ:
-        return False
-    os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(int(capacity))
-    return True
+    set_here = []
+    for names in _ONEDNN_CACHE_VARIABLES:
+        if not any(name in os.environ for name in names):
+            os.environ[names[0]] = str(int(capacity))
+            set_here.append(names[0])
+    return set_here
 
 
 @contextlib.contextmanager
@@ -234,7 +243,7 @@ class CpuHeapGuard:
 
 __all__ = [
     "CpuHeapGuard",
-    "bound_onednn_primitive_cache",
+    "bound_onednn_caches",
     "cpu_heap_in_use_bytes",
     "keep_cpu_heap_warm",
     "release_cpu_heap",

@@ -44,7 +44,7 @@ from ..evaluation.metrics import RUNTIME, metric_key, strip_metric_prefix
 from ..recipes import build_training_config
 from ..trainers.base import checkpoint_fingerprint, last_complete_checkpoint
 from ..utils.io import check_output_dir, output_dir_lock, peak_memory_mb, write_json
-from ..utils.runtime import bound_onednn_primitive_cache
+from ..utils.runtime import bound_onednn_caches
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -392,8 +392,8 @@ class TrainingRun:
         if options.resume and options.overwrite:
             raise ValueError("--resume and --overwrite contradict each other: --overwrite starts over and deletes the "
                              "checkpoints --resume would continue from. Fix: pass only one of them.")
-        # Before any model is built: oneDNN reads its primitive-cache capacity at its first (bf16) matmul.
-        bound_onednn_primitive_cache()
+        # Before any model is built: oneDNN and ideep read their cache capacities at the first (bf16) matmul.
+        bound_onednn_caches()
         self.start = time.time()
         self.command = command
         self.output_dir = Path(output_dir)

@@ -156,21 +156,22 @@ def test_pretrain_reports_the_selected_epochs_logged_validation_without_ranking_
 
 
 
-def test_pretrain_bounds_the_onednn_primitive_cache_before_training_unless_the_user_set_it(data_dir, tmp_path,
-                                                                                            monkeypatch):
-    # oneDNN reads the capacity once, at its first primitive: the workflow must set it before it trains.
+def test_pretrain_bounds_the_onednn_caches_before_training_unless_the_user_set_them(data_dir, tmp_path, monkeypatch):
+    # oneDNN and ideep read their capacities once, at the first matmul: the workflow must set them before it trains.
     import hf_genrec.trainers.base as trainer_base
-    from hf_genrec.utils.runtime import ONEDNN_PRIMITIVE_CACHE_CAPACITY
+    from hf_genrec.utils.runtime import ONEDNN_CACHE_CAPACITY
 
-    for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"):
+    names = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+    for name in (*names, "DNNL_PRIMITIVE_CACHE_CAPACITY"):
         monkeypatch.delenv(name, raising=False)
     seen = []
     train = trainer_base.GenRecTrainer.train
     monkeypatch.setattr(trainer_base.GenRecTrainer, "train", lambda self, *args, **kwargs: seen.append(
-        os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")) or train(self, *args, **kwargs))
+        [os.environ.get(name) for name in names]) or train(self, *args, **kwargs))
     pretrain(data_dir, tmp_path / "bounded", recipe=TINY_RECIPE)
-    assert seen == [str(ONEDNN_PRIMITIVE_CACHE_CAPACITY)]
+    assert seen == [[str(ONEDNN_CACHE_CAPACITY)] * 2]
     monkeypatch.setenv("DNNL_PRIMITIVE_CACHE_CAPACITY", "7")  # the older name is the user's choice too
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "3")
     monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
     pretrain(data_dir, tmp_path / "users", recipe=TINY_RECIPE)
-    assert seen[1] is None and os.environ["DNNL_PRIMITIVE_CACHE_CAPACITY"] == "7"
+    assert seen[1] == [None, "3"] and os.environ["DNNL_PRIMITIVE_CACHE_CAPACITY"] == "7"
