@@ -137,54 +137,72 @@ def gathered_item_scores(
     return _GatheredItemScores.apply(user_embeddings, item_embeddings, indices)
 
 
+def _float32_block_scores(users: torch.Tensor, items_t: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(rows, d) @ (d, V + 1) in the inputs' dtype -> float32 scores / temperature, column 0 (padding) -inf."""
+    scores = (users @ items_t).float()  # (rows, V + 1); no copy when the matmul ran in float32
+    if temperature != 1.0:
+        scores.div_(temperature)
+    scores[:, 0] = float("-inf")
+    return scores
+
+
 class _CatalogueLabelLogProbs(torch.autograd.Function):
     """log softmax(u · Iᵀ / τ)[y] over the catalogue (column 0 excluded), a block of rows at a time.
 
     The forward keeps only each row's log-sum-exp; the backward scores each block again (one matmul more than
     autograd's, none of the (P, V + 1) memory traffic) and turns it into the gradient in place:
-    d log p_y / d s = onehot(y) − softmax(s).
+    d log p_y / d s = onehot(y) − softmax(s). The matmuls run in `compute_dtype` (the inputs are cast to it once);
+    everything else (division by τ, log-sum-exp, softmax, the item gradient's sum over blocks) in float32.
     """
 
     @staticmethod
-    def forward(ctx, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, temperature: float):
+    def forward(ctx, users, items, labels, temperature: float, compute_dtype: torch.dtype):
         num_positions = users.shape[0]
         rows = _score_block_rows(num_positions, items.shape[0], users.device)
+        users_c, items_t = users.to(compute_dtype), items.T.to(compute_dtype)  # (P, d), (d, V + 1)
         log_probs, log_normalisers = users.new_empty(num_positions), users.new_empty(num_positions)  # (P,), (P,)
         for start in range(0, num_positions, rows):
             stop = min(start + rows, num_positions)
-            scores = masked_catalogue_scores(users[start:stop], items, temperature)  # (rows, V + 1)
+            scores = _float32_block_scores(users_c[start:stop], items_t, temperature)  # (rows, V + 1)
             torch.logsumexp(scores, dim=1, out=log_normalisers[start:stop])
             log_probs[start:stop] = scores.gather(1, labels[start:stop, None])[:, 0] - log_normalisers[start:stop]
         ctx.save_for_backward(users, items, labels, log_normalisers)
-        ctx.temperature, ctx.rows = temperature, rows
+        ctx.temperature, ctx.rows, ctx.compute_dtype = temperature, rows, compute_dtype
         return log_probs
 
     @staticmethod
     def backward(ctx, grad_log_probs: torch.Tensor):
         users, items, labels, log_normalisers = ctx.saved_tensors
-        temperature, rows = ctx.temperature, ctx.rows
+        temperature, rows, dtype = ctx.temperature, ctx.rows, ctx.compute_dtype
+        users_c, items_c = users.to(dtype), items.to(dtype)  # (P, d), (V + 1, d)
+        items_t = items_c.T
         need_users, need_items = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_users = torch.empty_like(users) if need_users else None  # (P, d)
-        grad_items_t = items.new_zeros(items.shape[::-1]) if need_items else None  # (d, V + 1)
+        grad_users = torch.empty_like(users_c) if need_users else None  # (P, d)
+        grad_items_t = items.new_zeros(items.shape[::-1]) if need_items else None  # (d, V + 1), float32
         grad_scores_scale = grad_log_probs / temperature  # (P,): the chain rule through s = u · i / τ
         for start in range(0, users.shape[0], rows):
             stop = min(start + rows, users.shape[0])
             block_scale = grad_scores_scale[start:stop, None]  # (rows, 1)
-            scores = masked_catalogue_scores(users[start:stop], items, temperature)  # (rows, V + 1)
+            scores = _float32_block_scores(users_c[start:stop], items_t, temperature)  # (rows, V + 1)
             grad_scores = scores.sub_(log_normalisers[start:stop, None]).exp_().mul_(-block_scale)  # −g·softmax/τ
             grad_scores.scatter_add_(1, labels[start:stop, None], block_scale)  # + g/τ at the label
-            _accumulate_block_gradients(grad_scores, users[start:stop], items,
+            _accumulate_block_gradients(grad_scores.to(dtype), users_c[start:stop], items_c,
                                         grad_users[start:stop] if need_users else None, grad_items_t)
-        return grad_users, None if grad_items_t is None else grad_items_t.T.contiguous(), None, None
+        return (None if grad_users is None else grad_users.to(users.dtype),
+                None if grad_items_t is None else grad_items_t.T.contiguous(), None, None, None)
 
 
 def catalogue_label_log_probs(
     user_embeddings: torch.Tensor, item_embeddings: torch.Tensor, labels: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """log π(y | x) of one item per position under the full-catalogue softmax, in float32 with autocast off.
+    """log π(y | x) of one item per position under the full-catalogue softmax, as float32.
 
     Equal to `log_softmax(user_embeddings @ item_embeddings.T / temperature)` (column 0 set to −inf first) at
     `labels`, without the (P, V + 1) matrix: on CPU the scores are made and used in cache-sized blocks of rows.
+    Under autocast the score matmuls run in its dtype (bf16), as the pretraining loss's do, and the rest in float32:
+    this is a training loss, and its matmuls are most of the work (in float32 they made SFT, reward-weighted BC and
+    A-SFT epochs 2.2-2.5x pretraining's on a CPU with bf16). The log-probabilities that enter ratios and penalties
+    (DPO, IPO, PPO, CQL) come from the float32 scores of `item_logits_float32` instead.
 
     Args:
         user_embeddings: (P, d) normalised user vectors.
@@ -195,12 +213,15 @@ def catalogue_label_log_probs(
     Returns:
         (P,) float32 log-probabilities.
     """
-    with torch.autocast(device_type=user_embeddings.device.type, enabled=False):
+    device_type = user_embeddings.device.type
+    autocast = torch.is_autocast_enabled(device_type)
+    compute_dtype = torch.get_autocast_dtype(device_type) if autocast else torch.float32
+    with torch.autocast(device_type=device_type, enabled=False):
         users, items = user_embeddings.float(), item_embeddings.float()
         if torch.compiler.is_compiling():  # the graph compiler fuses the plain ops itself
-            scores = masked_catalogue_scores(users, items, temperature)  # (P, V + 1)
+            scores = _float32_block_scores(users.to(compute_dtype), items.T.to(compute_dtype), temperature)
             return torch.log_softmax(scores, dim=-1).gather(1, labels[:, None])[:, 0]
-        return _CatalogueLabelLogProbs.apply(users, items, labels, temperature)
+        return _CatalogueLabelLogProbs.apply(users, items, labels, temperature, compute_dtype)
 
 
 def full_softmax_loss(

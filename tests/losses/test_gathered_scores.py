@@ -159,3 +159,39 @@ def test_bf16_item_gradients_are_summed_over_blocks_in_float32(monkeypatch):
     exact = grad_scores.T @ users.bfloat16().double()  # (V + 1, d)
     assert items.grad.dtype == torch.float32
     assert ((items.grad.double() - exact).norm() / exact.norm()).item() < 4e-3
+
+
+def test_catalogue_label_log_probs_under_autocast_run_their_matmuls_in_bf16():
+    """Under bf16 autocast: the log-softmax of the bf16 matmul's scores, taken in float32, over several blocks;
+    gradients as autograd gives them for that expression, the item gradient summed in float32."""
+    num_items = 16383  # 64-row blocks: 4 of them
+    g = torch.Generator().manual_seed(4)
+    users = F.normalize(torch.randn(3 * MIN_SCORE_BLOCK_ROWS + 5, 16, generator=g), dim=-1)
+    items = F.normalize(torch.randn(num_items + 1, 16, generator=g), dim=-1)
+    labels = torch.randint(1, num_items + 1, (users.shape[0],), generator=g)
+    upstream = torch.randn(users.shape[0], generator=g)
+
+    def bf16_matmul_reference(u, i):
+        scores = (u.bfloat16() @ i.bfloat16().T).float() / 0.05
+        scores[:, 0] = float("-inf")
+        return torch.log_softmax(scores, dim=-1).gather(1, labels[:, None])[:, 0]
+
+    results = []
+    for blocked in (True, False):
+        u, i = users.clone().requires_grad_(), items.clone().requires_grad_()
+        if blocked:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                log_probs = catalogue_label_log_probs(u, i, labels, 0.05)
+        else:
+            log_probs = bf16_matmul_reference(u, i)
+        assert log_probs.dtype == torch.float32
+        (log_probs * upstream).sum().backward()
+        assert u.grad.dtype == i.grad.dtype == torch.float32
+        results.append((log_probs.detach(), u.grad, i.grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    for blocked, reference in zip(results[0][1:], results[1][1:]):
+        torch.testing.assert_close(blocked, reference, rtol=2e-2, atol=2e-2 * reference.abs().max().item())
+    # The bf16 scores are what changed: the float32 path differs from them by more than the tolerance above.
+    float32 = catalogue_label_log_probs(users, items, labels, 0.05)
+    assert (float32 - results[0][0]).abs().max() > 1e-3
+    assert (float32 - results[0][0]).abs().max() < 0.1  # cosines rounded to bf16, divided by tau = 0.05

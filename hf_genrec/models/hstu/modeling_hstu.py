@@ -792,7 +792,9 @@ class HSTUForNextItemPrediction(HSTUItemScoringMixin, HSTUPreTrainedModel):
                 gives the cosines, column 0 still -inf).
             logits_labels (`torch.LongTensor` of shape `(P,)`, *optional*):
                 One item per `logits_mask` position: return its log-probability under the softmax of those scores
-                (`label_log_probs`) instead of the scores, without building the (P, num_items + 1) matrix.
+                (`label_log_probs`, float32) instead of the scores, without building the (P, num_items + 1) matrix.
+                A training loss (SFT, reward-weighted BC, A-SFT): under autocast its score matmuls run in the autocast
+                dtype, as the next-item losses' do (`catalogue_label_log_probs`).
 
         Other arguments are those of [`HSTUModel.forward`].
         """
