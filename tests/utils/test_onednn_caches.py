@@ -31,8 +31,10 @@ print(cpu_heap_in_use_bytes() - before)
 
 @pytest.fixture
 def clean_environment(monkeypatch):
+    """None of the variables set during the test, and the process's own values back after it."""
     for name in _CACHE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "0")  # records the value to restore (or that there was none) ...
+        monkeypatch.delenv(name)  # ... which a bare delenv of an absent variable would not
 
 
 def test_sets_both_capacities_and_keeps_what_the_user_set(clean_environment, monkeypatch):
