@@ -19,30 +19,21 @@ environment to compare settings; the trained weights do not depend on them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
 
-from hf_genrec.utils.runtime import cpu_heap_in_use_bytes, resident_memory_bytes
-from hf_genrec.workflows import pretrain
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import _reset_peak, _status_kib  # noqa: E402  (the /proc readers of benchmarks/memory.py)
+
+from hf_genrec.utils.runtime import cpu_heap_in_use_bytes, resident_memory_bytes  # noqa: E402
+from hf_genrec.workflows import pretrain  # noqa: E402
 
 MIB = 1 << 20
-
-
-def _peak_resident_bytes() -> int:
-    """The kernel's high-water mark of this process's resident set (`VmHWM`), in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/self/status has no VmHWM line")
-
-
-def _reset_peak_resident() -> None:
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")
 
 
 class HeapTrace(TrainerCallback):
@@ -66,10 +57,10 @@ class HeapTrace(TrainerCallback):
             "seconds": time.perf_counter() - self._step_start,
             "live": cpu_heap_in_use_bytes(),
             "resident": resident,
-            "peak": _peak_resident_bytes(),
+            "peak": _status_kib(os.getpid())["VmHWM"] * 1024,
             "trimmed": same_epoch and self.rows[-1]["resident"] - resident > self.trim_bytes,
         })
-        _reset_peak_resident()
+        _reset_peak(os.getpid())
 
 
 def epoch_table(rows: list[dict]) -> str:
