@@ -155,7 +155,6 @@ def test_pretrain_reports_the_selected_epochs_logged_validation_without_ranking_
     assert "long_history/ndcg@10" in reused["validation"] and "runtime" not in reused["validation"]
 
 
-
 def test_pretrain_bounds_the_onednn_caches_before_training_unless_the_user_set_them(data_dir, tmp_path, monkeypatch):
     # oneDNN and ideep read their capacities once, at the first matmul: the workflow must set them before it trains.
     import hf_genrec.trainers.base as trainer_base
@@ -163,7 +162,8 @@ def test_pretrain_bounds_the_onednn_caches_before_training_unless_the_user_set_t
 
     names = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
     for name in (*names, "DNNL_PRIMITIVE_CACHE_CAPACITY"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "0")  # records the process's value to restore after the test (or that there was
+        monkeypatch.delenv(name)  # none), which a bare delenv of an absent variable would not: pretrain sets them
     seen = []
     train = trainer_base.GenRecTrainer.train
     monkeypatch.setattr(trainer_base.GenRecTrainer, "train", lambda self, *args, **kwargs: seen.append(
